@@ -1,0 +1,365 @@
+//! The error catalogue users see.
+//!
+//! Every failure a client can provoke maps to one [`ErrorCode`]: a stable
+//! number (in the ranges the notebook service uses, so runbooks carry over),
+//! the gRPC code it travels as, the HTTP status it travels as, and a default
+//! "what to do" hint. A [`TarnError`] is a code plus a message naming the
+//! cause; its `Display` form is what every protocol shows.
+
+use std::fmt;
+
+/// Stable, documented error codes. Never renumber: clients match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The workspace (database) does not exist.
+    WorkspaceNotFound,
+    /// A workspace name is not a valid folder name.
+    InvalidWorkspaceName,
+    /// The table does not exist in the workspace.
+    TableNotFound,
+    /// A column named in the query does not exist.
+    ColumnNotFound,
+    /// The caller presented no credentials where they are required.
+    Unauthenticated,
+    /// The caller's credentials expired.
+    CredentialsExpired,
+    /// The caller lacks the role the operation needs.
+    AccessDenied,
+    /// No executor of the needed pool is available.
+    PoolNotAvailable,
+    /// The session is unknown, closed or timed out.
+    SessionNotFound,
+    /// The statement is not valid SQL.
+    SqlSyntax,
+    /// The statement is valid SQL but cannot be planned.
+    InvalidQuery,
+    /// The feature or statement kind is not supported.
+    Unsupported,
+    /// The query was cancelled by the user.
+    Cancelled,
+    /// An argument of the request is missing or invalid.
+    InvalidArgument,
+    /// A query stage failed on an executor (memory, crash, lost shuffle).
+    ExecutionFailed,
+    /// A prepared statement handle is unknown or was closed.
+    PreparedStatementNotFound,
+    /// Something inside Tarn failed; this is a bug or an outage.
+    Internal,
+}
+
+/// How a code travels over HTTP and gRPC, and what the user should do.
+struct Spec {
+    number: u32,
+    grpc: tonic::Code,
+    http: u16,
+    fix: &'static str,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::WorkspaceNotFound,
+        ErrorCode::InvalidWorkspaceName,
+        ErrorCode::TableNotFound,
+        ErrorCode::ColumnNotFound,
+        ErrorCode::Unauthenticated,
+        ErrorCode::CredentialsExpired,
+        ErrorCode::AccessDenied,
+        ErrorCode::PoolNotAvailable,
+        ErrorCode::SessionNotFound,
+        ErrorCode::SqlSyntax,
+        ErrorCode::InvalidQuery,
+        ErrorCode::Unsupported,
+        ErrorCode::Cancelled,
+        ErrorCode::InvalidArgument,
+        ErrorCode::ExecutionFailed,
+        ErrorCode::PreparedStatementNotFound,
+        ErrorCode::Internal,
+    ];
+
+    fn spec(self) -> Spec {
+        use tonic::Code as G;
+        let s = |number, grpc, http, fix| Spec {
+            number,
+            grpc,
+            http,
+            fix,
+        };
+        match self {
+            ErrorCode::WorkspaceNotFound => s(
+                2001,
+                G::NotFound,
+                404,
+                "list workspaces with `SHOW SCHEMAS` (or GetDbSchemas) and use one of them",
+            ),
+            ErrorCode::InvalidWorkspaceName => s(
+                2002,
+                G::InvalidArgument,
+                400,
+                "workspace names use letters, digits, '_' and '-' only",
+            ),
+            ErrorCode::TableNotFound => s(
+                2100,
+                G::NotFound,
+                404,
+                "list tables with `SHOW TABLES` (or GetTables); names are case-sensitive as shown",
+            ),
+            ErrorCode::ColumnNotFound => s(
+                2101,
+                G::NotFound,
+                404,
+                "check the column name and its case against the table's schema (`DESCRIBE <table>`)",
+            ),
+            ErrorCode::Unauthenticated => s(
+                2201,
+                G::Unauthenticated,
+                401,
+                "authenticate with a bearer token (`tarn token --user <name>`) or basic credentials",
+            ),
+            ErrorCode::CredentialsExpired => s(
+                2202,
+                G::Unauthenticated,
+                401,
+                "obtain a new token and reconnect",
+            ),
+            ErrorCode::AccessDenied => s(
+                2203,
+                G::PermissionDenied,
+                403,
+                "ask a workspace owner for the role named in the message",
+            ),
+            ErrorCode::PoolNotAvailable => s(
+                2301,
+                G::Unavailable,
+                503,
+                "wait for executors of the pool to register, or ask an operator to add capacity",
+            ),
+            ErrorCode::SessionNotFound => s(
+                2302,
+                G::NotFound,
+                404,
+                "start a new session; sessions end after inactivity or when closed",
+            ),
+            ErrorCode::SqlSyntax => s(
+                2801,
+                G::InvalidArgument,
+                400,
+                "correct the SQL near the position given",
+            ),
+            ErrorCode::InvalidQuery => s(
+                2802,
+                G::InvalidArgument,
+                400,
+                "correct the query as the message says",
+            ),
+            ErrorCode::Unsupported => s(
+                2803,
+                G::Unimplemented,
+                501,
+                "use a supported statement; see the README for what Tarn runs",
+            ),
+            ErrorCode::Cancelled => s(2804, G::Cancelled, 499, "run the query again if needed"),
+            ErrorCode::InvalidArgument => s(
+                2805,
+                G::InvalidArgument,
+                400,
+                "correct the request as the message says",
+            ),
+            ErrorCode::ExecutionFailed => s(
+                2806,
+                G::Aborted,
+                500,
+                "retry; if it fails again, reduce the data the query touches (filter by TimeGenerated) or ask an operator to check executor memory",
+            ),
+            ErrorCode::PreparedStatementNotFound => s(
+                2807,
+                G::NotFound,
+                404,
+                "prepare the statement again; handles end with their session",
+            ),
+            ErrorCode::Internal => s(
+                2901,
+                G::Internal,
+                500,
+                "retry; if it persists, report it with the time and the query",
+            ),
+        }
+    }
+
+    /// The stable number, e.g. 2100.
+    pub fn number(self) -> u32 {
+        self.spec().number
+    }
+
+    /// The gRPC status code this error travels as.
+    pub fn grpc_code(self) -> tonic::Code {
+        self.spec().grpc
+    }
+
+    /// The HTTP status this error travels as.
+    pub fn http_status(self) -> u16 {
+        self.spec().http
+    }
+
+    /// The default advice on what to do.
+    pub fn fix(self) -> &'static str {
+        self.spec().fix
+    }
+
+    /// A short stable name, e.g. `TABLE_NOT_FOUND`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::WorkspaceNotFound => "WORKSPACE_NOT_FOUND",
+            ErrorCode::InvalidWorkspaceName => "INVALID_WORKSPACE_NAME",
+            ErrorCode::TableNotFound => "TABLE_NOT_FOUND",
+            ErrorCode::ColumnNotFound => "COLUMN_NOT_FOUND",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::CredentialsExpired => "CREDENTIALS_EXPIRED",
+            ErrorCode::AccessDenied => "ACCESS_DENIED",
+            ErrorCode::PoolNotAvailable => "POOL_NOT_AVAILABLE",
+            ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
+            ErrorCode::SqlSyntax => "SQL_SYNTAX",
+            ErrorCode::InvalidQuery => "INVALID_QUERY",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
+            ErrorCode::PreparedStatementNotFound => "PREPARED_STATEMENT_NOT_FOUND",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// Looks a code up by its number (clients rebuild errors from metadata).
+    pub fn from_number(n: u32) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.number() == n)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TARN-{}", self.number())
+    }
+}
+
+/// gRPC metadata key carrying the numeric code.
+pub const ERROR_CODE_HEADER: &str = "x-tarn-error-code";
+
+/// A user-facing error: what failed, why, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarnError {
+    /// The catalogue entry.
+    pub code: ErrorCode,
+    /// The cause, naming the object involved.
+    pub message: String,
+    /// What to do; defaults to the code's advice.
+    pub fix: Option<String>,
+}
+
+impl TarnError {
+    /// An error with the code's default advice.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// Replaces the default advice with a specific one.
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    /// The advice shown to the user.
+    pub fn fix(&self) -> &str {
+        self.fix.as_deref().unwrap_or(self.code.fix())
+    }
+
+    /// The error as a gRPC status (Flight SQL's form).
+    pub fn to_status(&self) -> tonic::Status {
+        let mut status = tonic::Status::new(self.code.grpc_code(), self.to_string());
+        if let Ok(v) = self.code.number().to_string().parse() {
+            status.metadata_mut().insert(ERROR_CODE_HEADER, v);
+        }
+        status
+    }
+
+    /// The error as the JSON body of an HTTP response.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "code": self.code.number(),
+                "name": self.code.name(),
+                "message": self.message,
+                "fix": self.fix(),
+            }
+        })
+    }
+
+    /// Rebuilds an error from a status produced by [`TarnError::to_status`].
+    pub fn from_status(status: &tonic::Status) -> Self {
+        let code = status
+            .metadata()
+            .get(ERROR_CODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .and_then(ErrorCode::from_number)
+            .unwrap_or(match status.code() {
+                tonic::Code::NotFound => ErrorCode::InvalidArgument,
+                tonic::Code::Unavailable => ErrorCode::PoolNotAvailable,
+                tonic::Code::Cancelled => ErrorCode::Cancelled,
+                tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
+                tonic::Code::PermissionDenied => ErrorCode::AccessDenied,
+                tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+                _ => ErrorCode::Internal,
+            });
+        Self::new(code, status.message().to_string())
+    }
+}
+
+impl fmt::Display for TarnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}. Fix: {}",
+            self.code,
+            self.code.name(),
+            self.message,
+            self.fix()
+        )
+    }
+}
+
+impl std::error::Error for TarnError {}
+
+impl From<TarnError> for tonic::Status {
+    fn from(e: TarnError) -> Self {
+        e.to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.number()), "duplicate number {}", c.number());
+            assert_eq!(ErrorCode::from_number(c.number()), Some(*c));
+        }
+    }
+
+    #[test]
+    fn status_carries_code_cause_and_fix() {
+        let e = TarnError::new(ErrorCode::TableNotFound, "table 'demo.Nope' does not exist");
+        let s = e.to_status();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert!(s.message().starts_with("TARN-2100 TABLE_NOT_FOUND: table 'demo.Nope'"));
+        assert!(s.message().contains("Fix: "));
+        assert_eq!(TarnError::from_status(&s).code, ErrorCode::TableNotFound);
+    }
+}

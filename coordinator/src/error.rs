@@ -1,0 +1,35 @@
+//! Coordinator errors.
+
+/// Result with the coordinator's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What failed in the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The lake root is unusable.
+    #[error("lake: {0}")]
+    Lake(tarn_lake::Error),
+    /// Ballista's scheduler did not start.
+    #[error("cannot start the Ballista scheduler: {source}")]
+    StartScheduler {
+        /// The cause.
+        source: ballista_core::error::BallistaError,
+    },
+    /// The gRPC server failed.
+    #[error("coordinator server failed: {source}")]
+    Serve {
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("coordinator task failed: {0}")]
+    Task(String),
+}

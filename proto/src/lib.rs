@@ -1,0 +1,40 @@
+//! Protobuf contracts between Tarn's roles (package `tarn.v1`).
+//!
+//! The generated code in `src/generated` is checked in; regenerate it with
+//! `cargo run -p tarn-proto-gen` after editing `proto/tarn.proto`.
+
+#[allow(missing_docs, clippy::all, unused_qualifications)]
+#[rustfmt::skip]
+mod generated {
+    include!("generated/tarn.v1.rs");
+}
+
+pub use generated::*;
+
+impl Pool {
+    /// The pool's name as users and configuration write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Pool::Interactive => "interactive",
+            Pool::Job => "job",
+            Pool::Unspecified => "unspecified",
+        }
+    }
+
+    /// Parses `interactive` or `job`.
+    pub fn from_label(s: &str) -> Option<Pool> {
+        match s.to_ascii_lowercase().as_str() {
+            "interactive" => Some(Pool::Interactive),
+            "job" => Some(Pool::Job),
+            _ => None,
+        }
+    }
+}
+
+/// A request header for this build's protocol version.
+pub fn header() -> RequestHeader {
+    RequestHeader {
+        protocol_version: 1,
+        traceparent: String::new(),
+    }
+}
