@@ -1,1 +1,173 @@
-fn main(){}
+//! `tarn`: one binary, a subcommand per role.
+
+mod standalone;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tarn_common::config;
+
+#[derive(Parser)]
+#[command(name = "tarn", version, about = "Tarn: a compute cluster for notebooks and jobs over a security data lake")]
+struct Cli {
+    /// TOML file with [coordinator], [executor] and [gateway] sections.
+    #[arg(long, global = true, env = "TARN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true, env = "TARN_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Coordinator, one interactive and one job executor, and the gateway,
+    /// with the demo lake created when missing.
+    Standalone(standalone::Args),
+    /// The coordinator (embedded Ballista scheduler + tarn.v1 API).
+    Coordinator {
+        /// Listen address.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Lake root (directory or URL).
+        #[arg(long)]
+        lake: Option<String>,
+    },
+    /// An executor of one pool.
+    Executor {
+        /// Coordinator host:port.
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// `interactive` or `job`.
+        #[arg(long)]
+        pool: Option<String>,
+        /// vCores offered (default: the machine's cores).
+        #[arg(long)]
+        vcores: Option<u32>,
+        /// Lake root (directory or URL).
+        #[arg(long)]
+        lake: Option<String>,
+        /// Host to bind and advertise.
+        #[arg(long)]
+        bind_host: Option<String>,
+    },
+    /// The gateway (Flight SQL + HTTP).
+    Gateway {
+        /// Flight SQL listen address.
+        #[arg(long)]
+        flight_addr: Option<String>,
+        /// HTTP listen address.
+        #[arg(long)]
+        http_addr: Option<String>,
+        /// Coordinator host:port.
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Lake root (directory or URL).
+        #[arg(long)]
+        lake: Option<String>,
+        /// vCores (and scan partitions) per session.
+        #[arg(long)]
+        session_vcores: Option<u32>,
+    },
+    /// (Re)generates the demo workspace in the lake.
+    Demo {
+        /// Lake root (directory or URL).
+        #[arg(long, default_value = "./lake")]
+        lake: String,
+        /// Size factor: 1.0 is about 200 users and a few hundred thousand events.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Days of history.
+        #[arg(long, default_value_t = 21)]
+        days: u32,
+        /// Random seed (the output is deterministic per seed).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tarn_common::telemetry::init("info,ballista=warn,ballista_executor=warn,datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn", cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tarn")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Standalone(args) => standalone::run(args, file).await,
+        Command::Coordinator { bind, lake } => {
+            let mut o: tarn_coordinator::CoordinatorOptions = config::load("coordinator", file)?;
+            set(&mut o.bind, bind);
+            set(&mut o.lake, lake);
+            let shutdown = tarn_common::shutdown::install_signal_handlers();
+            let c = tarn_coordinator::Coordinator::start(Arc::new(o), shutdown).await?;
+            c.wait().await?;
+            Ok(())
+        }
+        Command::Executor {
+            coordinator,
+            pool,
+            vcores,
+            lake,
+            bind_host,
+        } => {
+            let mut o: tarn_executor::ExecutorOptions = config::load("executor", file)?;
+            set(&mut o.coordinator, coordinator);
+            set(&mut o.pool, pool);
+            set(&mut o.vcores, vcores);
+            set(&mut o.lake, lake);
+            set(&mut o.bind_host, bind_host);
+            // Ballista's executor installs its own signal handling and
+            // drains on SIGTERM; this token only stops the announcer.
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            tarn_executor::run(Arc::new(o), shutdown).await?;
+            Ok(())
+        }
+        Command::Gateway {
+            flight_addr,
+            http_addr,
+            coordinator,
+            lake,
+            session_vcores,
+        } => {
+            let mut o: tarn_gateway::GatewayOptions = config::load("gateway", file)?;
+            set(&mut o.flight_addr, flight_addr);
+            set(&mut o.http_addr, http_addr);
+            set(&mut o.coordinator, coordinator);
+            set(&mut o.lake, lake);
+            set(&mut o.session_vcores, session_vcores);
+            let shutdown = tarn_common::shutdown::install_signal_handlers();
+            let g = tarn_gateway::Gateway::start(Arc::new(o), shutdown).await?;
+            g.wait().await?;
+            Ok(())
+        }
+        Command::Demo { lake, scale, days, seed } => {
+            let opts = tarn_lake::demo::DemoOptions {
+                scale,
+                days,
+                seed,
+                ..Default::default()
+            };
+            let summary = standalone::generate_demo(&lake, &opts).await?;
+            for (t, n) in summary.tables {
+                tracing::info!(table = %t, rows = n, "written");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}

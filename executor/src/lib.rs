@@ -1,1 +1,167 @@
+//! The Tarn executor: Ballista's executor as a library, with the lake
+//! registered, plus an announcement of its pool and vCores to the
+//! coordinator's `tarn.v1` API.
 
+pub mod error;
+pub mod options;
+
+pub use error::{Error, Result};
+pub use options::ExecutorOptions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use tarn_proto::coordinator_client::CoordinatorClient;
+use tarn_proto::{Pool, RegisterExecutorRequest};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Picks a free loopback/any port by binding and releasing it. Ballista
+/// advertises the port it is given, so "0" cannot be passed through.
+pub fn free_port(host: &str) -> Result<u16> {
+    let l = std::net::TcpListener::bind((host, 0)).map_err(|source| Error::Bind {
+        addr: format!("{host}:0"),
+        source,
+    })?;
+    Ok(l.local_addr().map_err(|source| Error::Bind {
+        addr: format!("{host}:0"),
+        source,
+    })?
+    .port())
+}
+
+/// Runs an executor until a shutdown signal (SIGINT/SIGTERM) or until the
+/// embedded Ballista executor stops.
+pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Result<()> {
+    let pool = Pool::from_label(&opts.pool).ok_or_else(|| Error::InvalidPool(opts.pool.clone()))?;
+    let vcores = if opts.vcores == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        opts.vcores as usize
+    };
+    let (coord_host, coord_port) = split_host_port(&opts.coordinator)?;
+    let flight_port = match opts.flight_port {
+        0 => free_port(&opts.bind_host)?,
+        p => p,
+    };
+    let grpc_port = match opts.grpc_port {
+        0 => free_port(&opts.bind_host)?,
+        p => p,
+    };
+    let executor_id = format!("{}-{}", pool.label(), uuid::Uuid::new_v4().simple());
+    let lake_root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
+    // Shuffle files live here until their job's data expires. An explicit
+    // directory, because Ballista's fallback temp dir is deleted as soon as
+    // it is created.
+    let (work_dir, owned_work_dir) = match &opts.work_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("tarn-{executor_id}"));
+            std::fs::create_dir_all(&d).map_err(|source| Error::Bind {
+                addr: d.display().to_string(),
+                source,
+            })?;
+            (d.display().to_string(), Some(d))
+        }
+    };
+
+    let mut config = ExecutorProcessConfig {
+        executor_id: executor_id.clone(),
+        bind_host: opts.bind_host.clone(),
+        external_host: Some(opts.advertise_host.clone().unwrap_or_else(|| opts.bind_host.clone())),
+        port: flight_port,
+        grpc_port,
+        scheduler_host: coord_host.clone(),
+        scheduler_port: coord_port,
+        scheduler_connect_timeout_seconds: 30,
+        vcores,
+        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        work_dir: Some(work_dir),
+        print_thread_info: false,
+        job_data_ttl_seconds: 3600,
+        job_data_clean_up_interval_seconds: 600,
+        executor_heartbeat_interval_seconds: 3,
+        override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
+        ..Default::default()
+    };
+    if lake_root.scheme() != "file" {
+        let root = lake_root.clone();
+        config.override_runtime_producer = Some(Arc::new(move |_| {
+            let env = RuntimeEnvBuilder::new().build()?;
+            tarn_lake::register_object_store(&env, &root)?;
+            Ok(Arc::new(env))
+        }));
+    }
+    info!(%executor_id, pool = pool.label(), vcores, flight_port, grpc_port, "starting executor");
+
+    let announce = RegisterExecutorRequest {
+        header: Some(tarn_proto::header()),
+        executor_id: executor_id.clone(),
+        pool: pool as i32,
+        vcores: vcores as u32,
+        host: config.external_host.clone().unwrap_or_default(),
+        flight_port: flight_port as u32,
+        grpc_port: grpc_port as u32,
+        pid: std::process::id(),
+    };
+    let coordinator = format!("http://{coord_host}:{coord_port}");
+    let announcer = tokio::spawn(announce_loop(coordinator, announce, shutdown.clone()));
+
+    // Ballista's executor handles SIGINT/SIGTERM itself: it fences itself
+    // with the scheduler, drains running tasks and stops its servers.
+    let result = start_executor_process(Arc::new(config))
+        .await
+        .map_err(|source| Error::Ballista { source });
+    shutdown.cancel();
+    announcer.abort();
+    if let Some(d) = owned_work_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    result
+}
+
+/// Announces the executor's pool until shutdown, at a third of the TTL the
+/// coordinator asks for, so one lost announcement never expires it.
+async fn announce_loop(coordinator: String, req: RegisterExecutorRequest, shutdown: CancellationToken) {
+    let mut period = Duration::from_secs(1);
+    let mut warned = false;
+    loop {
+        let result = async {
+            let mut client = CoordinatorClient::connect(coordinator.clone()).await.map_err(|e| e.to_string())?;
+            client
+                .register_executor(req.clone())
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| e.message().to_string())
+        }
+        .await;
+        match result {
+            Ok(resp) => {
+                warned = false;
+                period = Duration::from_millis((u64::from(resp.ttl_seconds.max(1)) * 1000 / 3).max(200));
+            }
+            Err(e) if !warned => {
+                warn!(%coordinator, error = %e, "cannot announce executor to coordinator; retrying");
+                warned = true;
+                period = Duration::from_millis(500);
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+fn split_host_port(addr: &str) -> Result<(String, u16)> {
+    let addr = addr.trim_start_matches("http://");
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| Error::InvalidAddress(addr.to_string()))?;
+    let port = port.parse().map_err(|_| Error::InvalidAddress(addr.to_string()))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}

@@ -1,1 +1,98 @@
+//! The Tarn gateway: the only public door.
+//!
+//! It speaks Arrow Flight SQL (queries, prepared statements, metadata,
+//! cancel) and HTTP (`/healthz`, `/readyz`). Statements are planned here
+//! against the lake catalog and executed as Ballista jobs through the
+//! coordinator; result batches stream from the executors through the
+//! gateway to the client without being gathered first.
 
+pub mod error;
+pub mod flight;
+pub mod http;
+pub mod options;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use options::GatewayOptions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::flight::TarnFlightSql;
+use crate::session::Sessions;
+
+/// A running gateway.
+pub struct Gateway {
+    /// Flight SQL address.
+    pub flight_addr: SocketAddr,
+    /// HTTP address.
+    pub http_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving.
+    pub async fn start(opts: Arc<GatewayOptions>, shutdown: CancellationToken) -> Result<Self> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr).await.map_err(|source| Error::Bind { addr, source })
+        };
+        let flight_listener = bind(opts.flight_addr.clone()).await?;
+        let http_listener = bind(opts.http_addr.clone()).await?;
+        let flight_addr = flight_listener.local_addr().map_err(|source| Error::Bind {
+            addr: opts.flight_addr.clone(),
+            source,
+        })?;
+        let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
+            addr: opts.http_addr.clone(),
+            source,
+        })?;
+
+        let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
+        let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
+        let scheduler_url = format!("df://{}", opts.coordinator);
+        let sessions = Arc::new(Sessions::new(
+            lake,
+            scheduler_url,
+            opts.session_vcores as usize,
+            opts.default_workspace.clone(),
+        ));
+        let service = TarnFlightSql::new(Arc::clone(&sessions)).map_err(|e| Error::Serve(e.to_string()))?;
+
+        let flight_shutdown = shutdown.clone();
+        let flight = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(
+                    FlightServiceServer::new(service)
+                        .max_decoding_message_size(256 * 1024 * 1024)
+                        .max_encoding_message_size(256 * 1024 * 1024),
+                )
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(flight_listener),
+                    flight_shutdown.cancelled_owned(),
+                )
+                .await
+                .map_err(|e| Error::Serve(e.to_string()))
+        });
+        let http = tokio::spawn(http::serve(http_listener, opts.coordinator.clone(), shutdown));
+        info!(%flight_addr, %http_addr, "gateway listening");
+        Ok(Self {
+            flight_addr,
+            http_addr,
+            tasks: vec![flight, http],
+        })
+    }
+
+    /// Waits for both servers to stop.
+    pub async fn wait(self) -> Result<()> {
+        for t in self.tasks {
+            t.await.map_err(|e| Error::Serve(e.to_string()))??;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! `tarn standalone`: a supervisor of child processes — coordinator, one
+//! interactive executor, one job executor, gateway — so each role runs as
+//! it does in a cluster and a crash in one is visible, not hidden.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// Flags of `tarn standalone`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lake root (directory or URL); the demo workspace is created in it
+    /// when missing.
+    #[arg(long, default_value = "./lake")]
+    lake: String,
+    /// Arrow Flight SQL address.
+    #[arg(long, default_value = "127.0.0.1:50060")]
+    flight_addr: String,
+    /// HTTP address (/healthz, /readyz).
+    #[arg(long, default_value = "127.0.0.1:8060")]
+    http_addr: String,
+    /// Coordinator address; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    coordinator_addr: String,
+    /// vCores each executor offers (default: the machine's cores).
+    #[arg(long, default_value_t = 0)]
+    executor_vcores: u32,
+    /// vCores (and scan partitions) per session.
+    #[arg(long, default_value_t = 2)]
+    session_vcores: u32,
+    /// Size of the demo data generated when the demo workspace is missing.
+    #[arg(long, default_value_t = 1.0)]
+    demo_scale: f64,
+    /// Do not create the demo workspace.
+    #[arg(long)]
+    no_demo: bool,
+    /// Seconds to wait for readiness before giving up.
+    #[arg(long, default_value_t = 60)]
+    ready_timeout: u64,
+}
+
+/// Writes the demo workspace into `lake`.
+pub async fn generate_demo(
+    lake: &str,
+    opts: &tarn_lake::demo::DemoOptions,
+) -> anyhow::Result<tarn_lake::demo::DemoSummary> {
+    let root = tarn_lake::parse_root(lake)?;
+    let ws = root.join("demo/").context("demo workspace URL")?;
+    let started = Instant::now();
+    let summary = tarn_lake::demo::generate(&ws, &HashMap::new(), opts).await?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, workspace = %ws, "demo lake written");
+    Ok(summary)
+}
+
+fn demo_exists(lake: &str) -> bool {
+    match tarn_lake::parse_root(lake) {
+        Ok(root) if root.scheme() == "file" => root
+            .to_file_path()
+            .map(|p| p.join("demo").join("SigninLogs").join("_delta_log").is_dir())
+            .unwrap_or(false),
+        // Remote lakes are never seeded implicitly.
+        _ => true,
+    }
+}
+
+struct Children(Vec<(&'static str, Child)>);
+
+impl Children {
+    async fn spawn(&mut self, name: &'static str, args: &[String], file: Option<&Path>) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("cannot find the tarn binary")?;
+        let mut cmd = Command::new(exe);
+        if let Some(f) = file {
+            cmd.arg("--config").arg(f);
+        }
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        // Children die with the supervisor, even on SIGKILL.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start the {name}"))?;
+        self.0.push((name, child));
+        Ok(())
+    }
+
+    /// SIGTERM to all, newest first (gateway before executors before the
+    /// coordinator), then SIGKILL after the grace period.
+    async fn stop(&mut self, grace: Duration) {
+        for (_, child) in self.0.iter().rev() {
+            if let Some(pid) = child.id() {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for (name, child) in self.0.iter_mut().rev() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, child.wait()).await.is_err() {
+                tracing::warn!(role = *name, "did not stop in time; killing");
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Resolves when any child exits.
+    async fn any_exit(&mut self) -> (&'static str, std::io::Result<std::process::ExitStatus>) {
+        let futs = self.0.iter_mut().map(|(n, c)| {
+            let n = *n;
+            Box::pin(async move { (n, c.wait().await) })
+        });
+        futures_select_all(futs).await
+    }
+}
+
+async fn futures_select_all<F, T>(futs: impl Iterator<Item = std::pin::Pin<Box<F>>>) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut futs: Vec<_> = futs.collect();
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let line = String::from_utf8_lossy(&buf);
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the supervisor until Ctrl-C or a child's death.
+pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let shutdown = tarn_common::shutdown::install_signal_handlers();
+    let root = tarn_lake::parse_root(&args.lake)?;
+    if !args.no_demo && !demo_exists(&args.lake) {
+        tracing::info!(lake = %root, "creating the demo workspace");
+        let opts = tarn_lake::demo::DemoOptions {
+            scale: args.demo_scale,
+            ..Default::default()
+        };
+        generate_demo(&args.lake, &opts).await?;
+    }
+    let lake = root.to_string();
+
+    let coordinator = if args.coordinator_addr.ends_with(":0") {
+        let host = args.coordinator_addr.trim_end_matches(":0");
+        let port = tarn_executor::free_port(host)?;
+        format!("{host}:{port}")
+    } else {
+        args.coordinator_addr.clone()
+    };
+
+    let mut children = Children(Vec::new());
+    let s = |v: &str| v.to_string();
+    children
+        .spawn("coordinator", &[s("coordinator"), s("--bind"), coordinator.clone(), s("--lake"), lake.clone()], file)
+        .await?;
+    for pool in ["interactive", "job"] {
+        let mut a = vec![s("executor"), s("--pool"), s(pool), s("--coordinator"), coordinator.clone(), s("--lake"), lake.clone()];
+        if args.executor_vcores > 0 {
+            a.extend([s("--vcores"), args.executor_vcores.to_string()]);
+        }
+        children.spawn(if pool == "job" { "job executor" } else { "interactive executor" }, &a, file).await?;
+    }
+    children
+        .spawn(
+            "gateway",
+            &[
+                s("gateway"),
+                s("--flight-addr"),
+                args.flight_addr.clone(),
+                s("--http-addr"),
+                args.http_addr.clone(),
+                s("--coordinator"),
+                coordinator.clone(),
+                s("--lake"),
+                lake.clone(),
+                s("--session-vcores"),
+                args.session_vcores.to_string(),
+            ],
+            file,
+        )
+        .await?;
+
+    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    loop {
+        if http_status(&args.http_addr, "/readyz").await == Some(200) {
+            break;
+        }
+        if Instant::now() > deadline {
+            children.stop(Duration::from_secs(5)).await;
+            bail!("Tarn did not become ready within {}s; see the logs above", args.ready_timeout);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                children.stop(Duration::from_secs(10)).await;
+                return Ok(());
+            }
+            (name, status) = children.any_exit() => {
+                children.stop(Duration::from_secs(5)).await;
+                bail!("the {name} exited during start-up ({status:?})");
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let ready_ms = started.elapsed().as_millis();
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Tarn is ready in {ready_ms} ms");
+        println!("  Flight SQL : grpc://{}   (catalog \"tarn\", workspace \"demo\")", args.flight_addr);
+        println!("  HTTP       : http://{}/readyz", args.http_addr);
+        println!("  lake       : {lake}");
+        println!("  dev mode   : no authentication; any user name opens a session");
+        println!("Press Ctrl-C to stop.");
+    }
+
+    tokio::select! {
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopping");
+            children.stop(Duration::from_secs(15)).await;
+            Ok(())
+        }
+        (name, status) = children.any_exit() => {
+            children.stop(Duration::from_secs(10)).await;
+            bail!("the {name} exited unexpectedly ({status:?}); Tarn stopped")
+        }
+    }
+}

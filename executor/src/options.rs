@@ -1,0 +1,43 @@
+//! Executor configuration.
+
+use serde::{Deserialize, Serialize};
+
+/// Options of the executor role (`[executor]`, `TARN_EXECUTOR__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorOptions {
+    /// Coordinator address (`host:port`).
+    pub coordinator: String,
+    /// Pool this executor serves: `interactive` or `job`.
+    pub pool: String,
+    /// vCores offered; 0 means the machine's cores.
+    pub vcores: u32,
+    /// Host to bind the Flight (shuffle) and task gRPC servers on.
+    pub bind_host: String,
+    /// Host advertised to the coordinator and peers; defaults to `bind_host`.
+    pub advertise_host: Option<String>,
+    /// Flight port for shuffle data; 0 picks a free port.
+    pub flight_port: u16,
+    /// Task gRPC port; 0 picks a free port.
+    pub grpc_port: u16,
+    /// Lake root: a directory or an object-store URL.
+    pub lake: String,
+    /// Where shuffle files go; a temporary directory when unset.
+    pub work_dir: Option<String>,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            coordinator: "127.0.0.1:50050".into(),
+            pool: "interactive".into(),
+            vcores: 0,
+            bind_host: "127.0.0.1".into(),
+            advertise_host: None,
+            flight_port: 0,
+            grpc_port: 0,
+            lake: "./lake".into(),
+            work_dir: None,
+        }
+    }
+}

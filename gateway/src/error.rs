@@ -1,0 +1,85 @@
+//! Gateway errors and the translation of engine errors into the catalogue.
+
+use datafusion::error::DataFusionError;
+use tarn_common::{ErrorCode, TarnError};
+
+/// Result with the gateway's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What failed starting or running the gateway itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The lake root is unusable.
+    #[error("lake: {0}")]
+    Lake(tarn_lake::Error),
+    /// A server failed.
+    #[error("gateway server failed: {0}")]
+    Serve(String),
+}
+
+/// Translates an engine error into the user-facing catalogue.
+pub fn from_datafusion(e: &DataFusionError) -> TarnError {
+    // Lake errors travel wrapped; recover them first.
+    if let Some(lake) = find_lake_error(e) {
+        return lake.to_tarn();
+    }
+    match e.find_root() {
+        DataFusionError::SQL(p, _) => TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}")),
+        DataFusionError::SchemaError(s, _) => {
+            let msg = s.to_string();
+            if msg.contains("No field named") || msg.contains("not found") {
+                TarnError::new(ErrorCode::ColumnNotFound, msg)
+            } else {
+                TarnError::new(ErrorCode::InvalidQuery, msg)
+            }
+        }
+        DataFusionError::Plan(m) => {
+            if m.contains("table") && m.contains("not found") {
+                TarnError::new(ErrorCode::TableNotFound, m.clone())
+            } else {
+                TarnError::new(ErrorCode::InvalidQuery, m.clone())
+            }
+        }
+        DataFusionError::NotImplemented(m) => TarnError::new(ErrorCode::Unsupported, m.clone()),
+        DataFusionError::ResourcesExhausted(m) => TarnError::new(
+            ErrorCode::ExecutionFailed,
+            format!("the query ran out of memory on an executor: {m}"),
+        ),
+        other => {
+            let msg = other.to_string();
+            if msg.contains("cancel") {
+                TarnError::new(ErrorCode::Cancelled, msg)
+            } else if msg.contains("No executor") || msg.contains("no executors") {
+                TarnError::new(ErrorCode::PoolNotAvailable, msg)
+            } else if matches!(other, DataFusionError::Execution(_) | DataFusionError::External(_) | DataFusionError::ArrowError(..) | DataFusionError::IoError(_)) {
+                TarnError::new(ErrorCode::ExecutionFailed, msg)
+            } else {
+                TarnError::new(ErrorCode::Internal, msg)
+            }
+        }
+    }
+}
+
+fn find_lake_error(e: &DataFusionError) -> Option<&tarn_lake::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(l) = err.downcast_ref::<tarn_lake::Error>() {
+            return Some(l);
+        }
+        if let Some(DataFusionError::External(inner)) = err.downcast_ref::<DataFusionError>() {
+            if let Some(l) = inner.downcast_ref::<tarn_lake::Error>() {
+                return Some(l);
+            }
+        }
+        cur = err.source();
+    }
+    None
+}

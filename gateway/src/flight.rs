@@ -1,0 +1,695 @@
+//! Arrow Flight SQL front door.
+//!
+//! Statement and prepared-statement tickets carry what is needed to plan
+//! the statement again (SQL, workspace, prepared handle), so `DoGet` needs
+//! no state from `GetFlightInfo` beyond the session and bound parameters.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
+    CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+};
+use dashmap::DashMap;
+use datafusion::dataframe::DataFrame;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tarn_common::{ErrorCode, TarnError, CATALOG};
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info_span, Instrument};
+
+use crate::error::from_datafusion;
+use crate::session::{bind_parameters, Session, Sessions};
+
+/// Header selecting the workspace for one request.
+pub const WORKSPACE_HEADER: &str = "x-tarn-workspace";
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// What a statement ticket carries.
+#[derive(Debug, Serialize, Deserialize)]
+struct StatementTicket {
+    /// Query id: names the Ballista job, and is what cancel refers to.
+    query_id: String,
+    sql: String,
+    workspace: String,
+    /// Set for prepared statements: whose bound parameters to use.
+    prepared: Option<String>,
+}
+
+/// A prepared statement held between create and close.
+#[derive(Debug)]
+struct Prepared {
+    session_id: String,
+    sql: String,
+    workspace: String,
+    params: parking_lot::Mutex<Option<RecordBatch>>,
+}
+
+/// The Flight SQL service.
+pub struct TarnFlightSql {
+    sessions: Arc<Sessions>,
+    prepared: DashMap<String, Arc<Prepared>>,
+    running: Arc<DashMap<String, CancellationToken>>,
+    sql_info: SqlInfoData,
+    anonymous: Arc<Session>,
+}
+
+impl TarnFlightSql {
+    /// A service over `sessions`. Requests without credentials share one
+    /// anonymous session (standalone dev mode).
+    pub fn new(sessions: Arc<Sessions>) -> Result<Self, TarnError> {
+        let mut b = SqlInfoDataBuilder::new();
+        b.append(SqlInfo::FlightSqlServerName, "Tarn");
+        b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+        b.append(SqlInfo::FlightSqlServerReadOnly, true);
+        b.append(SqlInfo::FlightSqlServerSql, true);
+        b.append(SqlInfo::FlightSqlServerSubstrait, false);
+        b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+        b.append(SqlInfo::FlightSqlServerCancel, true);
+        b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+        b.append(SqlInfo::SqlDdlCatalog, false);
+        b.append(SqlInfo::SqlDdlSchema, false);
+        b.append(SqlInfo::SqlDdlTable, false);
+        let sql_info = b
+            .build()
+            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("sql info: {e}")))?;
+        let anonymous = sessions.open("anonymous")?;
+        Ok(Self {
+            sessions,
+            prepared: DashMap::new(),
+            running: Arc::new(DashMap::new()),
+            sql_info,
+            anonymous,
+        })
+    }
+
+    /// The session a request belongs to: its bearer token, or the
+    /// anonymous session when it carries none.
+    fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
+        let Some(auth) = md.get("authorization").and_then(|v| v.to_str().ok()) else {
+            return Ok(Arc::clone(&self.anonymous));
+        };
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                Status::from(TarnError::new(
+                    ErrorCode::Unauthenticated,
+                    "the authorization header is not a bearer token",
+                ))
+            })?;
+        self.sessions.get(token.trim()).ok_or_else(|| {
+            TarnError::new(ErrorCode::SessionNotFound, "the session for this token has ended")
+                .with_fix("reconnect: the client's handshake opens a new session")
+                .into()
+        })
+    }
+
+    fn workspace(&self, session: &Session, md: &MetadataMap) -> String {
+        md.get(WORKSPACE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| session.workspace.read().clone())
+    }
+
+    /// A prepared statement of `session`; another session's handles are
+    /// indistinguishable from unknown ones.
+    fn prepared(&self, handle: &[u8], session: &Session) -> Result<(String, Arc<Prepared>), Status> {
+        let handle = String::from_utf8_lossy(handle).to_string();
+        match self.prepared.get(&handle) {
+            Some(p) if p.session_id == session.id => Ok((handle, Arc::clone(&p))),
+            _ => Err(TarnError::new(
+                ErrorCode::PreparedStatementNotFound,
+                format!("prepared statement '{handle}' does not exist or was closed"),
+            )
+            .into()),
+        }
+    }
+
+    fn flight_info(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: cannot encode schema: {e}")))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+            .with_descriptor(descriptor)
+            .with_ordered(true);
+        Ok(info)
+    }
+
+    async fn statement_info(
+        &self,
+        session: &Session,
+        t: StatementTicket,
+        params: Option<RecordBatch>,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let planned = self.sessions.plan(session, &t.workspace, &t.sql, &t.query_id).await?;
+        let plan = bind_parameters(planned.plan, params.as_ref())?;
+        let schema = plan.schema().as_arrow().clone();
+        let handle = serde_json::to_vec(&t).map_err(|e| Status::internal(e.to_string()))?;
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        }
+        .as_any()
+        .encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, descriptor)?))
+    }
+
+    /// Plans and runs a ticketed statement, streaming batches as executors
+    /// produce them.
+    async fn run(&self, session: &Session, t: StatementTicket) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
+        let params = match &t.prepared {
+            Some(h) => self.prepared.get(h).and_then(|p| p.params.lock().clone()),
+            None => None,
+        };
+        let planned = self.sessions.plan(session, &t.workspace, &t.sql, &t.query_id).await?;
+        let plan = bind_parameters(planned.plan, params.as_ref())?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let df = DataFrame::new(planned.state, plan);
+        let stream = df.execute_stream().await.map_err(|e| Status::from(from_datafusion(&e)))?;
+
+        let token = CancellationToken::new();
+        self.running.insert(t.query_id.clone(), token.clone());
+        let guard = RunningGuard {
+            running: Arc::clone(&self.running),
+            query_id: t.query_id.clone(),
+        };
+        let query_id = t.query_id.clone();
+        let was_cancelled = token.clone();
+        // A cancelled query ends with an error, never with a silently
+        // truncated result.
+        let tail = futures::stream::once(async move {
+            was_cancelled.is_cancelled().then(|| {
+                Err(FlightError::Tonic(Box::new(Status::from(TarnError::new(
+                    ErrorCode::Cancelled,
+                    "the query was cancelled by the client",
+                )))))
+            })
+        })
+        .filter_map(futures::future::ready);
+        let batches = stream
+            .map_err(|e| FlightError::Tonic(Box::new(Status::from(from_datafusion(&e)))))
+            .take_until(token.cancelled_owned())
+            .chain(tail)
+            .map(move |r| {
+                // The guard lives as long as the stream: dropping the
+                // stream (client gone) unregisters the query.
+                let _running = &guard;
+                r
+            });
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(|e| match e {
+                FlightError::Tonic(s) => *s,
+                other => Status::internal(format!("TARN-2901 INTERNAL: {other}")),
+            });
+        tracing::debug!(%query_id, "streaming results");
+        Ok(Box::pin(flight))
+    }
+
+    fn cancel(&self, ticket: &[u8]) -> bool {
+        let handle = Any::decode(ticket)
+            .ok()
+            .and_then(|a| a.unpack::<TicketStatementQuery>().ok().flatten())
+            .and_then(|t| serde_json::from_slice::<StatementTicket>(&t.statement_handle).ok());
+        match handle.and_then(|t| self.running.get(&t.query_id).map(|c| c.clone())) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn batch_stream(&self, schema: Arc<Schema>, batch: RecordBatch) -> BoxStream<arrow_flight::FlightData> {
+        let s = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async { Ok(batch) }))
+            .map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: {e}")));
+        Box::pin(s)
+    }
+}
+
+/// Removes a query from the running set when its stream ends or is dropped.
+struct RunningGuard {
+    running: Arc<DashMap<String, CancellationToken>>,
+    query_id: String,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.running.remove(&self.query_id);
+    }
+}
+
+fn new_query_id() -> String {
+    format!("tarn-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    use base64_lite::decode;
+    let b64 = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let raw = decode(b64.trim())?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// Just enough base64 for the Basic scheme, without another dependency.
+mod base64_lite {
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let val = |c: u8| -> Option<u32> {
+            Some(match c {
+                b'A'..=b'Z' => (c - b'A') as u32,
+                b'a'..=b'z' => (c - b'a' + 26) as u32,
+                b'0'..=b'9' => (c - b'0' + 52) as u32,
+                b'+' | b'-' => 62,
+                b'/' | b'_' => 63,
+                _ => return None,
+            })
+        };
+        let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+        for chunk in bytes.chunks(4) {
+            let mut acc = 0u32;
+            for (i, &c) in chunk.iter().enumerate() {
+                acc |= val(c)? << (18 - 6 * i);
+            }
+            out.push((acc >> 16) as u8);
+            if chunk.len() > 2 {
+                out.push((acc >> 8) as u8);
+            }
+            if chunk.len() > 3 {
+                out.push(acc as u8);
+            }
+        }
+        Some(out)
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for TarnFlightSql {
+    type FlightService = TarnFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        // Dev mode: any user name opens a session; the token is its id.
+        let user = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(decode_basic)
+            .map(|(u, _)| u)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".to_string());
+        let session = self.sessions.open(&user)?;
+        let token = session.id.clone();
+        let resp = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
+            Response::new(Box::pin(futures::stream::once(async { Ok(resp) })));
+        if let Ok(v) = format!("Bearer {token}").parse() {
+            response.metadata_mut().insert("authorization", v);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let session = self.session(request.metadata())?;
+        let workspace = self.workspace(&session, request.metadata());
+        let t = StatementTicket {
+            query_id: new_query_id(),
+            sql: query.query,
+            workspace,
+            prepared: None,
+        };
+        let span = info_span!("get_flight_info_statement", query_id = %t.query_id, user = %session.user);
+        self.statement_info(&session, t, None, request.into_inner()).instrument(span).await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let session = self.session(request.metadata())?;
+        let (handle, p) = self.prepared(&cmd.prepared_statement_handle, &session)?;
+        let params = p.params.lock().clone();
+        let t = StatementTicket {
+            query_id: new_query_id(),
+            sql: p.sql.clone(),
+            workspace: p.workspace.clone(),
+            prepared: Some(handle),
+        };
+        let span = info_span!("get_flight_info_prepared", query_id = %t.query_id, user = %session.user);
+        self.statement_info(&session, t, params, request.into_inner()).instrument(span).await
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let session = self.session(request.metadata())?;
+        let t: StatementTicket = serde_json::from_slice(&ticket.statement_handle).map_err(|_| {
+            Status::from(TarnError::new(ErrorCode::InvalidArgument, "the ticket was not issued by this gateway")
+                .with_fix("call GetFlightInfo first and pass its ticket unchanged"))
+        })?;
+        let span = info_span!("do_get", query_id = %t.query_id, user = %session.user);
+        let stream = self.run(&session, t).instrument(span).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let session = self.session(request.metadata())?;
+        let (handle, p) = self.prepared(&cmd.prepared_statement_handle, &session)?;
+        let t = StatementTicket {
+            query_id: new_query_id(),
+            sql: p.sql.clone(),
+            workspace: p.workspace.clone(),
+            prepared: Some(handle),
+        };
+        let stream = self.run(&session, t).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let session = self.session(request.metadata())?;
+        let workspace = self.workspace(&session, request.metadata());
+        let planned = self
+            .sessions
+            .plan(&session, &workspace, &query.query, "prepare")
+            .instrument(info_span!("prepare", user = %session.user))
+            .await?;
+        let dataset_schema = planned.plan.schema().as_arrow().clone();
+        let mut params: Vec<(String, Option<DataType>)> = planned
+            .plan
+            .get_parameter_types()
+            .map_err(|e| Status::from(from_datafusion(&e)))?
+            .into_iter()
+            .collect();
+        params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
+        let parameter_schema = Schema::new(
+            params
+                .into_iter()
+                .map(|(name, dt)| Field::new(name, dt.unwrap_or(DataType::Null), true))
+                .collect::<Vec<_>>(),
+        );
+        let handle = uuid::Uuid::new_v4().simple().to_string();
+        self.prepared.insert(
+            handle.clone(),
+            Arc::new(Prepared {
+                session_id: session.id.clone(),
+                sql: query.query,
+                workspace,
+                params: parking_lot::Mutex::new(None),
+            }),
+        );
+        let opts = arrow::ipc::writer::IpcWriteOptions::default();
+        let encode = |s: &Schema| -> Result<bytes::Bytes, Status> {
+            let msg: IpcMessage = SchemaAsIpc::new(s, &opts)
+                .try_into()
+                .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            Ok(msg.0)
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: encode(&dataset_schema)?,
+            parameter_schema: encode(&parameter_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let session = self.session(request.metadata())?;
+        let (handle, p) = self.prepared(&query.prepared_statement_handle, &session)?;
+        let stream = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+            .try_collect()
+            .await
+            .map_err(|e| {
+                Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("cannot read bound parameters: {e}")))
+            })?;
+        let batch = match batches.len() {
+            0 => None,
+            1 => batches.into_iter().next(),
+            _ => {
+                let schema = batches[0].schema();
+                Some(arrow::compute::concat_batches(&schema, &batches).map_err(|e| {
+                    Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad parameters: {e}")))
+                })?)
+            }
+        };
+        *p.params.lock() = batch;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into_bytes().into()),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let session = self.session(request.metadata())?;
+        let (handle, _) = self.prepared(&query.prepared_statement_handle, &session)?;
+        self.prepared.remove(&handle);
+        Ok(())
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info).map_err(|e| {
+            Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad FlightInfo: {e}")))
+        })?;
+        let cancelled = info
+            .endpoint
+            .iter()
+            .filter_map(|e| e.ticket.as_ref())
+            .any(|t| self.cancel(&t.ticket));
+        Ok(ActionCancelQueryResult {
+            // 1 = CANCELLED, 2 = CANCELLING, 3 = NOT_CANCELLABLE
+            result: if cancelled { 1 } else { 3 },
+        })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        if action.r#type == "CancelFlightInfo" {
+            let req = arrow_flight::CancelFlightInfoRequest::decode(action.body).map_err(|e| {
+                Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad CancelFlightInfo: {e}")))
+            })?;
+            let cancelled = req
+                .info
+                .iter()
+                .flat_map(|i| i.endpoint.iter())
+                .filter_map(|e| e.ticket.as_ref())
+                .any(|t| self.cancel(&t.ticket));
+            let status = if cancelled {
+                arrow_flight::CancelStatus::Cancelled
+            } else {
+                arrow_flight::CancelStatus::NotCancellable
+            };
+            let body = arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec();
+            let out = arrow_flight::Result { body: body.into() };
+            return Ok(Response::new(Box::pin(futures::stream::once(async { Ok(out) }))));
+        }
+        Err(TarnError::new(ErrorCode::Unsupported, format!("action '{}' is not supported", action.r#type)).into())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.session(request.metadata())?;
+        let mut b = query.into_builder();
+        b.append(CATALOG);
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.session(request.metadata())?;
+        let names = self.sessions.refresh_all().await?;
+        let mut b = query.into_builder();
+        for n in names {
+            b.append(CATALOG, n);
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let schema = tables_builder(&query).schema();
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.session(request.metadata())?;
+        let names = self.sessions.refresh_all().await?;
+        let mut b = tables_builder(&query);
+        let lake = self.sessions.lake();
+        for ws_name in names {
+            let ws = lake.workspace(&ws_name).await.map_err(|e| Status::from(e.to_tarn()))?;
+            for t in ws.cached_table_names() {
+                let schema = if query.include_schema {
+                    match ws.table(&t).await {
+                        Ok(table) => datafusion::catalog::TableProvider::schema(table.as_ref()).as_ref().clone(),
+                        Err(_) => continue, // dropped between listing and reading
+                    }
+                } else {
+                    Schema::empty()
+                };
+                b.append(CATALOG, &ws_name, &t, "TABLE", &schema)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            }
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.session(request.metadata())?;
+        let mut b = query.into_builder();
+        b.append("TABLE");
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.session(request.metadata())?;
+        let b = query.into_builder(&self.sql_info);
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.batch_stream(schema, batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn tables_builder(q: &CommandGetTables) -> arrow_flight::sql::metadata::GetTablesBuilder {
+    arrow_flight::sql::metadata::GetTablesBuilder::new(
+        q.catalog.clone(),
+        q.db_schema_filter_pattern.clone(),
+        q.table_name_filter_pattern.clone(),
+        q.table_types.clone(),
+        q.include_schema,
+    )
+}

@@ -1,0 +1,235 @@
+//! Sessions and statement planning.
+//!
+//! A session is a DataFusion context upgraded for Ballista: statements are
+//! planned here (the catalog is the lake) and every plan runs as a Ballista
+//! job on executors. A session's queries get `target_partitions` equal to
+//! its vCores, so a scan is split into as many tasks as the session may run
+//! at once — not Ballista's default of 16.
+
+use std::sync::Arc;
+
+use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+use dashmap::DashMap;
+use datafusion::common::{ParamValues, TableReference};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig};
+use tarn_common::{ErrorCode, TarnError, CATALOG};
+use tarn_lake::{Lake, LakeCatalog, LakeLogicalCodec};
+
+use crate::error::from_datafusion;
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    /// Opaque id (also the bearer token in dev mode).
+    pub id: String,
+    /// Who opened it.
+    pub user: String,
+    /// Default workspace for unqualified table names.
+    pub workspace: parking_lot::RwLock<String>,
+    /// The Ballista-upgraded state statements are planned with.
+    state: SessionState,
+}
+
+/// A planned statement, ready to run.
+pub struct Planned {
+    /// The logical plan (placeholders still unbound for prepared statements).
+    pub plan: LogicalPlan,
+    /// The state to execute it with (carries the Ballista job name).
+    pub state: SessionState,
+}
+
+/// All sessions of this gateway.
+#[derive(Debug)]
+pub struct Sessions {
+    lake: Arc<Lake>,
+    scheduler_url: String,
+    vcores: usize,
+    default_workspace: String,
+    sessions: DashMap<String, Arc<Session>>,
+}
+
+impl Sessions {
+    /// A session table over `lake`, submitting to the scheduler at `scheduler_url`.
+    pub fn new(lake: Arc<Lake>, scheduler_url: String, vcores: usize, default_workspace: String) -> Self {
+        Self {
+            lake,
+            scheduler_url,
+            vcores: vcores.max(1),
+            default_workspace,
+            sessions: DashMap::new(),
+        }
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Arc<Lake> {
+        &self.lake
+    }
+
+    /// Opens a session for `user`.
+    pub fn open(&self, user: &str) -> Result<Arc<Session>, TarnError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user: user.to_string(),
+            workspace: parking_lot::RwLock::new(self.default_workspace.clone()),
+            state: self.build_state(&id)?,
+        });
+        self.sessions.insert(id, Arc::clone(&session));
+        Ok(session)
+    }
+
+    /// A session by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(id).map(|s| Arc::clone(&s))
+    }
+
+    /// Closes a session.
+    pub fn close(&self, id: &str) -> bool {
+        self.sessions.remove(id).is_some()
+    }
+
+    fn build_state(&self, session_id: &str) -> Result<SessionState, TarnError> {
+        let mut config = SessionConfig::new_with_ballista()
+            .with_target_partitions(self.vcores)
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, &self.default_workspace)
+            .with_create_default_catalog_and_schema(false)
+            .with_ballista_logical_extension_codec(Arc::new(LakeLogicalCodec::default()))
+            .with_ballista_job_name("tarn-query");
+        // Analysts type `SigninLogs.UserPrincipalName` exactly as the
+        // schema spells it; lower-casing unquoted identifiers would break
+        // every CamelCase name in the lake.
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        config.options_mut().execution.collect_statistics = true;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_session_id(session_id.to_string())
+            .build();
+        let state = state
+            .upgrade_for_ballista(self.scheduler_url.clone())
+            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}")))?;
+        state
+            .catalog_list()
+            .register_catalog(CATALOG.to_string(), Arc::new(LakeCatalog::new(Arc::clone(&self.lake))));
+        Ok(state)
+    }
+
+    /// Parses, resolves and plans one statement for `session` in `workspace`.
+    ///
+    /// Every table the statement names is resolved against the lake first,
+    /// so an unknown workspace or table gets its own coded error rather than
+    /// a generic planning failure.
+    pub async fn plan(
+        &self,
+        session: &Session,
+        workspace: &str,
+        sql: &str,
+        query_id: &str,
+    ) -> Result<Planned, TarnError> {
+        let mut config = session.state.config().clone().with_ballista_job_name(query_id);
+        config.options_mut().catalog.default_schema = workspace.to_string();
+        let state = SessionStateBuilder::new_from_existing(session.state.clone())
+            .with_config(config)
+            .build();
+
+        let statement = state
+            .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+            .map_err(|e| from_datafusion(&e))?;
+        let refs = state
+            .resolve_table_references(&statement)
+            .map_err(|e| from_datafusion(&e))?;
+        let mut wants_listing = false;
+        for r in refs {
+            self.check_reference(&r, workspace, &mut wants_listing).await?;
+        }
+        if wants_listing {
+            self.refresh_all().await?;
+        }
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| from_datafusion(&e))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+                TarnError::new(
+                    ErrorCode::Unsupported,
+                    format!("only queries run here: {}", e.strip_backtrace()),
+                )
+                .with_fix("send SELECT (or WITH … SELECT, SHOW, DESCRIBE, EXPLAIN) statements")
+            })?;
+        Ok(Planned { plan, state })
+    }
+
+    async fn check_reference(
+        &self,
+        r: &TableReference,
+        default_ws: &str,
+        wants_listing: &mut bool,
+    ) -> Result<(), TarnError> {
+        if let Some(c) = r.catalog() {
+            if c != CATALOG {
+                return Err(TarnError::new(
+                    ErrorCode::WorkspaceNotFound,
+                    format!("catalog '{c}' does not exist; Tarn's only catalog is '{CATALOG}'"),
+                )
+                .with_fix(format!("write {CATALOG}.<workspace>.<table>, <workspace>.<table> or <table>")));
+            }
+        }
+        let ws = r.schema().unwrap_or(default_ws);
+        if ws == "information_schema" {
+            *wants_listing = true;
+            return Ok(());
+        }
+        let workspace = self.lake.workspace(ws).await.map_err(|e| e.to_tarn())?;
+        workspace.table(r.table()).await.map_err(|e| e.to_tarn())?;
+        Ok(())
+    }
+
+    /// Re-lists workspaces and their tables (for information_schema and
+    /// metadata calls, which must show the current lake).
+    pub async fn refresh_all(&self) -> Result<Vec<String>, TarnError> {
+        let names = self.lake.refresh().await.map_err(|e| e.to_tarn())?;
+        for n in &names {
+            if let Ok(ws) = self.lake.workspace(n).await {
+                ws.refresh().await.map_err(|e| e.to_tarn())?;
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Binds positional parameters (`$1`, `$2`, …) from the first row of `params`.
+pub fn bind_parameters(
+    plan: LogicalPlan,
+    params: Option<&arrow::record_batch::RecordBatch>,
+) -> Result<LogicalPlan, TarnError> {
+    let Some(batch) = params else {
+        return Ok(plan);
+    };
+    if batch.num_rows() == 0 {
+        return Ok(plan);
+    }
+    if batch.num_rows() > 1 {
+        return Err(TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("{} parameter rows were bound; a query takes one", batch.num_rows()),
+        )
+        .with_fix("bind a single row of parameters per execution"));
+    }
+    let mut values = Vec::with_capacity(batch.num_columns());
+    for col in batch.columns() {
+        values.push(
+            datafusion::scalar::ScalarValue::try_from_array(col, 0)
+                .map_err(|e| TarnError::new(ErrorCode::InvalidArgument, format!("bad parameter: {e}")))?,
+        );
+    }
+    plan.with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect()))
+        .map_err(|e| from_datafusion(&e))
+}
