@@ -1,0 +1,307 @@
+//! The lake as DataFusion sees it: one catalog (`tarn`), one schema per
+//! workspace, one table per Delta folder.
+//!
+//! DataFusion asks for schema and table names synchronously, so each
+//! workspace keeps a cached listing that [`Workspace::refresh`] renews; the
+//! gateway refreshes before every statement and metadata call (one LIST of
+//! one folder). Table lookups are async and read the Delta log, caching the
+//! table per version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::Result as DfResult;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use parking_lot::{Mutex, RwLock};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::table::LakeTable;
+
+/// A lake root with its object store.
+#[derive(Debug)]
+pub struct Lake {
+    root: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    workspaces: RwLock<BTreeMap<String, Arc<Workspace>>>,
+}
+
+impl Lake {
+    /// Opens the lake at `root` (see [`crate::parse_root`]).
+    pub fn open(root: Url) -> Result<Arc<Self>> {
+        let (store, prefix) = object_store::parse_url_opts(
+            &root,
+            std::env::vars().filter_map(|(k, v)| {
+                let k = k.to_ascii_lowercase();
+                (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
+                    .then_some((k, v))
+            }),
+        )
+        .map_err(|source| Error::ObjectStore {
+            root: root.to_string(),
+            source,
+        })?;
+        Ok(Arc::new(Self {
+            root,
+            store: Arc::from(store),
+            prefix,
+            workspaces: RwLock::new(BTreeMap::new()),
+        }))
+    }
+
+    /// The root URL (always ends with `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// URL of a workspace folder.
+    pub fn workspace_url(&self, name: &str) -> Result<Url> {
+        validate_name(name)?;
+        self.root
+            .join(&format!("{name}/"))
+            .map_err(|e| Error::InvalidRoot {
+                root: self.root.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Re-lists the workspaces (the root's sub-folders).
+    pub async fn refresh(self: &Arc<Self>) -> Result<Vec<String>> {
+        let names = list_dirs(self.store.as_ref(), &self.prefix).await.map_err(|source| Error::List {
+            location: self.root.to_string(),
+            source,
+        })?;
+        let mut map = self.workspaces.write();
+        map.retain(|k, _| names.contains(k));
+        for n in &names {
+            if validate_name(n).is_ok() && !map.contains_key(n) {
+                map.insert(
+                    n.clone(),
+                    Arc::new(Workspace {
+                        lake: Arc::clone(self),
+                        name: n.clone(),
+                        tables: RwLock::new(Vec::new()),
+                        cache: Mutex::new(HashMap::new()),
+                    }),
+                );
+            }
+        }
+        Ok(map.keys().cloned().collect())
+    }
+
+    /// Workspace names as of the last refresh.
+    pub fn workspace_names(&self) -> Vec<String> {
+        self.workspaces.read().keys().cloned().collect()
+    }
+
+    /// A workspace by exact name, re-listing the root once if unknown.
+    pub async fn workspace(self: &Arc<Self>, name: &str) -> Result<Arc<Workspace>> {
+        validate_name(name)?;
+        if let Some(ws) = self.workspaces.read().get(name) {
+            return Ok(Arc::clone(ws));
+        }
+        self.refresh().await?;
+        self.workspaces
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::WorkspaceNotFound(name.to_string()))
+    }
+
+    fn cached_workspace(&self, name: &str) -> Option<Arc<Workspace>> {
+        self.workspaces.read().get(name).cloned()
+    }
+}
+
+/// Workspace names become folder names: keep them boring.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidWorkspaceName(name.to_string()))
+    }
+}
+
+async fn list_dirs(store: &dyn ObjectStore, prefix: &Path) -> object_store::Result<Vec<String>> {
+    let listing = store.list_with_delimiter(Some(prefix)).await?;
+    let mut names: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A workspace: a folder of Delta tables.
+#[derive(Debug)]
+pub struct Workspace {
+    lake: Arc<Lake>,
+    name: String,
+    tables: RwLock<Vec<String>>,
+    cache: Mutex<HashMap<String, (deltalake::DeltaTable, Arc<LakeTable>)>>,
+}
+
+impl Workspace {
+    /// The workspace name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn prefix(&self) -> Path {
+        self.lake.prefix.clone().join(self.name.as_str())
+    }
+
+    /// Re-lists the workspace's tables (folders holding a `_delta_log`).
+    pub async fn refresh(&self) -> Result<Vec<String>> {
+        let store = self.lake.store.as_ref();
+        let dirs = list_dirs(store, &self.prefix()).await.map_err(|source| Error::List {
+            location: format!("{}{}", self.lake.root, self.name),
+            source,
+        })?;
+        let mut tables = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let log = self.prefix().clone().join(d.as_str()).join("_delta_log");
+            let mut entries = store.list(Some(&log));
+            if entries.try_next().await.ok().flatten().is_some() {
+                tables.push(d);
+            }
+        }
+        *self.tables.write() = tables.clone();
+        Ok(tables)
+    }
+
+    /// Table names as of the last refresh.
+    pub fn cached_table_names(&self) -> Vec<String> {
+        self.tables.read().clone()
+    }
+
+    /// Resolves a table name as typed: exact match first, then the one
+    /// table whose name matches ignoring case.
+    pub fn resolve_name(&self, typed: &str) -> Option<String> {
+        let tables = self.tables.read();
+        if tables.iter().any(|t| t == typed) {
+            return Some(typed.to_string());
+        }
+        let mut matches = tables.iter().filter(|t| t.eq_ignore_ascii_case(typed));
+        match (matches.next(), matches.next()) {
+            (Some(t), None) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// The latest version of a table, as a DataFusion table.
+    pub async fn table(&self, typed: &str) -> Result<Arc<LakeTable>> {
+        let name = match self.resolve_name(typed) {
+            Some(n) => n,
+            None => {
+                self.refresh().await?;
+                self.resolve_name(typed).ok_or_else(|| Error::TableNotFound {
+                    workspace: self.name.clone(),
+                    table: typed.to_string(),
+                })?
+            }
+        };
+        let full = format!("{}.{}", self.name, name);
+        let cached = self.cache.lock().get(&name).map(|(t, l)| (t.clone(), Arc::clone(l)));
+        let (mut dt, previous) = match cached {
+            Some((dt, lt)) => (dt, Some(lt)),
+            None => {
+                let url = self
+                    .lake
+                    .root
+                    .join(&format!("{}/{}/", self.name, name))
+                    .map_err(|e| Error::InvalidRoot {
+                        root: self.lake.root.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let dt = deltalake::open_table(url).await.map_err(|source| match source {
+                    deltalake::DeltaTableError::NotATable(_) => Error::TableNotFound {
+                        workspace: self.name.clone(),
+                        table: typed.to_string(),
+                    },
+                    source => Error::OpenTable {
+                        table: full.clone(),
+                        source,
+                    },
+                })?;
+                (dt, None)
+            }
+        };
+        if previous.is_some() {
+            // One LIST of the log after the version we hold: cheap, and it
+            // keeps every statement on the newest committed version.
+            dt.update_incremental(None).await.map_err(|source| Error::OpenTable {
+                table: full.clone(),
+                source,
+            })?;
+        }
+        let version = dt.version().map(|v| v as i64).unwrap_or(-1);
+        if let Some(prev) = previous {
+            if prev.spec().version == version {
+                return Ok(prev);
+            }
+        }
+        let table = Arc::new(LakeTable::load(&self.name, &name, &dt).await?);
+        self.cache.lock().insert(name, (dt, Arc::clone(&table)));
+        Ok(table)
+    }
+}
+
+/// The `tarn` catalog over a lake.
+#[derive(Debug)]
+pub struct LakeCatalog {
+    lake: Arc<Lake>,
+}
+
+impl LakeCatalog {
+    /// A catalog over `lake`.
+    pub fn new(lake: Arc<Lake>) -> Self {
+        Self { lake }
+    }
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.lake.workspace_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.lake
+            .cached_workspace(name)
+            .map(|w| Arc::new(WorkspaceSchema(w)) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// A workspace as a DataFusion schema.
+#[derive(Debug)]
+pub struct WorkspaceSchema(pub Arc<Workspace>);
+
+#[async_trait]
+impl SchemaProvider for WorkspaceSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.0.cached_table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.0.table(name).await {
+            Ok(t) => Ok(Some(t as Arc<dyn TableProvider>)),
+            Err(Error::TableNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.0.resolve_name(name).is_some()
+    }
+}

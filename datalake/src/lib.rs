@@ -1,0 +1,84 @@
+//! The Tarn lake: a root URL holding one folder per workspace, each a set of
+//! Delta tables.
+//!
+//! Planning reads a table's Delta log once per version and pins the query to
+//! that snapshot: the plan carries the exact Parquet files (with sizes,
+//! partition values and row counts) of the version it read, so the
+//! coordinator and executors never list the store or re-read the log, and a
+//! concurrent commit can never give a query a mix of two versions.
+
+pub mod catalog;
+pub mod codec;
+pub mod demo;
+pub mod error;
+pub mod table;
+
+pub use catalog::{Lake, LakeCatalog, Workspace};
+pub use codec::LakeLogicalCodec;
+pub use error::{Error, Result};
+pub use table::LakeTable;
+
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnv;
+use url::Url;
+
+/// Parses a lake root given as a URL (`file:///…`, `s3://…`, `az://…`,
+/// `gs://…`) or a local directory (created if missing, made absolute).
+pub fn parse_root(root: &str) -> Result<Url> {
+    if root.contains("://") {
+        let mut url = Url::parse(root).map_err(|e| Error::InvalidRoot {
+            root: root.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        if url.scheme() == "file" {
+            let path = url.to_file_path().map_err(|_| Error::InvalidRoot {
+                root: root.to_string(),
+                reason: "not a local path".into(),
+            })?;
+            std::fs::create_dir_all(&path).map_err(|e| Error::InvalidRoot {
+                root: root.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        return Ok(url);
+    }
+    let path = std::path::Path::new(root);
+    std::fs::create_dir_all(path).map_err(|e| Error::InvalidRoot {
+        root: root.to_string(),
+        reason: e.to_string(),
+    })?;
+    let abs = std::fs::canonicalize(path).map_err(|e| Error::InvalidRoot {
+        root: root.to_string(),
+        reason: e.to_string(),
+    })?;
+    Url::from_directory_path(&abs).map_err(|_| Error::InvalidRoot {
+        root: root.to_string(),
+        reason: "cannot express as a file URL".into(),
+    })
+}
+
+/// Registers the object store serving `root` in `env`, so executors can read
+/// the Parquet files a plan names. Local roots need nothing: DataFusion's
+/// runtime always has the local file system.
+pub fn register_object_store(env: &RuntimeEnv, root: &Url) -> Result<()> {
+    if root.scheme() == "file" {
+        return Ok(());
+    }
+    let (store, _path) = object_store::parse_url_opts(root, std::env::vars().filter_map(|(k, v)| {
+        let k = k.to_ascii_lowercase();
+        (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
+            .then_some((k, v))
+    }))
+    .map_err(|e| Error::ObjectStore {
+        root: root.to_string(),
+        source: e,
+    })?;
+    let mut base = root.clone();
+    base.set_path("/");
+    env.register_object_store(&base, Arc::from(store));
+    Ok(())
+}
