@@ -91,18 +91,17 @@ impl Children {
         Ok(())
     }
 
-    /// SIGTERM to all, newest first (gateway before executors before the
-    /// coordinator), then SIGKILL after the grace period.
+    /// Stops the children newest first — gateway, executors, coordinator —
+    /// each SIGTERMed and awaited before the next, so executors can still
+    /// tell the coordinator they are leaving. SIGKILL after `grace`.
     async fn stop(&mut self, grace: Duration) {
-        for (_, child) in self.0.iter().rev() {
+        let deadline = Instant::now() + grace;
+        for (name, child) in self.0.iter_mut().rev() {
             if let Some(pid) = child.id() {
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
                 }
             }
-        }
-        let deadline = Instant::now() + grace;
-        for (name, child) in self.0.iter_mut().rev() {
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, child.wait()).await.is_err() {
                 tracing::warn!(role = *name, "did not stop in time; killing");

@@ -47,6 +47,8 @@ pub struct Coordinator {
     /// Where it listens (Ballista scheduler and Tarn API share the port).
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<Result<()>>,
+    shutdown: CancellationToken,
+    drain_timeout: std::time::Duration,
 }
 
 impl Coordinator {
@@ -113,6 +115,7 @@ impl Coordinator {
         let tarn = tarn_proto::coordinator_server::CoordinatorServer::new(service);
 
         info!(%addr, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
+        let server_shutdown = shutdown.clone();
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
@@ -120,16 +123,29 @@ impl Coordinator {
                 .add_service(tarn)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    shutdown.cancelled_owned(),
+                    server_shutdown.cancelled_owned(),
                 )
                 .await
                 .map_err(|source| Error::Serve { source })
         });
-        Ok(Self { addr, task })
+        Ok(Self {
+            addr,
+            task,
+            shutdown,
+            drain_timeout: opts.drain_timeout,
+        })
     }
 
-    /// Waits until the server stops (after shutdown is requested).
+    /// Waits until the server stops. Executors hold connections open, so
+    /// after a shutdown request they get `drain_timeout`, then are dropped.
     pub async fn wait(self) -> Result<()> {
-        self.task.await.map_err(|e| Error::Task(e.to_string()))?
+        let deadline = async {
+            self.shutdown.cancelled().await;
+            tokio::time::sleep(self.drain_timeout).await;
+        };
+        tokio::select! {
+            r = self.task => r.map_err(|e| Error::Task(e.to_string()))?,
+            _ = deadline => Ok(()),
+        }
     }
 }

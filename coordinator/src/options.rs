@@ -21,6 +21,9 @@ pub struct CoordinatorOptions {
     /// considered gone.
     #[serde(with = "humantime_serde")]
     pub executor_ttl: Duration,
+    /// After a shutdown request, how long open connections may stay.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for CoordinatorOptions {
@@ -31,6 +34,7 @@ impl Default for CoordinatorOptions {
             interactive_pool_vcores: 760,
             job_pool_vcores: 240,
             executor_ttl: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

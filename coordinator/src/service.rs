@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ballista_core::serde::protobuf::{job_status, task_status};
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+use ballista_core::serde::protobuf::{job_status, task_status, CancelJobParams};
 use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::state::execution_stage::ExecutionStage;
 use tarn_common::{ErrorCode, TarnError, PROTOCOL_VERSION};
@@ -174,6 +175,36 @@ impl CoordinatorApi for CoordinatorService {
             });
         }
         Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    #[instrument(skip_all, fields(query_id = %request.get_ref().query_id))]
+    async fn cancel_query(
+        &self,
+        request: Request<CancelQueryRequest>,
+    ) -> Result<Response<CancelQueryResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let running = self
+            .scheduler
+            .state
+            .task_manager
+            .get_running_jobs()
+            .await
+            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
+        let mut cancelled_jobs = 0;
+        for job in running.into_iter().filter(|j| j.job_name == r.query_id) {
+            let params = CancelJobParams {
+                job_id: job.job_id.to_string(),
+            };
+            if SchedulerGrpc::cancel_job(&self.scheduler, Request::new(params))
+                .await
+                .map(|r| r.into_inner().cancelled)
+                .unwrap_or(false)
+            {
+                cancelled_jobs += 1;
+            }
+        }
+        Ok(Response::new(CancelQueryResponse { cancelled_jobs }))
     }
 }
 

@@ -67,6 +67,7 @@ struct Prepared {
 /// The Flight SQL service.
 pub struct TarnFlightSql {
     sessions: Arc<Sessions>,
+    coordinator: String,
     prepared: DashMap<String, Arc<Prepared>>,
     running: Arc<DashMap<String, CancellationToken>>,
     sql_info: SqlInfoData,
@@ -76,7 +77,7 @@ pub struct TarnFlightSql {
 impl TarnFlightSql {
     /// A service over `sessions`. Requests without credentials share one
     /// anonymous session (standalone dev mode).
-    pub fn new(sessions: Arc<Sessions>) -> Result<Self, TarnError> {
+    pub fn new(sessions: Arc<Sessions>, coordinator: String) -> Result<Self, TarnError> {
         let mut b = SqlInfoDataBuilder::new();
         b.append(SqlInfo::FlightSqlServerName, "Tarn");
         b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -96,6 +97,7 @@ impl TarnFlightSql {
         let anonymous = sessions.open("anonymous")?;
         Ok(Self {
             sessions,
+            coordinator: format!("http://{coordinator}"),
             prepared: DashMap::new(),
             running: Arc::new(DashMap::new()),
             sql_info,
@@ -190,10 +192,12 @@ impl TarnFlightSql {
 
         let token = CancellationToken::new();
         self.running.insert(t.query_id.clone(), token.clone());
-        let guard = RunningGuard {
+        let mut guard = Some(RunningGuard {
             running: Arc::clone(&self.running),
             query_id: t.query_id.clone(),
-        };
+            coordinator: self.coordinator.clone(),
+            finished: false,
+        });
         let query_id = t.query_id.clone();
         let was_cancelled = token.clone();
         // A cancelled query ends with an error, never with a silently
@@ -211,12 +215,15 @@ impl TarnFlightSql {
             .map_err(|e| FlightError::Tonic(Box::new(Status::from(from_datafusion(&e)))))
             .take_until(token.cancelled_owned())
             .chain(tail)
-            .map(move |r| {
-                // The guard lives as long as the stream: dropping the
-                // stream (client gone) unregisters the query.
-                let _running = &guard;
-                r
-            });
+            .chain(futures::stream::poll_fn(move |_| {
+                // Reached only when the stream ran to its end; a stream
+                // dropped before (client gone) leaves `finished` false and
+                // the guard cancels the job.
+                if let Some(g) = guard.as_mut() {
+                    g.finished = true;
+                }
+                std::task::Poll::Ready(None)
+            }));
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
@@ -251,15 +258,44 @@ impl TarnFlightSql {
     }
 }
 
-/// Removes a query from the running set when its stream ends or is dropped.
+/// Removes a query from the running set when its stream ends or is
+/// dropped, and cancels its Ballista job if it did not run to completion.
 struct RunningGuard {
     running: Arc<DashMap<String, CancellationToken>>,
     query_id: String,
+    coordinator: String,
+    finished: bool,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.running.remove(&self.query_id);
+        let token = self.running.remove(&self.query_id).map(|(_, t)| t);
+        let cancelled = token.map(|t| t.is_cancelled()).unwrap_or(false);
+        if !self.finished || cancelled {
+            let coordinator = self.coordinator.clone();
+            let query_id = self.query_id.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(cancel_jobs(coordinator, query_id));
+            }
+        }
+    }
+}
+
+/// Asks the coordinator to cancel the Ballista jobs of a query, so an
+/// abandoned query stops using executors.
+async fn cancel_jobs(coordinator: String, query_id: String) {
+    let result = async {
+        let mut c = tarn_proto::coordinator_client::CoordinatorClient::connect(coordinator).await?;
+        c.cancel_query(tarn_proto::CancelQueryRequest {
+            header: Some(tarn_proto::header()),
+            query_id: query_id.clone(),
+        })
+        .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs");
     }
 }
 

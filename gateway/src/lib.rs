@@ -33,6 +33,8 @@ pub struct Gateway {
     /// HTTP address.
     pub http_addr: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+    shutdown: CancellationToken,
+    drain_timeout: std::time::Duration,
 }
 
 impl Gateway {
@@ -61,7 +63,7 @@ impl Gateway {
             opts.session_vcores as usize,
             opts.default_workspace.clone(),
         ));
-        let service = TarnFlightSql::new(Arc::clone(&sessions)).map_err(|e| Error::Serve(e.to_string()))?;
+        let service = TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone()).map_err(|e| Error::Serve(e.to_string()))?;
 
         let flight_shutdown = shutdown.clone();
         let flight = tokio::spawn(async move {
@@ -79,20 +81,37 @@ impl Gateway {
                 .await
                 .map_err(|e| Error::Serve(e.to_string()))
         });
-        let http = tokio::spawn(http::serve(http_listener, opts.coordinator.clone(), shutdown));
+        let http = tokio::spawn(http::serve(http_listener, opts.coordinator.clone(), shutdown.clone()));
         info!(%flight_addr, %http_addr, "gateway listening");
         Ok(Self {
             flight_addr,
             http_addr,
             tasks: vec![flight, http],
+            shutdown,
+            drain_timeout: opts.drain_timeout,
         })
     }
 
-    /// Waits for both servers to stop.
+    /// Waits for both servers to stop. Once shutdown is requested, idle
+    /// client connections (pooled by most Flight clients) get
+    /// `drain_timeout` to go away before the servers are dropped.
     pub async fn wait(self) -> Result<()> {
-        for t in self.tasks {
-            t.await.map_err(|e| Error::Serve(e.to_string()))??;
+        let all = async {
+            for t in self.tasks {
+                t.await.map_err(|e| Error::Serve(e.to_string()))??;
+            }
+            Ok(())
+        };
+        let deadline = async {
+            self.shutdown.cancelled().await;
+            tokio::time::sleep(self.drain_timeout).await;
+        };
+        tokio::select! {
+            r = all => r,
+            _ = deadline => {
+                tracing::info!("drain timeout reached; closing remaining connections");
+                Ok(())
+            }
         }
-        Ok(())
     }
 }

@@ -19,6 +19,10 @@ pub struct GatewayOptions {
     /// vCores a session's queries may use at once; also the number of
     /// partitions each scan is split into.
     pub session_vcores: u32,
+    /// After a shutdown request, how long in-flight requests may finish
+    /// before open connections are dropped.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: std::time::Duration,
 }
 
 impl Default for GatewayOptions {
@@ -30,6 +34,7 @@ impl Default for GatewayOptions {
             lake: "./lake".into(),
             default_workspace: "demo".into(),
             session_vcores: 2,
+            drain_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -14,6 +14,7 @@ use datafusion::common::{ParamValues, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig};
+use datafusion::sql::parser::Statement as DFStatement;
 use tarn_common::{ErrorCode, TarnError, CATALOG};
 use tarn_lake::{Lake, LakeCatalog, LakeLogicalCodec};
 
@@ -138,6 +139,7 @@ impl Sessions {
         let statement = state
             .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
             .map_err(|e| from_datafusion(&e))?;
+        check_read_only(&statement)?;
         let refs = state
             .resolve_table_references(&statement)
             .map_err(|e| from_datafusion(&e))?;
@@ -202,6 +204,35 @@ impl Sessions {
             }
         }
         Ok(names)
+    }
+}
+
+/// Refuses anything but queries before any name is resolved: DDL, DML,
+/// `COPY … TO` and external tables could reach outside the lake.
+fn check_read_only(statement: &DFStatement) -> Result<(), TarnError> {
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    let allowed = match statement {
+        DFStatement::Statement(s) => matches!(
+            s.as_ref(),
+            S::Query(_)
+                | S::ShowTables { .. }
+                | S::ShowColumns { .. }
+                | S::ExplainTable { .. }
+                | S::Explain { .. }
+        ),
+        DFStatement::Explain(_) => true,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let kind = statement.to_string();
+        let kind: String = kind.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        Err(TarnError::new(
+            ErrorCode::Unsupported,
+            format!("only queries run here, not '{kind} …'"),
+        )
+        .with_fix("send SELECT (or WITH … SELECT, SHOW, DESCRIBE, EXPLAIN) statements"))
     }
 }
 

@@ -1,1 +1,6 @@
+//! Tests against a real `tarn standalone` with real clients.
 
+mod distributed;
+mod errors;
+mod metadata;
+mod queries;

@@ -1,1 +1,277 @@
+//! Test harness: starts the real `tarn` binary on free loopback ports and
+//! hands out real clients.
+//!
+//! The binary is found through `TARN_BIN`, else `<target>/debug/tarn`; build
+//! it first (`cargo build -p tarn-cli`). The demo lake is generated once per
+//! target directory with `tarn demo` and shared read-only by every test.
 
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::FlightInfo;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+}
+
+/// The `tarn` binary under test.
+pub fn tarn_bin() -> anyhow::Result<PathBuf> {
+    let p = match std::env::var("TARN_BIN") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => target_dir().join("debug").join("tarn"),
+    };
+    if !p.exists() {
+        bail!("{} is missing: run `cargo build -p tarn-cli` first (or set TARN_BIN)", p.display());
+    }
+    Ok(p)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("invariant: loopback has free ports")
+}
+
+/// The shared demo lake, generated on first use. Generation goes to a
+/// temporary sibling and is renamed into place, so concurrent test processes
+/// never see half a lake.
+pub fn demo_lake() -> anyhow::Result<PathBuf> {
+    let lake = target_dir().join("tarn-test-lake");
+    if lake.join("demo").join("SigninLogs").join("_delta_log").is_dir() {
+        return Ok(lake);
+    }
+    let tmp = target_dir().join(format!("tarn-test-lake.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status = Command::new(tarn_bin()?)
+        .args(["demo", "--lake"])
+        .arg(&tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running tarn demo")?;
+    if !status.success() {
+        bail!("tarn demo failed: {status}");
+    }
+    if std::fs::rename(&tmp, &lake).is_err() {
+        // Another process won the race; its lake is as good as ours.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(lake)
+}
+
+/// A running `tarn standalone`.
+pub struct Cluster {
+    child: Child,
+    /// Flight SQL `host:port`.
+    pub flight: String,
+    /// HTTP `host:port`.
+    pub http: String,
+    /// Coordinator `host:port`.
+    pub coordinator: String,
+    /// Lake root directory.
+    pub lake: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a cluster over the shared demo lake.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&demo_lake()?, &[]).await
+    }
+
+    /// Starts a cluster over `lake` with extra `standalone` flags.
+    pub async fn start_with(lake: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("tarn.log");
+        let flight = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let coordinator = format!("127.0.0.1:{}", free_port());
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(tarn_bin()?)
+            .args(["standalone", "--no-demo", "--lake"])
+            .arg(lake)
+            .args(["--flight-addr", &flight, "--http-addr", &http, "--coordinator-addr", &coordinator])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("TARN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            // The test's own idle client connections cannot close while Drop
+            // blocks its runtime; don't wait the production 5 s for them.
+            .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
+            .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("spawning tarn standalone")?;
+        let mut cluster = Cluster {
+            child,
+            flight,
+            http,
+            coordinator,
+            lake: lake.to_path_buf(),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if cluster.http_get("/readyz").await.map(|(s, _)| s == 200).unwrap_or(false) {
+                return Ok(cluster);
+            }
+            if let Ok(Some(status)) = cluster.child.try_wait() {
+                bail!("tarn standalone exited ({status}) before ready:\n{}", cluster.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("tarn standalone not ready after 90s:\n{}", cluster.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of the cluster's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// A plain HTTP GET on the gateway's HTTP port: (status, body).
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&self.http).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http);
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("no HTTP status")?;
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        Ok((status, body))
+    }
+
+    /// A Flight SQL client on the gateway.
+    pub async fn flight_sql(&self) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
+        let channel = Channel::from_shared(format!("http://{}", self.flight))?.connect().await?;
+        Ok(FlightSqlServiceClient::new(channel))
+    }
+
+    /// A client of the coordinator's tarn.v1 API.
+    pub async fn coordinator(&self) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
+        Ok(tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{}", self.coordinator)).await?)
+    }
+
+    /// Pid of the standalone supervisor.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("tarn standalone ignored SIGTERM for 15s; killing it. Log tail:\n{}", self.log_tail());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a statement and collects every batch.
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+    fetch(client, info).await
+}
+
+/// Fetches every endpoint of a FlightInfo.
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let mut out = Vec::new();
+    for ep in info.endpoint {
+        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
+        let stream = client.do_get(ticket).await.map_err(to_status)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
+        out.extend(batches);
+    }
+    Ok(out)
+}
+
+/// Flight client errors carry the server's status; get it back.
+pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => tonic::Status::unknown(other.to_string()),
+    }
+}
+
+/// Total rows of some batches.
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// The single i64 value of a one-cell result.
+pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
+    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a non-empty result");
+    let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).expect("castable to i64");
+    col.as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("invariant: cast to Int64")
+        .value(0)
+}
+
+/// Rows of a Delta table according to its own log (the sum of `numRecords`
+/// of the live `add` actions), read without any Tarn code.
+pub fn delta_row_count(table_dir: &Path) -> anyhow::Result<i64> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(table_dir.join("_delta_log"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().map(|x| x == "json").unwrap_or(false))
+        .collect();
+    files.sort();
+    let mut live: std::collections::HashMap<String, i64> = Default::default();
+    for f in files {
+        for line in std::fs::read_to_string(&f)?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if let Some(add) = v.get("add") {
+                let stats: serde_json::Value =
+                    serde_json::from_str(add["stats"].as_str().context("add without stats")?)?;
+                live.insert(
+                    add["path"].as_str().context("add without path")?.to_string(),
+                    stats["numRecords"].as_i64().context("stats without numRecords")?,
+                );
+            }
+            if let Some(rm) = v.get("remove") {
+                live.remove(rm["path"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(live.values().sum())
+}

@@ -157,6 +157,20 @@ pub struct ListJobsResponse {
     pub jobs: ::prost::alloc::vec::Vec<JobSummary>,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelQueryRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub query_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelQueryResponse {
+    #[prost(uint32, tag = "1")]
+    pub cancelled_jobs: u32,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Pool {
@@ -374,6 +388,32 @@ pub mod coordinator_client {
                 .insert(GrpcMethod::new("tarn.v1.Coordinator", "ListJobs"));
             self.inner.unary(req, path, codec).await
         }
+        /// Cancels the running Ballista jobs of a gateway query (by its query id,
+        /// which is the job name).
+        pub async fn cancel_query(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelQueryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelQueryResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/CancelQuery",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "CancelQuery"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -416,6 +456,15 @@ pub mod coordinator_server {
             request: tonic::Request<super::ListJobsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListJobsResponse>,
+            tonic::Status,
+        >;
+        /// Cancels the running Ballista jobs of a gateway query (by its query id,
+        /// which is the job name).
+        async fn cancel_query(
+            &self,
+            request: tonic::Request<super::CancelQueryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CancelQueryResponse>,
             tonic::Status,
         >;
     }
@@ -660,6 +709,51 @@ pub mod coordinator_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListJobsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/CancelQuery" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelQuerySvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::CancelQueryRequest>
+                    for CancelQuerySvc<T> {
+                        type Response = super::CancelQueryResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelQueryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::cancel_query(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelQuerySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
