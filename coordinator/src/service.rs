@@ -188,11 +188,17 @@ impl CoordinatorApi for CoordinatorService {
             .scheduler
             .state
             .task_manager
-            .get_running_jobs()
+            .get_all_jobs()
             .await
             .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
         let mut cancelled_jobs = 0;
-        for job in running.into_iter().filter(|j| j.job_name == r.query_id) {
+        let active = |j: &ballista_scheduler::state::task_manager::JobOverview| {
+            matches!(
+                j.status.status,
+                Some(job_status::Status::Queued(_)) | Some(job_status::Status::Running(_))
+            )
+        };
+        for job in running.into_iter().filter(|j| j.job_name == r.query_id && active(j)) {
             let params = CancelJobParams {
                 job_id: job.job_id.to_string(),
             };
@@ -204,6 +210,7 @@ impl CoordinatorApi for CoordinatorService {
                 cancelled_jobs += 1;
             }
         }
+        tracing::info!(query_id = %r.query_id, cancelled_jobs, "query cancelled");
         Ok(Response::new(CancelQueryResponse { cancelled_jobs }))
     }
 }

@@ -271,6 +271,7 @@ impl Drop for RunningGuard {
     fn drop(&mut self) {
         let token = self.running.remove(&self.query_id).map(|(_, t)| t);
         let cancelled = token.map(|t| t.is_cancelled()).unwrap_or(false);
+        tracing::debug!(query_id = %self.query_id, finished = self.finished, cancelled, "query stream closed");
         if !self.finished || cancelled {
             let coordinator = self.coordinator.clone();
             let query_id = self.query_id.clone();
@@ -294,8 +295,9 @@ async fn cancel_jobs(coordinator: String, query_id: String) {
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     }
     .await;
-    if let Err(e) = result {
-        tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs");
+    match result {
+        Ok(()) => tracing::info!(%query_id, "query's jobs cancelled"),
+        Err(e) => tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs"),
     }
 }
 

@@ -136,8 +136,9 @@ impl Sessions {
             .with_config(config)
             .build();
 
+        let sql = number_placeholders(sql);
         let statement = state
-            .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+            .sql_to_statement(&sql, &datafusion::config::Dialect::Generic)
             .map_err(|e| from_datafusion(&e))?;
         check_read_only(&statement)?;
         let refs = state
@@ -207,6 +208,35 @@ impl Sessions {
     }
 }
 
+/// JDBC/ODBC/ADBC clients write parameters as `?`; DataFusion numbers them
+/// (`$1`, `$2`, …). Rewrites each `?` token — never one inside a string or a
+/// quoted name — to its position.
+pub fn number_placeholders(sql: &str) -> String {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.contains('?') {
+        return sql.to_string();
+    }
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        // Let the parser report the error on the original text.
+        return sql.to_string();
+    };
+    if !tokens.iter().any(|t| matches!(t, Token::Placeholder(p) if p == "?")) {
+        return sql.to_string();
+    }
+    let mut n = 0;
+    tokens
+        .into_iter()
+        .map(|t| match t {
+            Token::Placeholder(p) if p == "?" => {
+                n += 1;
+                format!("${n}")
+            }
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// Refuses anything but queries before any name is resolved: DDL, DML,
 /// `COPY … TO` and external tables could reach outside the lake.
 fn check_read_only(statement: &DFStatement) -> Result<(), TarnError> {
@@ -263,4 +293,18 @@ pub fn bind_parameters(
     }
     plan.with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect()))
         .map_err(|e| from_datafusion(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_placeholders;
+
+    #[test]
+    fn question_marks_become_positions_outside_literals() {
+        assert_eq!(
+            number_placeholders("SELECT a FROM t WHERE b = ? AND c = '?' AND \"d?\" = ?"),
+            "SELECT a FROM t WHERE b = $1 AND c = '?' AND \"d?\" = $2"
+        );
+        assert_eq!(number_placeholders("SELECT 1"), "SELECT 1");
+    }
 }

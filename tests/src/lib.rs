@@ -188,6 +188,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Keep the cluster's log for post-mortems when asked to.
+        if let Ok(dir) = std::env::var("TARN_TEST_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.log, Path::new(&dir).join(format!("cluster-{}.log", self.child.id())));
+        }
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }

@@ -1,0 +1,78 @@
+//! Cancelling a running query stops its stream with a coded error and
+//! stops its Ballista job on the executors.
+
+use std::time::{Duration, Instant};
+
+use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
+use futures::TryStreamExt;
+use prost::Message;
+use tarn_proto::ListJobsRequest;
+use tarn_tests::{query, scalar_i64, to_status, Cluster};
+
+#[tokio::test]
+async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut c = cluster.flight_sql().await?;
+    // ~13 billion joined rows: runs far longer than this test.
+    let info = c
+        .execute(
+            "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.EventID + b.EventID > 0".into(),
+            None,
+        )
+        .await?;
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut reader = c.clone();
+    let fetch = tokio::spawn(async move {
+        let stream = reader.do_get(ticket).await.map_err(to_status)?;
+        stream.try_collect::<Vec<_>>().await.map_err(to_status)
+    });
+    // Wait until the job is running on an executor.
+    let mut coord = cluster.coordinator().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = coord
+            .list_jobs(ListJobsRequest {
+                header: Some(tarn_proto::header()),
+                limit: 10,
+            })
+            .await?
+            .into_inner()
+            .jobs;
+        if jobs.iter().any(|j| j.status == "running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the query never started running: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let action = arrow_flight::Action::new("CancelFlightInfo", CancelFlightInfoRequest::new(info).encode_to_vec());
+    let mut results = c.do_action(action).await?;
+    let body = results.try_next().await?.expect("a cancel result");
+    let result = CancelFlightInfoResult::decode(body.body)?;
+    assert_eq!(result.status, CancelStatus::Cancelled as i32);
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), fetch).await??;
+    let err = outcome.expect_err("a cancelled query does not return a result");
+    assert_eq!(err.code(), tonic::Code::Cancelled, "{}", err.message());
+    assert!(err.message().contains("TARN-2804"), "{}", err.message());
+
+    // Its Ballista job stops too, freeing the executors.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let jobs = coord
+            .list_jobs(ListJobsRequest {
+                header: Some(tarn_proto::header()),
+                limit: 10,
+            })
+            .await?
+            .into_inner()
+            .jobs;
+        if !jobs.iter().any(|j| j.status == "running" || j.status == "queued") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job kept running after cancel: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);
+    Ok(())
+}
