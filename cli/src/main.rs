@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tarn_common::config;
 
 #[derive(Parser)]
-#[command(name = "tarn", version, about = "Tarn: a compute cluster for notebooks and jobs over a security data lake")]
+#[command(
+    name = "tarn",
+    version,
+    about = "Tarn: a compute cluster for notebooks and jobs over a security data lake"
+)]
 struct Cli {
     /// TOML file with [coordinator], [executor] and [gateway] sections.
     #[arg(long, global = true, env = "TARN_CONFIG")]
@@ -150,7 +154,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             g.wait().await?;
             Ok(())
         }
-        Command::Demo { lake, scale, days, seed } => {
+        Command::Demo {
+            lake,
+            scale,
+            days,
+            seed,
+        } => {
             let opts = tarn_lake::demo::DemoOptions {
                 scale,
                 days,
@@ -169,5 +178,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The example file parses into every role's options and states their
+    /// defaults, so it cannot drift from the code.
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tarn.example.toml");
+        let c: tarn_coordinator::CoordinatorOptions =
+            tarn_common::config::load("coordinator", Some(&path)).expect("coordinator section");
+        let e: tarn_executor::ExecutorOptions =
+            tarn_common::config::load("executor", Some(&path)).expect("executor section");
+        let g: tarn_gateway::GatewayOptions =
+            tarn_common::config::load("gateway", Some(&path)).expect("gateway section");
+        let text = |v: &dyn erased::Ser| v.to_toml();
+        assert_eq!(
+            text(&c),
+            text(&tarn_coordinator::CoordinatorOptions::default())
+        );
+        assert_eq!(text(&e), text(&tarn_executor::ExecutorOptions::default()));
+        assert_eq!(text(&g), text(&tarn_gateway::GatewayOptions::default()));
+    }
+
+    mod erased {
+        pub trait Ser {
+            fn to_toml(&self) -> String;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn to_toml(&self) -> String {
+                toml::to_string(self).expect("options serialise")
+            }
+        }
     }
 }

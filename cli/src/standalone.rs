@@ -61,7 +61,12 @@ fn demo_exists(lake: &str) -> bool {
     match tarn_lake::parse_root(lake) {
         Ok(root) if root.scheme() == "file" => root
             .to_file_path()
-            .map(|p| p.join("demo").join("SigninLogs").join("_delta_log").is_dir())
+            .map(|p| {
+                p.join("demo")
+                    .join("SigninLogs")
+                    .join("_delta_log")
+                    .is_dir()
+            })
             .unwrap_or(false),
         // Remote lakes are never seeded implicitly.
         _ => true,
@@ -71,7 +76,12 @@ fn demo_exists(lake: &str) -> bool {
 struct Children(Vec<(&'static str, Child)>);
 
 impl Children {
-    async fn spawn(&mut self, name: &'static str, args: &[String], file: Option<&Path>) -> anyhow::Result<()> {
+    async fn spawn(
+        &mut self,
+        name: &'static str,
+        args: &[String],
+        file: Option<&Path>,
+    ) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("cannot find the tarn binary")?;
         let mut cmd = Command::new(exe);
         if let Some(f) = file {
@@ -86,7 +96,9 @@ impl Children {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start the {name}"))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start the {name}"))?;
         self.0.push((name, child));
         Ok(())
     }
@@ -172,14 +184,42 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
     let mut children = Children(Vec::new());
     let s = |v: &str| v.to_string();
     children
-        .spawn("coordinator", &[s("coordinator"), s("--bind"), coordinator.clone(), s("--lake"), lake.clone()], file)
+        .spawn(
+            "coordinator",
+            &[
+                s("coordinator"),
+                s("--bind"),
+                coordinator.clone(),
+                s("--lake"),
+                lake.clone(),
+            ],
+            file,
+        )
         .await?;
     for pool in ["interactive", "job"] {
-        let mut a = vec![s("executor"), s("--pool"), s(pool), s("--coordinator"), coordinator.clone(), s("--lake"), lake.clone()];
+        let mut a = vec![
+            s("executor"),
+            s("--pool"),
+            s(pool),
+            s("--coordinator"),
+            coordinator.clone(),
+            s("--lake"),
+            lake.clone(),
+        ];
         if args.executor_vcores > 0 {
             a.extend([s("--vcores"), args.executor_vcores.to_string()]);
         }
-        children.spawn(if pool == "job" { "job executor" } else { "interactive executor" }, &a, file).await?;
+        children
+            .spawn(
+                if pool == "job" {
+                    "job executor"
+                } else {
+                    "interactive executor"
+                },
+                &a,
+                file,
+            )
+            .await?;
     }
     children
         .spawn(
@@ -208,7 +248,10 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             children.stop(Duration::from_secs(5)).await;
-            bail!("Tarn did not become ready within {}s; see the logs above", args.ready_timeout);
+            bail!(
+                "Tarn did not become ready within {}s; see the logs above",
+                args.ready_timeout
+            );
         }
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -226,7 +269,10 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
     #[allow(clippy::print_stdout)]
     {
         println!("Tarn is ready in {ready_ms} ms");
-        println!("  Flight SQL : grpc://{}   (catalog \"tarn\", workspace \"demo\")", args.flight_addr);
+        println!(
+            "  Flight SQL : grpc://{}   (catalog \"tarn\", workspace \"demo\")",
+            args.flight_addr
+        );
         println!("  HTTP       : http://{}/readyz", args.http_addr);
         println!("  lake       : {lake}");
         println!("  dev mode   : no authentication; any user name opens a session");

@@ -43,10 +43,12 @@ pub fn load<T: DeserializeOwned + serde::Serialize + Default>(
             path: path.display().to_string(),
             source,
         })?;
-        let parsed: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Invalid {
-            section: section.into(),
-            message: e.to_string(),
-        })?;
+        let parsed: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    section: section.into(),
+                    message: e.to_string(),
+                })?;
         if let Some(toml::Value::Table(t)) = parsed.get(section) {
             merge(&mut value, toml::Value::Table(t.clone()));
         }
@@ -61,10 +63,12 @@ pub fn load<T: DeserializeOwned + serde::Serialize + Default>(
             }
         }
     }
-    value.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-        section: section.into(),
-        message: e.to_string(),
-    })
+    value
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            section: section.into(),
+            message: e.to_string(),
+        })
 }
 
 fn parse_scalar(v: &str) -> toml::Value {

@@ -358,8 +358,50 @@ mod tests {
         let e = TarnError::new(ErrorCode::TableNotFound, "table 'demo.Nope' does not exist");
         let s = e.to_status();
         assert_eq!(s.code(), tonic::Code::NotFound);
-        assert!(s.message().starts_with("TARN-2100 TABLE_NOT_FOUND: table 'demo.Nope'"));
+        assert!(s
+            .message()
+            .starts_with("TARN-2100 TABLE_NOT_FOUND: table 'demo.Nope'"));
         assert!(s.message().contains("Fix: "));
         assert_eq!(TarnError::from_status(&s).code, ErrorCode::TableNotFound);
+    }
+}
+
+#[cfg(test)]
+mod docs {
+    use super::ErrorCode;
+
+    /// docs/errors.md lists every code with its name, gRPC code and HTTP
+    /// status, so the catalogue users read cannot drift from the code.
+    #[test]
+    fn every_code_is_documented() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/errors.md"))
+                .expect("docs/errors.md exists");
+        for c in ErrorCode::ALL {
+            let grpc = format!("{:?}", c.grpc_code());
+            let grpc = grpc
+                .chars()
+                .enumerate()
+                .flat_map(|(i, ch)| {
+                    let mut v = Vec::new();
+                    if ch.is_uppercase() && i > 0 {
+                        v.push('_');
+                    }
+                    v.push(ch.to_ascii_uppercase());
+                    v
+                })
+                .collect::<String>();
+            let row = format!(
+                "| {} | {} | {} | {} |",
+                c.number(),
+                c.name(),
+                grpc,
+                c.http_status()
+            );
+            assert!(
+                doc.contains(&row),
+                "docs/errors.md lacks the row starting `{row}`"
+            );
+        }
     }
 }

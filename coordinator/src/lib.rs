@@ -109,7 +109,10 @@ impl Coordinator {
         ));
         let service = CoordinatorService::new(Arc::clone(&registry), scheduler.clone(), job_state);
 
-        let ballista = ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer::new(scheduler)
+        let ballista =
+            ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer::new(
+                scheduler,
+            )
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
         let tarn = tarn_proto::coordinator_server::CoordinatorServer::new(service);

@@ -25,7 +25,11 @@ pub struct CoordinatorService {
 
 impl CoordinatorService {
     /// A service over the registry and the embedded scheduler.
-    pub fn new(registry: Arc<ExecutorRegistry>, scheduler: Scheduler, jobs: Arc<dyn JobState>) -> Self {
+    pub fn new(
+        registry: Arc<ExecutorRegistry>,
+        scheduler: Scheduler,
+        jobs: Arc<dyn JobState>,
+    ) -> Self {
         Self {
             registry,
             scheduler,
@@ -53,10 +57,12 @@ impl CoordinatorService {
 
 fn check_header(h: &Option<RequestHeader>) -> Result<(), Status> {
     match h {
-        Some(h) if h.protocol_version != PROTOCOL_VERSION => Err(Status::failed_precondition(format!(
-            "protocol version {} is not {}; run the same Tarn version on every role",
-            h.protocol_version, PROTOCOL_VERSION
-        ))),
+        Some(h) if h.protocol_version != PROTOCOL_VERSION => {
+            Err(Status::failed_precondition(format!(
+                "protocol version {} is not {}; run the same Tarn version on every role",
+                h.protocol_version, PROTOCOL_VERSION
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -64,10 +70,17 @@ fn check_header(h: &Option<RequestHeader>) -> Result<(), Status> {
 #[tonic::async_trait]
 impl CoordinatorApi for CoordinatorService {
     #[instrument(skip_all)]
-    async fn health(&self, request: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+    async fn health(
+        &self,
+        request: Request<HealthRequest>,
+    ) -> Result<Response<HealthResponse>, Status> {
         check_header(&request.get_ref().header)?;
         let live = self.executors().await;
-        let count = |p: Pool| live.iter().filter(|e| e.pool == p as i32 && e.scheduler_alive).count() as u32;
+        let count = |p: Pool| {
+            live.iter()
+                .filter(|e| e.pool == p as i32 && e.scheduler_alive)
+                .count() as u32
+        };
         Ok(Response::new(HealthResponse {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -89,9 +102,12 @@ impl CoordinatorApi for CoordinatorService {
         }
         let pool = Pool::try_from(r.pool).unwrap_or(Pool::Unspecified);
         if pool == Pool::Unspecified {
-            return Err(TarnError::new(ErrorCode::InvalidArgument, "executor pool must be interactive or job")
-                .with_fix("start the executor with --pool interactive or --pool job")
-                .into());
+            return Err(TarnError::new(
+                ErrorCode::InvalidArgument,
+                "executor pool must be interactive or job",
+            )
+            .with_fix("start the executor with --pool interactive or --pool job")
+            .into());
         }
         self.registry.upsert(ExecutorInfo {
             executor_id: r.executor_id,
@@ -121,7 +137,10 @@ impl CoordinatorApi for CoordinatorService {
     }
 
     #[instrument(skip_all)]
-    async fn list_jobs(&self, request: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
         let r = request.into_inner();
         check_header(&r.header)?;
         let limit = if r.limit == 0 { 50 } else { r.limit as usize };
@@ -132,7 +151,7 @@ impl CoordinatorApi for CoordinatorService {
             .get_all_jobs()
             .await
             .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
-        overviews.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        overviews.sort_by_key(|o| std::cmp::Reverse(o.start_time));
         let mut jobs = Vec::new();
         for o in overviews.into_iter().take(limit) {
             let mut tasks = Vec::new();
@@ -198,7 +217,10 @@ impl CoordinatorApi for CoordinatorService {
                 Some(job_status::Status::Queued(_)) | Some(job_status::Status::Running(_))
             )
         };
-        for job in running.into_iter().filter(|j| j.job_name == r.query_id && active(j)) {
+        for job in running
+            .into_iter()
+            .filter(|j| j.job_name == r.query_id && active(j))
+        {
             let params = CancelJobParams {
                 job_id: job.job_id.to_string(),
             };
@@ -214,4 +236,3 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(CancelQueryResponse { cancelled_jobs }))
     }
 }
-

@@ -44,7 +44,7 @@ impl Lake {
         )
         .map_err(|source| Error::ObjectStore {
             root: root.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Arc::new(Self {
             root,
@@ -72,10 +72,12 @@ impl Lake {
 
     /// Re-lists the workspaces (the root's sub-folders).
     pub async fn refresh(self: &Arc<Self>) -> Result<Vec<String>> {
-        let names = list_dirs(self.store.as_ref(), &self.prefix).await.map_err(|source| Error::List {
-            location: self.root.to_string(),
-            source,
-        })?;
+        let names = list_dirs(self.store.as_ref(), &self.prefix)
+            .await
+            .map_err(|source| Error::List {
+                location: self.root.to_string(),
+                source: Box::new(source),
+            })?;
         let mut map = self.workspaces.write();
         map.retain(|k, _| names.contains(k));
         for n in &names {
@@ -122,7 +124,9 @@ impl Lake {
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !name.starts_with('-');
     if ok {
         Ok(())
@@ -165,10 +169,12 @@ impl Workspace {
     /// Re-lists the workspace's tables (folders holding a `_delta_log`).
     pub async fn refresh(&self) -> Result<Vec<String>> {
         let store = self.lake.store.as_ref();
-        let dirs = list_dirs(store, &self.prefix()).await.map_err(|source| Error::List {
-            location: format!("{}{}", self.lake.root, self.name),
-            source,
-        })?;
+        let dirs = list_dirs(store, &self.prefix())
+            .await
+            .map_err(|source| Error::List {
+                location: format!("{}{}", self.lake.root, self.name),
+                source: Box::new(source),
+            })?;
         let mut tables = Vec::with_capacity(dirs.len());
         for d in dirs {
             let log = self.prefix().clone().join(d.as_str()).join("_delta_log");
@@ -206,14 +212,19 @@ impl Workspace {
             Some(n) => n,
             None => {
                 self.refresh().await?;
-                self.resolve_name(typed).ok_or_else(|| Error::TableNotFound {
-                    workspace: self.name.clone(),
-                    table: typed.to_string(),
-                })?
+                self.resolve_name(typed)
+                    .ok_or_else(|| Error::TableNotFound {
+                        workspace: self.name.clone(),
+                        table: typed.to_string(),
+                    })?
             }
         };
         let full = format!("{}.{}", self.name, name);
-        let cached = self.cache.lock().get(&name).map(|(t, l)| (t.clone(), Arc::clone(l)));
+        let cached = self
+            .cache
+            .lock()
+            .get(&name)
+            .map(|(t, l)| (t.clone(), Arc::clone(l)));
         let (mut dt, previous) = match cached {
             Some((dt, lt)) => (dt, Some(lt)),
             None => {
@@ -225,26 +236,30 @@ impl Workspace {
                         root: self.lake.root.to_string(),
                         reason: e.to_string(),
                     })?;
-                let dt = deltalake::open_table(url).await.map_err(|source| match source {
-                    deltalake::DeltaTableError::NotATable(_) => Error::TableNotFound {
-                        workspace: self.name.clone(),
-                        table: typed.to_string(),
-                    },
-                    source => Error::OpenTable {
-                        table: full.clone(),
-                        source,
-                    },
-                })?;
+                let dt = deltalake::open_table(url)
+                    .await
+                    .map_err(|source| match source {
+                        deltalake::DeltaTableError::NotATable(_) => Error::TableNotFound {
+                            workspace: self.name.clone(),
+                            table: typed.to_string(),
+                        },
+                        source => Error::OpenTable {
+                            table: full.clone(),
+                            source: Box::new(source),
+                        },
+                    })?;
                 (dt, None)
             }
         };
         if previous.is_some() {
             // One LIST of the log after the version we hold: cheap, and it
             // keeps every statement on the newest committed version.
-            dt.update_incremental(None).await.map_err(|source| Error::OpenTable {
-                table: full.clone(),
-                source,
-            })?;
+            dt.update_incremental(None)
+                .await
+                .map_err(|source| Error::OpenTable {
+                    table: full.clone(),
+                    source: Box::new(source),
+                })?;
         }
         let version = dt.version().map(|v| v as i64).unwrap_or(-1);
         if let Some(prev) = previous {

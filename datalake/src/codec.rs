@@ -10,11 +10,11 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use ballista_core::serde::BallistaLogicalExtensionCodec;
 use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
-use datafusion::common::TableReference;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
 use crate::table::{LakeTable, LakeTableSpec};
@@ -30,7 +30,12 @@ pub struct LakeLogicalCodec {
 }
 
 impl LogicalExtensionCodec for LakeLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
         self.inner.try_decode(buf, inputs, ctx)
     }
 
@@ -47,11 +52,14 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
     ) -> Result<Arc<dyn TableProvider>> {
         match buf.strip_prefix(MAGIC) {
             Some(body) => {
-                let spec: LakeTableSpec = serde_json::from_slice(body)
-                    .map_err(|e| DataFusionError::Internal(format!("corrupt lake table in plan: {e}")))?;
+                let spec: LakeTableSpec = serde_json::from_slice(body).map_err(|e| {
+                    DataFusionError::Internal(format!("corrupt lake table in plan: {e}"))
+                })?;
                 Ok(Arc::new(LakeTable::new(spec)))
             }
-            None => self.inner.try_decode_table_provider(buf, table_ref, schema, ctx),
+            None => self
+                .inner
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
         }
     }
 
@@ -71,11 +79,19 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
         self.inner.try_encode_table_provider(table_ref, node, buf)
     }
 
-    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
         self.inner.try_decode_file_format(buf, ctx)
     }
 
-    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> Result<()> {
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
         self.inner.try_encode_file_format(buf, node)
     }
 

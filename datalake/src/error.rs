@@ -22,7 +22,7 @@ pub enum Error {
         /// The root.
         root: String,
         /// The cause.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Listing the lake failed.
     #[error("cannot list '{location}': {source}")]
@@ -30,7 +30,7 @@ pub enum Error {
         /// Where.
         location: String,
         /// The cause.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The workspace does not exist.
     #[error("workspace '{0}' does not exist")]
@@ -52,7 +52,7 @@ pub enum Error {
         /// The table.
         table: String,
         /// The cause.
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// The table uses a Delta feature Tarn cannot read faithfully.
     #[error("table '{table}' uses {feature}, which Tarn does not read yet")]
@@ -68,12 +68,18 @@ impl Error {
     /// The user-facing form of this error.
     pub fn to_tarn(&self) -> TarnError {
         match self {
-            Error::WorkspaceNotFound(_) => TarnError::new(ErrorCode::WorkspaceNotFound, self.to_string()),
+            Error::WorkspaceNotFound(_) => {
+                TarnError::new(ErrorCode::WorkspaceNotFound, self.to_string())
+            }
             Error::InvalidWorkspaceName(_) => {
                 TarnError::new(ErrorCode::InvalidWorkspaceName, self.to_string())
             }
-            Error::TableNotFound { .. } => TarnError::new(ErrorCode::TableNotFound, self.to_string()),
-            Error::UnsupportedFeature { .. } => TarnError::new(ErrorCode::Unsupported, self.to_string()),
+            Error::TableNotFound { .. } => {
+                TarnError::new(ErrorCode::TableNotFound, self.to_string())
+            }
+            Error::UnsupportedFeature { .. } => {
+                TarnError::new(ErrorCode::Unsupported, self.to_string())
+            }
             _ => TarnError::new(ErrorCode::Internal, self.to_string()),
         }
     }

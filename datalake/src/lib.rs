@@ -68,14 +68,17 @@ pub fn register_object_store(env: &RuntimeEnv, root: &Url) -> Result<()> {
     if root.scheme() == "file" {
         return Ok(());
     }
-    let (store, _path) = object_store::parse_url_opts(root, std::env::vars().filter_map(|(k, v)| {
-        let k = k.to_ascii_lowercase();
-        (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
-            .then_some((k, v))
-    }))
+    let (store, _path) = object_store::parse_url_opts(
+        root,
+        std::env::vars().filter_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
+                .then_some((k, v))
+        }),
+    )
     .map_err(|e| Error::ObjectStore {
         root: root.to_string(),
-        source: e,
+        source: Box::new(e),
     })?;
     let mut base = root.clone();
     base.set_path("/");

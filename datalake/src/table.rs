@@ -64,7 +64,12 @@ pub struct LakeTable {
 impl LakeTable {
     /// Wraps a spec.
     pub fn new(spec: LakeTableSpec) -> Self {
-        let mut fields: Vec<Field> = spec.file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = spec
+            .file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.extend(spec.partition_fields.iter().cloned());
         let schema = Arc::new(Schema::new(fields));
         Self {
@@ -82,7 +87,7 @@ impl LakeTable {
     pub async fn load(workspace: &str, name: &str, table: &deltalake::DeltaTable) -> Result<Self> {
         let open_err = |source| Error::OpenTable {
             table: format!("{workspace}.{name}"),
-            source,
+            source: Box::new(source),
         };
         let state = table.snapshot().map_err(open_err)?;
         let version = state.version();
@@ -97,10 +102,12 @@ impl LakeTable {
             }
         }
         for p in &partition_cols {
-            let f = arrow_schema.field_with_name(p).map_err(|e| Error::OpenTable {
-                table: format!("{workspace}.{name}"),
-                source: deltalake::DeltaTableError::Generic(e.to_string()),
-            })?;
+            let f = arrow_schema
+                .field_with_name(p)
+                .map_err(|e| Error::OpenTable {
+                    table: format!("{workspace}.{name}"),
+                    source: Box::new(deltalake::DeltaTableError::Generic(e.to_string())),
+                })?;
             partition_fields.push(f.clone().with_nullable(true));
         }
 
@@ -141,13 +148,15 @@ impl LakeTable {
         let n = n.max(1).min(self.spec.files.len().max(1));
         let mut order: Vec<&LakeFile> = self.spec.files.iter().collect();
         order.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
-        let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+        let mut groups: Vec<(u64, Vec<PartitionedFile>)> =
+            (0..n).map(|_| (0, Vec::new())).collect();
         for f in order {
             let mut pf = PartitionedFile::new(String::new(), f.size);
             // `path` is already a valid object-store path; parsing (not
             // `Path::from`) keeps its escapes from being encoded twice.
-            pf.object_meta.location = object_store::path::Path::parse(format!("{prefix}{}", f.path))
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            pf.object_meta.location =
+                object_store::path::Path::parse(format!("{prefix}{}", f.path))
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
             if !self.spec.partition_fields.is_empty() {
                 let mut values = Vec::with_capacity(self.spec.partition_fields.len());
                 for (field, v) in self.spec.partition_fields.iter().zip(&f.partition_values) {
@@ -171,14 +180,19 @@ impl LakeTable {
             lightest.0 += f.size;
             lightest.1.push(pf);
         }
-        Ok(groups.into_iter().map(|(_, files)| FileGroup::new(files)).collect())
+        Ok(groups
+            .into_iter()
+            .map(|(_, files)| FileGroup::new(files))
+            .collect())
     }
 
     fn statistics_all(&self) -> Statistics {
         let rows: Option<u64> = self.spec.files.iter().map(|f| f.rows).sum();
         let bytes: u64 = self.spec.files.iter().map(|f| f.size).sum();
         Statistics {
-            num_rows: rows.map(|r| Precision::Exact(r as usize)).unwrap_or(Precision::Absent),
+            num_rows: rows
+                .map(|r| Precision::Exact(r as usize))
+                .unwrap_or(Precision::Absent),
             total_byte_size: Precision::Inexact(bytes as usize),
             column_statistics: vec![ColumnStatistics::new_unknown(); self.schema.fields().len()],
         }
@@ -199,7 +213,10 @@ impl TableProvider for LakeTable {
         Some(self.statistics_all())
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // Parquet row-group pruning and row filters use them; the filter
         // still runs above the scan.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
@@ -237,7 +254,11 @@ impl TableProvider for LakeTable {
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let table_schema = TableSchema::builder(Arc::new(self.spec.file_schema.clone()))
             .with_table_partition_cols(
-                self.spec.partition_fields.iter().map(|f| Arc::new(f.clone())).collect::<Vec<_>>(),
+                self.spec
+                    .partition_fields
+                    .iter()
+                    .map(|f| Arc::new(f.clone()))
+                    .collect::<Vec<_>>(),
             )
             .build();
         let source = format.file_source(table_schema);
@@ -256,4 +277,3 @@ impl From<Error> for DataFusionError {
         DataFusionError::External(Box::new(e))
     }
 }
-

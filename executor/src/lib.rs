@@ -26,11 +26,12 @@ pub fn free_port(host: &str) -> Result<u16> {
         addr: format!("{host}:0"),
         source,
     })?;
-    Ok(l.local_addr().map_err(|source| Error::Bind {
-        addr: format!("{host}:0"),
-        source,
-    })?
-    .port())
+    Ok(l.local_addr()
+        .map_err(|source| Error::Bind {
+            addr: format!("{host}:0"),
+            source,
+        })?
+        .port())
 }
 
 /// Runs an executor until a shutdown signal (SIGINT/SIGTERM) or until the
@@ -38,7 +39,9 @@ pub fn free_port(host: &str) -> Result<u16> {
 pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Result<()> {
     let pool = Pool::from_label(&opts.pool).ok_or_else(|| Error::InvalidPool(opts.pool.clone()))?;
     let vcores = if opts.vcores == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         opts.vcores as usize
     };
@@ -71,7 +74,11 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let mut config = ExecutorProcessConfig {
         executor_id: executor_id.clone(),
         bind_host: opts.bind_host.clone(),
-        external_host: Some(opts.advertise_host.clone().unwrap_or_else(|| opts.bind_host.clone())),
+        external_host: Some(
+            opts.advertise_host
+                .clone()
+                .unwrap_or_else(|| opts.bind_host.clone()),
+        ),
         port: flight_port,
         grpc_port,
         scheduler_host: coord_host.clone(),
@@ -125,12 +132,18 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
 
 /// Announces the executor's pool until shutdown, at a third of the TTL the
 /// coordinator asks for, so one lost announcement never expires it.
-async fn announce_loop(coordinator: String, req: RegisterExecutorRequest, shutdown: CancellationToken) {
+async fn announce_loop(
+    coordinator: String,
+    req: RegisterExecutorRequest,
+    shutdown: CancellationToken,
+) {
     let mut period = Duration::from_secs(1);
     let mut warned = false;
     loop {
         let result = async {
-            let mut client = CoordinatorClient::connect(coordinator.clone()).await.map_err(|e| e.to_string())?;
+            let mut client = CoordinatorClient::connect(coordinator.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             client
                 .register_executor(req.clone())
                 .await
@@ -141,7 +154,8 @@ async fn announce_loop(coordinator: String, req: RegisterExecutorRequest, shutdo
         match result {
             Ok(resp) => {
                 warned = false;
-                period = Duration::from_millis((u64::from(resp.ttl_seconds.max(1)) * 1000 / 3).max(200));
+                period =
+                    Duration::from_millis((u64::from(resp.ttl_seconds.max(1)) * 1000 / 3).max(200));
             }
             Err(e) if !warned => {
                 warn!(%coordinator, error = %e, "cannot announce executor to coordinator; retrying");
@@ -162,6 +176,8 @@ fn split_host_port(addr: &str) -> Result<(String, u16)> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| Error::InvalidAddress(addr.to_string()))?;
-    let port = port.parse().map_err(|_| Error::InvalidAddress(addr.to_string()))?;
+    let port = port
+        .parse()
+        .map_err(|_| Error::InvalidAddress(addr.to_string()))?;
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }

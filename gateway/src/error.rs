@@ -32,7 +32,9 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
         return lake.to_tarn();
     }
     match e.find_root() {
-        DataFusionError::SQL(p, _) => TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}")),
+        DataFusionError::SQL(p, _) => {
+            TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}"))
+        }
         DataFusionError::SchemaError(s, _) => {
             let msg = s.to_string();
             if msg.contains("No field named") || msg.contains("not found") {
@@ -59,7 +61,13 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
                 TarnError::new(ErrorCode::Cancelled, msg)
             } else if msg.contains("No executor") || msg.contains("no executors") {
                 TarnError::new(ErrorCode::PoolNotAvailable, msg)
-            } else if matches!(other, DataFusionError::Execution(_) | DataFusionError::External(_) | DataFusionError::ArrowError(..) | DataFusionError::IoError(_)) {
+            } else if matches!(
+                other,
+                DataFusionError::Execution(_)
+                    | DataFusionError::External(_)
+                    | DataFusionError::ArrowError(..)
+                    | DataFusionError::IoError(_)
+            ) {
                 TarnError::new(ErrorCode::ExecutionFailed, msg)
             } else {
                 TarnError::new(ErrorCode::Internal, msg)

@@ -16,14 +16,14 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
-    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
-    CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use dashmap::DashMap;
 use datafusion::dataframe::DataFrame;
@@ -121,9 +121,12 @@ impl TarnFlightSql {
                 ))
             })?;
         self.sessions.get(token.trim()).ok_or_else(|| {
-            TarnError::new(ErrorCode::SessionNotFound, "the session for this token has ended")
-                .with_fix("reconnect: the client's handshake opens a new session")
-                .into()
+            TarnError::new(
+                ErrorCode::SessionNotFound,
+                "the session for this token has ended",
+            )
+            .with_fix("reconnect: the client's handshake opens a new session")
+            .into()
         })
     }
 
@@ -136,7 +139,11 @@ impl TarnFlightSql {
 
     /// A prepared statement of `session`; another session's handles are
     /// indistinguishable from unknown ones.
-    fn prepared(&self, handle: &[u8], session: &Session) -> Result<(String, Arc<Prepared>), Status> {
+    fn prepared(
+        &self,
+        handle: &[u8],
+        session: &Session,
+    ) -> Result<(String, Arc<Prepared>), Status> {
         let handle = String::from_utf8_lossy(handle).to_string();
         match self.prepared.get(&handle) {
             Some(p) if p.session_id == session.id => Ok((handle, Arc::clone(&p))),
@@ -148,10 +155,17 @@ impl TarnFlightSql {
         }
     }
 
-    fn flight_info(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    fn flight_info(
+        &self,
+        schema: &Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         let info = FlightInfo::new()
             .try_with_schema(schema)
-            .map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: cannot encode schema: {e}")))?
+            .map_err(|e| {
+                Status::internal(format!("TARN-2901 INTERNAL: cannot encode schema: {e}"))
+            })?
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_descriptor(descriptor)
             .with_ordered(true);
@@ -165,7 +179,10 @@ impl TarnFlightSql {
         params: Option<RecordBatch>,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let planned = self.sessions.plan(session, &t.workspace, &t.sql, &t.query_id).await?;
+        let planned = self
+            .sessions
+            .plan(session, &t.workspace, &t.sql, &t.query_id)
+            .await?;
         let plan = bind_parameters(planned.plan, params.as_ref())?;
         let schema = plan.schema().as_arrow().clone();
         let handle = serde_json::to_vec(&t).map_err(|e| Status::internal(e.to_string()))?;
@@ -174,21 +191,33 @@ impl TarnFlightSql {
         }
         .as_any()
         .encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, descriptor)?))
+        Ok(Response::new(
+            self.flight_info(&schema, ticket, descriptor)?,
+        ))
     }
 
     /// Plans and runs a ticketed statement, streaming batches as executors
     /// produce them.
-    async fn run(&self, session: &Session, t: StatementTicket) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
+    async fn run(
+        &self,
+        session: &Session,
+        t: StatementTicket,
+    ) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
         let params = match &t.prepared {
             Some(h) => self.prepared.get(h).and_then(|p| p.params.lock().clone()),
             None => None,
         };
-        let planned = self.sessions.plan(session, &t.workspace, &t.sql, &t.query_id).await?;
+        let planned = self
+            .sessions
+            .plan(session, &t.workspace, &t.sql, &t.query_id)
+            .await?;
         let plan = bind_parameters(planned.plan, params.as_ref())?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let df = DataFrame::new(planned.state, plan);
-        let stream = df.execute_stream().await.map_err(|e| Status::from(from_datafusion(&e)))?;
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| Status::from(from_datafusion(&e)))?;
 
         let token = CancellationToken::new();
         self.running.insert(t.query_id.clone(), token.clone());
@@ -249,7 +278,11 @@ impl TarnFlightSql {
         }
     }
 
-    fn batch_stream(&self, schema: Arc<Schema>, batch: RecordBatch) -> BoxStream<arrow_flight::FlightData> {
+    fn batch_stream(
+        &self,
+        schema: Arc<Schema>,
+        batch: RecordBatch,
+    ) -> BoxStream<arrow_flight::FlightData> {
         let s = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async { Ok(batch) }))
@@ -307,7 +340,9 @@ fn new_query_id() -> String {
 
 fn decode_basic(header: &str) -> Option<(String, String)> {
     use base64_lite::decode;
-    let b64 = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
     let raw = decode(b64.trim())?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
@@ -353,7 +388,10 @@ impl FlightSqlService for TarnFlightSql {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
         // Dev mode: any user name opens a session; the token is its id.
         let user = request
             .metadata()
@@ -369,8 +407,9 @@ impl FlightSqlService for TarnFlightSql {
             protocol_version: 0,
             payload: token.clone().into(),
         };
-        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
-            Response::new(Box::pin(futures::stream::once(async { Ok(resp) })));
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(futures::stream::once(async { Ok(resp) })));
         if let Ok(v) = format!("Bearer {token}").parse() {
             response.metadata_mut().insert("authorization", v);
         }
@@ -390,8 +429,11 @@ impl FlightSqlService for TarnFlightSql {
             workspace,
             prepared: None,
         };
-        let span = info_span!("get_flight_info_statement", query_id = %t.query_id, user = %session.user);
-        self.statement_info(&session, t, None, request.into_inner()).instrument(span).await
+        let span =
+            info_span!("get_flight_info_statement", query_id = %t.query_id, user = %session.user);
+        self.statement_info(&session, t, None, request.into_inner())
+            .instrument(span)
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -408,8 +450,11 @@ impl FlightSqlService for TarnFlightSql {
             workspace: p.workspace.clone(),
             prepared: Some(handle),
         };
-        let span = info_span!("get_flight_info_prepared", query_id = %t.query_id, user = %session.user);
-        self.statement_info(&session, t, params, request.into_inner()).instrument(span).await
+        let span =
+            info_span!("get_flight_info_prepared", query_id = %t.query_id, user = %session.user);
+        self.statement_info(&session, t, params, request.into_inner())
+            .instrument(span)
+            .await
     }
 
     async fn do_get_statement(
@@ -418,10 +463,16 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let session = self.session(request.metadata())?;
-        let t: StatementTicket = serde_json::from_slice(&ticket.statement_handle).map_err(|_| {
-            Status::from(TarnError::new(ErrorCode::InvalidArgument, "the ticket was not issued by this gateway")
-                .with_fix("call GetFlightInfo first and pass its ticket unchanged"))
-        })?;
+        let t: StatementTicket =
+            serde_json::from_slice(&ticket.statement_handle).map_err(|_| {
+                Status::from(
+                    TarnError::new(
+                        ErrorCode::InvalidArgument,
+                        "the ticket was not issued by this gateway",
+                    )
+                    .with_fix("call GetFlightInfo first and pass its ticket unchanged"),
+                )
+            })?;
         let span = info_span!("do_get", query_id = %t.query_id, user = %session.user);
         let stream = self.run(&session, t).instrument(span).await?;
         Ok(Response::new(stream))
@@ -463,7 +514,11 @@ impl FlightSqlService for TarnFlightSql {
             .map_err(|e| Status::from(from_datafusion(&e)))?
             .into_iter()
             .collect();
-        params.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<u32>().unwrap_or(u32::MAX));
+        params.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<u32>()
+                .unwrap_or(u32::MAX)
+        });
         let parameter_schema = Schema::new(
             params
                 .into_iter()
@@ -502,20 +557,29 @@ impl FlightSqlService for TarnFlightSql {
         let session = self.session(request.metadata())?;
         let (handle, p) = self.prepared(&query.prepared_statement_handle, &session)?;
         let stream = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| {
-                Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("cannot read bound parameters: {e}")))
-            })?;
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await
+                .map_err(|e| {
+                    Status::from(TarnError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("cannot read bound parameters: {e}"),
+                    ))
+                })?;
         let batch = match batches.len() {
             0 => None,
             1 => batches.into_iter().next(),
             _ => {
                 let schema = batches[0].schema();
-                Some(arrow::compute::concat_batches(&schema, &batches).map_err(|e| {
-                    Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad parameters: {e}")))
-                })?)
+                Some(
+                    arrow::compute::concat_batches(&schema, &batches).map_err(|e| {
+                        Status::from(TarnError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("bad parameters: {e}"),
+                        ))
+                    })?,
+                )
             }
         };
         *p.params.lock() = batch;
@@ -541,7 +605,10 @@ impl FlightSqlService for TarnFlightSql {
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
         let info = FlightInfo::decode(query.info).map_err(|e| {
-            Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad FlightInfo: {e}")))
+            Status::from(TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("bad FlightInfo: {e}"),
+            ))
         })?;
         let cancelled = info
             .endpoint
@@ -561,7 +628,10 @@ impl FlightSqlService for TarnFlightSql {
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
             let req = arrow_flight::CancelFlightInfoRequest::decode(action.body).map_err(|e| {
-                Status::from(TarnError::new(ErrorCode::InvalidArgument, format!("bad CancelFlightInfo: {e}")))
+                Status::from(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("bad CancelFlightInfo: {e}"),
+                ))
             })?;
             let cancelled = req
                 .info
@@ -576,9 +646,15 @@ impl FlightSqlService for TarnFlightSql {
             };
             let body = arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec();
             let out = arrow_flight::Result { body: body.into() };
-            return Ok(Response::new(Box::pin(futures::stream::once(async { Ok(out) }))));
+            return Ok(Response::new(Box::pin(futures::stream::once(async {
+                Ok(out)
+            }))));
         }
-        Err(TarnError::new(ErrorCode::Unsupported, format!("action '{}' is not supported", action.r#type)).into())
+        Err(TarnError::new(
+            ErrorCode::Unsupported,
+            format!("action '{}' is not supported", action.r#type),
+        )
+        .into())
     }
 
     async fn get_flight_info_catalogs(
@@ -587,9 +663,13 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata())?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_catalogs(
@@ -613,7 +693,11 @@ impl FlightSqlService for TarnFlightSql {
         self.session(request.metadata())?;
         let schema = query.clone().into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_schemas(
@@ -640,7 +724,11 @@ impl FlightSqlService for TarnFlightSql {
         self.session(request.metadata())?;
         let schema = tables_builder(&query).schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_tables(
@@ -653,11 +741,16 @@ impl FlightSqlService for TarnFlightSql {
         let mut b = tables_builder(&query);
         let lake = self.sessions.lake();
         for ws_name in names {
-            let ws = lake.workspace(&ws_name).await.map_err(|e| Status::from(e.to_tarn()))?;
+            let ws = lake
+                .workspace(&ws_name)
+                .await
+                .map_err(|e| Status::from(e.to_tarn()))?;
             for t in ws.cached_table_names() {
                 let schema = if query.include_schema {
                     match ws.table(&t).await {
-                        Ok(table) => datafusion::catalog::TableProvider::schema(table.as_ref()).as_ref().clone(),
+                        Ok(table) => datafusion::catalog::TableProvider::schema(table.as_ref())
+                            .as_ref()
+                            .clone(),
                         Err(_) => continue, // dropped between listing and reading
                     }
                 } else {
@@ -678,9 +771,13 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata())?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_table_types(
@@ -704,7 +801,11 @@ impl FlightSqlService for TarnFlightSql {
         self.session(request.metadata())?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(&schema, ticket, request.into_inner())?))
+        Ok(Response::new(self.flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     async fn do_get_sql_info(

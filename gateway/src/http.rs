@@ -18,7 +18,11 @@ struct AppState {
 }
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, coordinator: String, shutdown: CancellationToken) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    coordinator: String,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -39,7 +43,9 @@ async fn healthz() -> impl IntoResponse {
 /// executor is registered with both Tarn and Ballista.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let health = async {
-        let mut c = CoordinatorClient::connect(s.coordinator.clone()).await.map_err(|e| e.to_string())?;
+        let mut c = CoordinatorClient::connect(s.coordinator.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         c.health(HealthRequest {
             header: Some(tarn_proto::header()),
         })

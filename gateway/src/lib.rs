@@ -41,7 +41,9 @@ impl Gateway {
     /// Binds both listeners and starts serving.
     pub async fn start(opts: Arc<GatewayOptions>, shutdown: CancellationToken) -> Result<Self> {
         let bind = |addr: String| async move {
-            TcpListener::bind(&addr).await.map_err(|source| Error::Bind { addr, source })
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })
         };
         let flight_listener = bind(opts.flight_addr.clone()).await?;
         let http_listener = bind(opts.http_addr.clone()).await?;
@@ -63,7 +65,8 @@ impl Gateway {
             opts.session_vcores as usize,
             opts.default_workspace.clone(),
         ));
-        let service = TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone()).map_err(|e| Error::Serve(e.to_string()))?;
+        let service = TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone())
+            .map_err(|e| Error::Serve(e.to_string()))?;
 
         let flight_shutdown = shutdown.clone();
         let flight = tokio::spawn(async move {
@@ -81,7 +84,11 @@ impl Gateway {
                 .await
                 .map_err(|e| Error::Serve(e.to_string()))
         });
-        let http = tokio::spawn(http::serve(http_listener, opts.coordinator.clone(), shutdown.clone()));
+        let http = tokio::spawn(http::serve(
+            http_listener,
+            opts.coordinator.clone(),
+            shutdown.clone(),
+        ));
         info!(%flight_addr, %http_addr, "gateway listening");
         Ok(Self {
             flight_addr,

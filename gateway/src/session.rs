@@ -53,7 +53,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// A session table over `lake`, submitting to the scheduler at `scheduler_url`.
-    pub fn new(lake: Arc<Lake>, scheduler_url: String, vcores: usize, default_workspace: String) -> Self {
+    pub fn new(
+        lake: Arc<Lake>,
+        scheduler_url: String,
+        vcores: usize,
+        default_workspace: String,
+    ) -> Self {
         Self {
             lake,
             scheduler_url,
@@ -111,10 +116,13 @@ impl Sessions {
             .build();
         let state = state
             .upgrade_for_ballista(self.scheduler_url.clone())
-            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}")))?;
-        state
-            .catalog_list()
-            .register_catalog(CATALOG.to_string(), Arc::new(LakeCatalog::new(Arc::clone(&self.lake))));
+            .map_err(|e| {
+                TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
+            })?;
+        state.catalog_list().register_catalog(
+            CATALOG.to_string(),
+            Arc::new(LakeCatalog::new(Arc::clone(&self.lake))),
+        );
         Ok(state)
     }
 
@@ -130,7 +138,11 @@ impl Sessions {
         sql: &str,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
-        let mut config = session.state.config().clone().with_ballista_job_name(query_id);
+        let mut config = session
+            .state
+            .config()
+            .clone()
+            .with_ballista_job_name(query_id);
         config.options_mut().catalog.default_schema = workspace.to_string();
         let state = SessionStateBuilder::new_from_existing(session.state.clone())
             .with_config(config)
@@ -146,7 +158,8 @@ impl Sessions {
             .map_err(|e| from_datafusion(&e))?;
         let mut wants_listing = false;
         for r in refs {
-            self.check_reference(&r, workspace, &mut wants_listing).await?;
+            self.check_reference(&r, workspace, &mut wants_listing)
+                .await?;
         }
         if wants_listing {
             self.refresh_all().await?;
@@ -182,7 +195,9 @@ impl Sessions {
                     ErrorCode::WorkspaceNotFound,
                     format!("catalog '{c}' does not exist; Tarn's only catalog is '{CATALOG}'"),
                 )
-                .with_fix(format!("write {CATALOG}.<workspace>.<table>, <workspace>.<table> or <table>")));
+                .with_fix(format!(
+                    "write {CATALOG}.<workspace>.<table>, <workspace>.<table> or <table>"
+                )));
             }
         }
         let ws = r.schema().unwrap_or(default_ws);
@@ -221,7 +236,10 @@ pub fn number_placeholders(sql: &str) -> String {
         // Let the parser report the error on the original text.
         return sql.to_string();
     };
-    if !tokens.iter().any(|t| matches!(t, Token::Placeholder(p) if p == "?")) {
+    if !tokens
+        .iter()
+        .any(|t| matches!(t, Token::Placeholder(p) if p == "?"))
+    {
         return sql.to_string();
     }
     let mut n = 0;
@@ -257,7 +275,11 @@ fn check_read_only(statement: &DFStatement) -> Result<(), TarnError> {
         Ok(())
     } else {
         let kind = statement.to_string();
-        let kind: String = kind.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        let kind: String = kind
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
         Err(TarnError::new(
             ErrorCode::Unsupported,
             format!("only queries run here, not '{kind} …'"),
@@ -280,19 +302,25 @@ pub fn bind_parameters(
     if batch.num_rows() > 1 {
         return Err(TarnError::new(
             ErrorCode::InvalidArgument,
-            format!("{} parameter rows were bound; a query takes one", batch.num_rows()),
+            format!(
+                "{} parameter rows were bound; a query takes one",
+                batch.num_rows()
+            ),
         )
         .with_fix("bind a single row of parameters per execution"));
     }
     let mut values = Vec::with_capacity(batch.num_columns());
     for col in batch.columns() {
         values.push(
-            datafusion::scalar::ScalarValue::try_from_array(col, 0)
-                .map_err(|e| TarnError::new(ErrorCode::InvalidArgument, format!("bad parameter: {e}")))?,
+            datafusion::scalar::ScalarValue::try_from_array(col, 0).map_err(|e| {
+                TarnError::new(ErrorCode::InvalidArgument, format!("bad parameter: {e}"))
+            })?,
         );
     }
-    plan.with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect()))
-        .map_err(|e| from_datafusion(&e))
+    plan.with_param_values(ParamValues::List(
+        values.into_iter().map(Into::into).collect(),
+    ))
+    .map_err(|e| from_datafusion(&e))
 }
 
 #[cfg(test)]

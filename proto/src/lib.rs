@@ -3,7 +3,7 @@
 //! The generated code in `src/generated` is checked in; regenerate it with
 //! `cargo run -p tarn-proto-gen` after editing `proto/tarn.proto`.
 
-#[allow(missing_docs, clippy::all, unused_qualifications)]
+#[allow(missing_docs, clippy::all, clippy::clone_on_ref_ptr, unused_qualifications)]
 #[rustfmt::skip]
 mod generated {
     include!("generated/tarn.v1.rs");

@@ -41,11 +41,17 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
         if jobs.iter().any(|j| j.status == "running") {
             break;
         }
-        assert!(Instant::now() < deadline, "the query never started running: {jobs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the query never started running: {jobs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let action = arrow_flight::Action::new("CancelFlightInfo", CancelFlightInfoRequest::new(info).encode_to_vec());
+    let action = arrow_flight::Action::new(
+        "CancelFlightInfo",
+        CancelFlightInfoRequest::new(info).encode_to_vec(),
+    );
     let mut results = c.do_action(action).await?;
     let body = results.try_next().await?.expect("a cancel result");
     let result = CancelFlightInfoResult::decode(body.body)?;
@@ -67,10 +73,16 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
             .await?
             .into_inner()
             .jobs;
-        if !jobs.iter().any(|j| j.status == "running" || j.status == "queued") {
+        if !jobs
+            .iter()
+            .any(|j| j.status == "running" || j.status == "queued")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the job kept running after cancel: {jobs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the job kept running after cancel: {jobs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);

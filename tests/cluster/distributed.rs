@@ -18,12 +18,28 @@ async fn joins_run_as_multi_stage_jobs_on_executor_processes() -> anyhow::Result
         .await?
         .into_inner();
     let pools: HashMap<i32, u32> = info.executors.iter().map(|e| (e.pool, e.vcores)).collect();
-    assert_eq!(info.executors.len(), 2, "one interactive and one job executor: {info:?}");
-    assert!(pools.contains_key(&(Pool::Interactive as i32)) && pools.contains_key(&(Pool::Job as i32)));
-    assert!(info.executors.iter().all(|e| e.vcores > 0 && e.scheduler_alive));
-    let interactive = info.pools.iter().find(|p| p.name == "interactive").expect("interactive pool");
+    assert_eq!(
+        info.executors.len(),
+        2,
+        "one interactive and one job executor: {info:?}"
+    );
+    assert!(
+        pools.contains_key(&(Pool::Interactive as i32)) && pools.contains_key(&(Pool::Job as i32))
+    );
+    assert!(info
+        .executors
+        .iter()
+        .all(|e| e.vcores > 0 && e.scheduler_alive));
+    let interactive = info
+        .pools
+        .iter()
+        .find(|p| p.name == "interactive")
+        .expect("interactive pool");
     assert_eq!(interactive.configured_vcores, 760);
-    assert_eq!(interactive.capacity_vcores, interactive.offered_vcores.min(760));
+    assert_eq!(
+        interactive.capacity_vcores,
+        interactive.offered_vcores.min(760)
+    );
 
     let batches = query(
         &mut c,
@@ -47,14 +63,25 @@ async fn joins_run_as_multi_stage_jobs_on_executor_processes() -> anyhow::Result
         .filter(|j| j.status == "successful")
         .max_by_key(|j| j.stage_count)
         .expect("the join ran as a Ballista job");
-    assert!(job.stage_count > 1, "a join + aggregate has several stages: {job:?}");
+    assert!(
+        job.stage_count > 1,
+        "a join + aggregate has several stages: {job:?}"
+    );
     assert!(!job.tasks.is_empty());
-    let executor_pids: HashMap<&str, u32> = info.executors.iter().map(|e| (e.executor_id.as_str(), e.pid)).collect();
+    let executor_pids: HashMap<&str, u32> = info
+        .executors
+        .iter()
+        .map(|e| (e.executor_id.as_str(), e.pid))
+        .collect();
     for t in &job.tasks {
         let pid = executor_pids
             .get(t.executor_id.as_str())
             .unwrap_or_else(|| panic!("task ran on a registered executor: {t:?}"));
-        assert_ne!(*pid, cluster.pid(), "tasks run in executor processes, not the supervisor");
+        assert_ne!(
+            *pid,
+            cluster.pid(),
+            "tasks run in executor processes, not the supervisor"
+        );
         assert_ne!(*pid, std::process::id());
     }
     Ok(())

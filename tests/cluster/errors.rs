@@ -4,14 +4,34 @@
 use tarn_tests::{query, scalar_i64, Cluster};
 use tonic::Code;
 
-async fn expect_error(c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>, sql: &str, code: Code, number: &str, mentions: &str) {
+async fn expect_error(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+    code: Code,
+    number: &str,
+    mentions: &str,
+) {
     let err = query(c, sql).await.expect_err(sql);
     assert_eq!(err.code(), code, "{sql}: {}", err.message());
-    assert!(err.message().contains(number), "{sql}: expected {number} in {}", err.message());
-    assert!(err.message().contains("Fix:"), "{sql}: a fix is named: {}", err.message());
-    assert!(err.message().contains(mentions), "{sql}: names the cause '{mentions}': {}", err.message());
+    assert!(
+        err.message().contains(number),
+        "{sql}: expected {number} in {}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("Fix:"),
+        "{sql}: a fix is named: {}",
+        err.message()
+    );
+    assert!(
+        err.message().contains(mentions),
+        "{sql}: names the cause '{mentions}': {}",
+        err.message()
+    );
     assert_eq!(
-        err.metadata().get("x-tarn-error-code").and_then(|v| v.to_str().ok()),
+        err.metadata()
+            .get("x-tarn-error-code")
+            .and_then(|v| v.to_str().ok()),
         Some(number.trim_start_matches("TARN-")),
         "{sql}: the code travels as metadata too"
     );
@@ -21,11 +41,46 @@ async fn expect_error(c: &mut arrow_flight::sql::client::FlightSqlServiceClient<
 async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let mut c = cluster.flight_sql().await?;
-    expect_error(&mut c, "SELEC 1", Code::InvalidArgument, "TARN-2801", "SELEC").await;
-    expect_error(&mut c, "SELECT * FROM nowhere.SigninLogs", Code::NotFound, "TARN-2001", "nowhere").await;
-    expect_error(&mut c, "SELECT * FROM NoSuchTable", Code::NotFound, "TARN-2100", "NoSuchTable").await;
-    expect_error(&mut c, "SELECT NoSuchColumn FROM SigninLogs", Code::NotFound, "TARN-2101", "NoSuchColumn").await;
-    expect_error(&mut c, "SELECT * FROM other.demo.SigninLogs", Code::NotFound, "TARN-2001", "other").await;
+    expect_error(
+        &mut c,
+        "SELEC 1",
+        Code::InvalidArgument,
+        "TARN-2801",
+        "SELEC",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        "SELECT * FROM nowhere.SigninLogs",
+        Code::NotFound,
+        "TARN-2001",
+        "nowhere",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        "SELECT * FROM NoSuchTable",
+        Code::NotFound,
+        "TARN-2100",
+        "NoSuchTable",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        "SELECT NoSuchColumn FROM SigninLogs",
+        Code::NotFound,
+        "TARN-2101",
+        "NoSuchColumn",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        "SELECT * FROM other.demo.SigninLogs",
+        Code::NotFound,
+        "TARN-2001",
+        "other",
+    )
+    .await;
     // Nothing reaches outside the lake.
     expect_error(
         &mut c,
@@ -35,7 +90,14 @@ async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
         "only queries",
     )
     .await;
-    expect_error(&mut c, "COPY (SELECT 1) TO '/tmp/tarn-escape.csv'", Code::Unimplemented, "TARN-2803", "only queries").await;
+    expect_error(
+        &mut c,
+        "COPY (SELECT 1) TO '/tmp/tarn-escape.csv'",
+        Code::Unimplemented,
+        "TARN-2803",
+        "only queries",
+    )
+    .await;
     assert!(!std::path::Path::new("/tmp/tarn-escape.csv").exists());
 
     // The cluster is unharmed.
@@ -47,11 +109,12 @@ async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
 async fn unknown_tickets_and_handles_are_refused() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let mut c = cluster.flight_sql().await?;
-    let err = c
+    let Err(err) = c
         .do_get(arrow_flight::Ticket::new(b"garbage".to_vec()))
         .await
-        .err()
-        .expect("a garbage ticket is refused");
+    else {
+        panic!("a garbage ticket is refused");
+    };
     let status = tarn_tests::to_status(err);
     assert_ne!(status.code(), Code::Ok);
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);

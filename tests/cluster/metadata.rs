@@ -48,7 +48,11 @@ async fn catalogs_workspaces_tables_and_info() -> anyhow::Result<()> {
         .await?;
     let batches = fetch(&mut c, info).await?;
     let names = strings(&batches, "table_name");
-    assert_eq!(names, vec!["SecurityEvent", "SigninLogs"], "LIKE-style filter applies");
+    assert_eq!(
+        names,
+        vec!["SecurityEvent", "SigninLogs"],
+        "LIKE-style filter applies"
+    );
     // The schema travels as IPC bytes and names the public columns.
     let b = &batches[0];
     let schemas = b
@@ -57,14 +61,27 @@ async fn catalogs_workspaces_tables_and_info() -> anyhow::Result<()> {
         .as_any()
         .downcast_ref::<BinaryArray>()
         .expect("binary");
-    let signin_idx = names.iter().position(|n| n == "SigninLogs").expect("SigninLogs listed");
+    let signin_idx = names
+        .iter()
+        .position(|n| n == "SigninLogs")
+        .expect("SigninLogs listed");
     let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(schemas.value(signin_idx))?;
-    for col in ["TimeGenerated", "UserPrincipalName", "IPAddress", "ResultType", "Location", "AppDisplayName"] {
+    for col in [
+        "TimeGenerated",
+        "UserPrincipalName",
+        "IPAddress",
+        "ResultType",
+        "Location",
+        "AppDisplayName",
+    ] {
         assert!(schema.field_with_name(col).is_ok(), "SigninLogs has {col}");
     }
 
     let info = c.get_table_types().await?;
-    assert_eq!(strings(&fetch(&mut c, info).await?, "table_type"), vec!["TABLE"]);
+    assert_eq!(
+        strings(&fetch(&mut c, info).await?, "table_type"),
+        vec!["TABLE"]
+    );
 
     let info = c.get_sql_info(vec![SqlInfo::FlightSqlServerName]).await?;
     let batches = fetch(&mut c, info).await?;

@@ -8,21 +8,35 @@ use arrow::record_batch::RecordBatch;
 use tarn_tests::{delta_row_count, fetch, query, rows, scalar_i64, Cluster};
 
 #[tokio::test]
-async fn counts_match_the_delta_log_and_names_are_typed_as_analysts_type_them() -> anyhow::Result<()> {
+async fn counts_match_the_delta_log_and_names_are_typed_as_analysts_type_them() -> anyhow::Result<()>
+{
     let cluster = Cluster::start().await?;
     let mut c = cluster.flight_sql().await?;
-    for table in ["SigninLogs", "SecurityEvent", "AuditLogs", "DeviceNetworkEvents"] {
+    for table in [
+        "SigninLogs",
+        "SecurityEvent",
+        "AuditLogs",
+        "DeviceNetworkEvents",
+    ] {
         let expected = delta_row_count(&cluster.lake.join("demo").join(table))?;
         assert!(expected > 0, "{table} has rows");
         let got = scalar_i64(&query(&mut c, &format!("SELECT COUNT(*) FROM {table}")).await?);
-        assert_eq!(got, expected, "{table}: Tarn's count equals the Delta log's");
+        assert_eq!(
+            got, expected,
+            "{table}: Tarn's count equals the Delta log's"
+        );
         // Fully qualified names resolve to the same table.
-        let got = scalar_i64(&query(&mut c, &format!("SELECT COUNT(*) FROM tarn.demo.{table}")).await?);
+        let got =
+            scalar_i64(&query(&mut c, &format!("SELECT COUNT(*) FROM tarn.demo.{table}")).await?);
         assert_eq!(got, expected);
     }
 
     // CamelCase, unquoted, exactly as in KQL.
-    let batches = query(&mut c, "SELECT UserPrincipalName, IPAddress FROM SigninLogs WHERE ResultType = '0' LIMIT 7").await?;
+    let batches = query(
+        &mut c,
+        "SELECT UserPrincipalName, IPAddress FROM SigninLogs WHERE ResultType = '0' LIMIT 7",
+    )
+    .await?;
     assert_eq!(rows(&batches), 7);
     assert_eq!(batches[0].schema().field(0).name(), "UserPrincipalName");
     Ok(())
@@ -44,7 +58,13 @@ async fn planted_incidents_are_found() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(rows(&batches), 1, "exactly one spraying address");
-    let ip = batches[0].column(0).as_any().downcast_ref::<StringArray>().expect("utf8").value(0).to_string();
+    let ip = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("utf8")
+        .value(0)
+        .to_string();
     assert_eq!(ip, "185.220.101.47");
 
     // Lateral movement: 4648 explicit credentials, then network logons.
@@ -65,11 +85,20 @@ async fn planted_incidents_are_found() -> anyhow::Result<()> {
 async fn prepared_statements_bind_parameters() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let mut c = cluster.flight_sql().await?;
-    let literal = scalar_i64(&query(&mut c, "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = '50126'").await?);
+    let literal = scalar_i64(
+        &query(
+            &mut c,
+            "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = '50126'",
+        )
+        .await?,
+    );
     assert!(literal > 0);
 
     let mut stmt = c
-        .prepare("SELECT COUNT(*) FROM SigninLogs WHERE ResultType = $1".to_string(), None)
+        .prepare(
+            "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = $1".to_string(),
+            None,
+        )
         .await?;
     let params = stmt.parameter_schema()?.clone();
     assert_eq!(params.fields().len(), 1, "one parameter: {params:?}");
@@ -80,7 +109,10 @@ async fn prepared_statements_bind_parameters() -> anyhow::Result<()> {
     stmt.set_parameters(batch)?;
     let info = stmt.execute().await?;
     let bound = scalar_i64(&fetch(&mut c, info).await?);
-    assert_eq!(bound, literal, "a bound parameter gives the literal's answer");
+    assert_eq!(
+        bound, literal,
+        "a bound parameter gives the literal's answer"
+    );
 
     // Rebinding changes the answer; the statement is reusable.
     let batch = RecordBatch::try_new(
@@ -90,7 +122,13 @@ async fn prepared_statements_bind_parameters() -> anyhow::Result<()> {
     stmt.set_parameters(batch)?;
     let info = stmt.execute().await?;
     let ok = scalar_i64(&fetch(&mut c, info).await?);
-    let expected_ok = scalar_i64(&query(&mut c, "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = '0'").await?);
+    let expected_ok = scalar_i64(
+        &query(
+            &mut c,
+            "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = '0'",
+        )
+        .await?,
+    );
     assert_eq!(ok, expected_ok);
     stmt.close().await?;
     Ok(())
@@ -103,6 +141,10 @@ async fn results_stream_in_many_batches() -> anyhow::Result<()> {
     let expected = delta_row_count(&cluster.lake.join("demo").join("SecurityEvent"))?;
     let batches = query(&mut c, "SELECT * FROM SecurityEvent").await?;
     assert_eq!(rows(&batches) as i64, expected);
-    assert!(batches.len() > 1, "a large result arrives as a stream of batches, got {}", batches.len());
+    assert!(
+        batches.len() > 1,
+        "a large result arrives as a stream of batches, got {}",
+        batches.len()
+    );
     Ok(())
 }

@@ -23,7 +23,9 @@ pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// The `tarn` binary under test.
@@ -33,7 +35,10 @@ pub fn tarn_bin() -> anyhow::Result<PathBuf> {
         Err(_) => target_dir().join("debug").join("tarn"),
     };
     if !p.exists() {
-        bail!("{} is missing: run `cargo build -p tarn-cli` first (or set TARN_BIN)", p.display());
+        bail!(
+            "{} is missing: run `cargo build -p tarn-cli` first (or set TARN_BIN)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -51,7 +56,12 @@ pub fn free_port() -> u16 {
 /// never see half a lake.
 pub fn demo_lake() -> anyhow::Result<PathBuf> {
     let lake = target_dir().join("tarn-test-lake");
-    if lake.join("demo").join("SigninLogs").join("_delta_log").is_dir() {
+    if lake
+        .join("demo")
+        .join("SigninLogs")
+        .join("_delta_log")
+        .is_dir()
+    {
         return Ok(lake);
     }
     let tmp = target_dir().join(format!("tarn-test-lake.tmp-{}", std::process::id()));
@@ -105,9 +115,19 @@ impl Cluster {
         let child = Command::new(tarn_bin()?)
             .args(["standalone", "--no-demo", "--lake"])
             .arg(lake)
-            .args(["--flight-addr", &flight, "--http-addr", &http, "--coordinator-addr", &coordinator])
+            .args([
+                "--flight-addr",
+                &flight,
+                "--http-addr",
+                &http,
+                "--coordinator-addr",
+                &coordinator,
+            ])
             .args(extra)
-            .env("RUST_LOG", std::env::var("TARN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TARN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             // The test's own idle client connections cannot close while Drop
             // blocks its runtime; don't wait the production 5 s for them.
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
@@ -128,14 +148,25 @@ impl Cluster {
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if cluster.http_get("/readyz").await.map(|(s, _)| s == 200).unwrap_or(false) {
+            if cluster
+                .http_get("/readyz")
+                .await
+                .map(|(s, _)| s == 200)
+                .unwrap_or(false)
+            {
                 return Ok(cluster);
             }
             if let Ok(Some(status)) = cluster.child.try_wait() {
-                bail!("tarn standalone exited ({status}) before ready:\n{}", cluster.log_tail());
+                bail!(
+                    "tarn standalone exited ({status}) before ready:\n{}",
+                    cluster.log_tail()
+                );
             }
             if Instant::now() > deadline {
-                bail!("tarn standalone not ready after 90s:\n{}", cluster.log_tail());
+                bail!(
+                    "tarn standalone not ready after 90s:\n{}",
+                    cluster.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -155,7 +186,10 @@ impl Cluster {
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&self.http).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        );
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
@@ -165,19 +199,33 @@ impl Cluster {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .context("no HTTP status")?;
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         Ok((status, body))
     }
 
     /// A Flight SQL client on the gateway.
     pub async fn flight_sql(&self) -> anyhow::Result<FlightSqlServiceClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.flight))?.connect().await?;
+        let channel = Channel::from_shared(format!("http://{}", self.flight))?
+            .connect()
+            .await?;
         Ok(FlightSqlServiceClient::new(channel))
     }
 
     /// A client of the coordinator's tarn.v1 API.
-    pub async fn coordinator(&self) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
-        Ok(tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{}", self.coordinator)).await?)
+    pub async fn coordinator(
+        &self,
+    ) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
+        Ok(
+            tarn_proto::coordinator_client::CoordinatorClient::connect(format!(
+                "http://{}",
+                self.coordinator
+            ))
+            .await?,
+        )
     }
 
     /// Pid of the standalone supervisor.
@@ -191,7 +239,10 @@ impl Drop for Cluster {
         // Keep the cluster's log for post-mortems when asked to.
         if let Ok(dir) = std::env::var("TARN_TEST_KEEP_LOGS") {
             let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::copy(&self.log, Path::new(&dir).join(format!("cluster-{}.log", self.child.id())));
+            let _ = std::fs::copy(
+                &self.log,
+                Path::new(&dir).join(format!("cluster-{}.log", self.child.id())),
+            );
         }
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -203,15 +254,24 @@ impl Drop for Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("tarn standalone ignored SIGTERM for 15s; killing it. Log tail:\n{}", self.log_tail());
+        eprintln!(
+            "tarn standalone ignored SIGTERM for 15s; killing it. Log tail:\n{}",
+            self.log_tail()
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Runs a statement and collects every batch.
-pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
-    let info = client.execute(sql.to_string(), None).await.map_err(to_status)?;
+pub async fn query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(to_status)?;
     fetch(client, info).await
 }
 
@@ -222,7 +282,9 @@ pub async fn fetch(
 ) -> Result<Vec<RecordBatch>, tonic::Status> {
     let mut out = Vec::new();
     for ep in info.endpoint {
-        let ticket = ep.ticket.ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
+        let ticket = ep
+            .ticket
+            .ok_or_else(|| tonic::Status::internal("endpoint without ticket"))?;
         let stream = client.do_get(ticket).await.map_err(to_status)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
         out.extend(batches);
@@ -245,8 +307,12 @@ pub fn rows(batches: &[RecordBatch]) -> usize {
 
 /// The single i64 value of a one-cell result.
 pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
-    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a non-empty result");
-    let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).expect("castable to i64");
+    let b = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .expect("a non-empty result");
+    let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64)
+        .expect("castable to i64");
     col.as_any()
         .downcast_ref::<arrow::array::Int64Array>()
         .expect("invariant: cast to Int64")
@@ -269,8 +335,13 @@ pub fn delta_row_count(table_dir: &Path) -> anyhow::Result<i64> {
                 let stats: serde_json::Value =
                     serde_json::from_str(add["stats"].as_str().context("add without stats")?)?;
                 live.insert(
-                    add["path"].as_str().context("add without path")?.to_string(),
-                    stats["numRecords"].as_i64().context("stats without numRecords")?,
+                    add["path"]
+                        .as_str()
+                        .context("add without path")?
+                        .to_string(),
+                    stats["numRecords"]
+                        .as_i64()
+                        .context("stats without numRecords")?,
                 );
             }
             if let Some(rm) = v.get("remove") {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, the checked-in protobuf code,
+# unit tests, the cross-process cluster tests (real `tarn` binary, Rust
+# Flight SQL client) and the Python client tests (ADBC, pyarrow, DuckDB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev/setup.sh --python
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "protobuf code is what tarn.proto generates"
+cargo run -q -p tarn-proto-gen
+git diff --exit-code -- proto/src/generated || {
+  echo "proto/src/generated is stale: run 'cargo run -p tarn-proto-gen' and commit" >&2
+  exit 1
+}
+
+step "build"
+cargo build --locked -p tarn-cli --bins
+cargo build --locked --workspace --tests
+
+step "Rust tests (unit + cluster)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --test-threads 2 --no-fail-fast
+else
+  cargo test --locked --workspace -- --test-threads 2
+fi
+
+step "Python client tests"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/python
