@@ -68,6 +68,7 @@ struct Prepared {
 pub struct TarnFlightSql {
     sessions: Arc<Sessions>,
     coordinator: String,
+    pool: PoolProbe,
     prepared: DashMap<String, Arc<Prepared>>,
     running: Arc<DashMap<String, CancellationToken>>,
     sql_info: SqlInfoData,
@@ -98,11 +99,19 @@ impl TarnFlightSql {
         Ok(Self {
             sessions,
             coordinator: format!("http://{coordinator}"),
+            pool: PoolProbe::new(format!("http://{coordinator}")),
             prepared: DashMap::new(),
             running: Arc::new(DashMap::new()),
             sql_info,
             anonymous,
         })
+    }
+
+    /// Drops prepared statements whose session has ended.
+    pub fn purge_orphans(&self) {
+        self.prepared.retain(|_, p| {
+            self.sessions.is_open(&p.session_id) || p.session_id == self.anonymous.id
+        });
     }
 
     /// The session a request belongs to: its bearer token, or the
@@ -212,6 +221,9 @@ impl TarnFlightSql {
             .plan(session, &t.workspace, &t.sql, &t.query_id)
             .await?;
         let plan = bind_parameters(planned.plan, params.as_ref())?;
+        // A job submitted with no executor to run it would wait forever;
+        // say so at once instead.
+        self.pool.check().await?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let df = DataFrame::new(planned.state, plan);
         let stream = df
@@ -288,6 +300,65 @@ impl TarnFlightSql {
             .build(futures::stream::once(async { Ok(batch) }))
             .map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: {e}")));
         Box::pin(s)
+    }
+}
+
+/// Knows, to within a second, whether the interactive pool has executors.
+struct PoolProbe {
+    coordinator: String,
+    last: parking_lot::Mutex<Option<(std::time::Instant, Result<u32, String>)>>,
+}
+
+impl PoolProbe {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn new(coordinator: String) -> Self {
+        Self {
+            coordinator,
+            last: parking_lot::Mutex::new(None),
+        }
+    }
+
+    async fn check(&self) -> Result<(), TarnError> {
+        let cached = self
+            .last
+            .lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < Self::FRESH)
+            .map(|(_, r)| r.clone());
+        let result = match cached {
+            Some(r) => r,
+            None => {
+                let r = self.ask().await;
+                *self.last.lock() = Some((std::time::Instant::now(), r.clone()));
+                r
+            }
+        };
+        match result {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err(TarnError::new(
+                ErrorCode::PoolNotAvailable,
+                "no executor of the interactive pool is running",
+            )),
+            Err(e) => Err(TarnError::new(
+                ErrorCode::PoolNotAvailable,
+                format!("the coordinator is unreachable: {e}"),
+            )
+            .with_fix("retry shortly; if it persists, ask an operator to check the coordinator")),
+        }
+    }
+
+    async fn ask(&self) -> Result<u32, String> {
+        let mut c =
+            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        c.health(tarn_proto::HealthRequest {
+            header: Some(tarn_proto::header()),
+        })
+        .await
+        .map(|r| r.into_inner().interactive_executors)
+        .map_err(|e| e.message().to_string())
     }
 }
 

@@ -65,15 +65,23 @@ impl Gateway {
             opts.session_vcores as usize,
             opts.default_workspace.clone(),
         ));
-        let service = TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone())
-            .map_err(|e| Error::Serve(e.to_string()))?;
+        let service = Arc::new(
+            TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone())
+                .map_err(|e| Error::Serve(e.to_string()))?,
+        );
+        let sweeper = tokio::spawn(sweep_sessions(
+            Arc::clone(&sessions),
+            Arc::clone(&service),
+            opts.session_idle_timeout,
+            shutdown.clone(),
+        ));
 
         let flight_shutdown = shutdown.clone();
         let flight = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(
-                    FlightServiceServer::new(service)
+                    FlightServiceServer::from_arc(service)
                         .max_decoding_message_size(256 * 1024 * 1024)
                         .max_encoding_message_size(256 * 1024 * 1024),
                 )
@@ -93,7 +101,7 @@ impl Gateway {
         Ok(Self {
             flight_addr,
             http_addr,
-            tasks: vec![flight, http],
+            tasks: vec![flight, http, sweeper],
             shutdown,
             drain_timeout: opts.drain_timeout,
         })
@@ -119,6 +127,30 @@ impl Gateway {
                 tracing::info!("drain timeout reached; closing remaining connections");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Ends idle sessions and their prepared statements until shutdown.
+async fn sweep_sessions(
+    sessions: Arc<Sessions>,
+    service: Arc<TarnFlightSql>,
+    idle: std::time::Duration,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let period = (idle / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(period) => {}
+        }
+        let ended = sessions.expire_idle(idle);
+        if ended > 0 {
+            tracing::info!(ended, "idle sessions ended");
+            service.purge_orphans();
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct GatewayOptions {
     /// before open connections are dropped.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: std::time::Duration,
+    /// A session nobody used for this long ends (with its prepared
+    /// statements).
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: std::time::Duration,
 }
 
 impl Default for GatewayOptions {
@@ -35,6 +39,7 @@ impl Default for GatewayOptions {
             default_workspace: "demo".into(),
             session_vcores: 2,
             drain_timeout: std::time::Duration::from_secs(5),
+            session_idle_timeout: std::time::Duration::from_secs(20 * 60),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Session {
     pub workspace: parking_lot::RwLock<String>,
     /// The Ballista-upgraded state statements are planned with.
     state: SessionState,
+    /// When a request last used the session.
+    last_used: parking_lot::Mutex<std::time::Instant>,
 }
 
 /// A planned statement, ready to run.
@@ -81,14 +83,30 @@ impl Sessions {
             user: user.to_string(),
             workspace: parking_lot::RwLock::new(self.default_workspace.clone()),
             state: self.build_state(&id)?,
+            last_used: parking_lot::Mutex::new(std::time::Instant::now()),
         });
         self.sessions.insert(id, Arc::clone(&session));
         Ok(session)
     }
 
-    /// A session by id.
+    /// A session by id; using it keeps it alive.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(id).map(|s| Arc::clone(&s))
+        let s = self.sessions.get(id).map(|s| Arc::clone(&s))?;
+        *s.last_used.lock() = std::time::Instant::now();
+        Some(s)
+    }
+
+    /// Ends sessions unused for longer than `max_idle`; returns how many.
+    pub fn expire_idle(&self, max_idle: std::time::Duration) -> usize {
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|_, s| s.last_used.lock().elapsed() <= max_idle);
+        before - self.sessions.len()
+    }
+
+    /// Whether a session id is still open.
+    pub fn is_open(&self, id: &str) -> bool {
+        self.sessions.contains_key(id)
     }
 
     /// Closes a session.

@@ -5,3 +5,4 @@ mod distributed;
 mod errors;
 mod metadata;
 mod queries;
+mod sessions;

@@ -101,11 +101,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster over the shared demo lake.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(&demo_lake()?, &[]).await
+        Self::start_with(&demo_lake()?, &[], &[]).await
     }
 
-    /// Starts a cluster over `lake` with extra `standalone` flags.
-    pub async fn start_with(lake: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    /// Starts a cluster over `lake` with extra `standalone` flags and
+    /// environment (e.g. `TARN_GATEWAY__SESSION_IDLE_TIMEOUT`).
+    pub async fn start_with(
+        lake: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("tarn.log");
         let flight = format!("127.0.0.1:{}", free_port());
@@ -132,6 +137,7 @@ impl Cluster {
             // blocks its runtime; don't wait the production 5 s for them.
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
             .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -184,27 +190,7 @@ impl Cluster {
 
     /// A plain HTTP GET on the gateway's HTTP port: (status, body).
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&self.http).await?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("no HTTP status")?;
-        let body = text
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        Ok((status, body))
+        http_get(&self.http, path).await
     }
 
     /// A Flight SQL client on the gateway.
@@ -350,4 +336,52 @@ pub fn delta_row_count(table_dir: &Path) -> anyhow::Result<i64> {
         }
     }
     Ok(live.values().sum())
+}
+
+/// A role process started directly (not through `standalone`), killed on
+/// drop.
+pub struct Role(Child);
+
+impl Role {
+    /// Starts `tarn <args>` with its output discarded.
+    pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
+        let child = Command::new(tarn_bin()?)
+            .args(args)
+            .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
+            .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls a `host:port` HTTP path until it answers, returning (status, body).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, body))
 }

@@ -1,0 +1,83 @@
+//! Sessions end when idle; a gateway without executors says so.
+
+use std::time::{Duration, Instant};
+
+use tarn_tests::{demo_lake, free_port, http_get, query, scalar_i64, Cluster, Role};
+use tonic::Code;
+
+#[tokio::test]
+async fn idle_sessions_end_and_say_how_to_come_back() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[("TARN_GATEWAY__SESSION_IDLE_TIMEOUT", "1s")],
+    )
+    .await?;
+    let mut c = cluster.flight_sql().await?;
+    c.handshake("alice", "dev").await?;
+    assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let err = query(&mut c, "SELECT 1")
+        .await
+        .expect_err("the idle session has ended");
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(err.message().contains("TARN-2302"), "{}", err.message());
+    assert!(err.message().contains("reconnect"), "{}", err.message());
+
+    // A new handshake opens a new session.
+    c.handshake("alice", "dev").await?;
+    assert_eq!(scalar_i64(&query(&mut c, "SELECT 2").await?), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn queries_without_executors_fail_fast_with_pool_not_available() -> anyhow::Result<()> {
+    let lake = demo_lake()?;
+    let lake = lake.to_str().expect("utf-8 path");
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let flight = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let _coordinator = Role::spawn(&["coordinator", "--bind", &coordinator, "--lake", lake])?;
+    let _gateway = Role::spawn(&[
+        "gateway",
+        "--flight-addr",
+        &flight,
+        "--http-addr",
+        &http,
+        "--coordinator",
+        &coordinator,
+        "--lake",
+        lake,
+    ])?;
+
+    // Not ready: no interactive executor has registered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        match http_get(&http, "/readyz").await {
+            Ok((status, body)) if body.contains("interactive executor") => {
+                assert_eq!(status, 503);
+                break body;
+            }
+            _ if Instant::now() > deadline => anyhow::bail!("gateway never answered /readyz"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert!(body.contains("\"interactive_executors\":0"), "{body}");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
+        .connect()
+        .await?;
+    let mut c = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    let started = Instant::now();
+    let err = query(&mut c, "SELECT COUNT(*) FROM SigninLogs")
+        .await
+        .expect_err("no executor, no answer");
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("TARN-2301"), "{}", err.message());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused at once, not after a hang"
+    );
+    Ok(())
+}
