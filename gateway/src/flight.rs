@@ -290,6 +290,29 @@ impl TarnFlightSql {
         }
     }
 
+    /// FlightInfo for a metadata command: its result schema, and the
+    /// command itself as the ticket (metadata is computed at `DoGet`).
+    fn metadata_info<C: ProstMessageExt>(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: &C,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata())?;
+        let ticket = command.as_any().encode_to_vec();
+        let info = self.flight_info(schema, ticket, request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    /// A one-batch metadata result.
+    fn batch_response<E: std::fmt::Display>(
+        &self,
+        built: Result<RecordBatch, E>,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+        let batch = built.map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: {e}")))?;
+        Ok(Response::new(self.batch_stream(batch.schema(), batch)))
+    }
+
     fn batch_stream(
         &self,
         schema: Arc<Schema>,
@@ -733,14 +756,8 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
         let schema = query.into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_catalogs(
@@ -751,9 +768,7 @@ impl FlightSqlService for TarnFlightSql {
         self.session(request.metadata())?;
         let mut b = query.into_builder();
         b.append(CATALOG);
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.batch_stream(schema, batch)))
+        self.batch_response(b.build())
     }
 
     async fn get_flight_info_schemas(
@@ -761,14 +776,8 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_schemas(
@@ -782,9 +791,7 @@ impl FlightSqlService for TarnFlightSql {
         for n in names {
             b.append(CATALOG, n);
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.batch_stream(schema, batch)))
+        self.batch_response(b.build())
     }
 
     async fn get_flight_info_tables(
@@ -792,14 +799,8 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
         let schema = tables_builder(&query).schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_tables(
@@ -831,9 +832,7 @@ impl FlightSqlService for TarnFlightSql {
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.batch_stream(schema, batch)))
+        self.batch_response(b.build())
     }
 
     async fn get_flight_info_table_types(
@@ -841,14 +840,8 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
         let schema = query.into_builder().schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_table_types(
@@ -859,9 +852,7 @@ impl FlightSqlService for TarnFlightSql {
         self.session(request.metadata())?;
         let mut b = query.into_builder();
         b.append("TABLE");
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.batch_stream(schema, batch)))
+        self.batch_response(b.build())
     }
 
     async fn get_flight_info_sql_info(
@@ -869,14 +860,8 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(self.flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, &schema, &query)
     }
 
     async fn do_get_sql_info(
@@ -886,9 +871,7 @@ impl FlightSqlService for TarnFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.session(request.metadata())?;
         let b = query.into_builder(&self.sql_info);
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.batch_stream(schema, batch)))
+        self.batch_response(b.build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

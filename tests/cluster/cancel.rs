@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use futures::TryStreamExt;
 use prost::Message;
-use tarn_proto::ListJobsRequest;
 use tarn_tests::{query, scalar_i64, to_status, Cluster};
 
 #[tokio::test]
@@ -27,17 +26,9 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
         stream.try_collect::<Vec<_>>().await.map_err(to_status)
     });
     // Wait until the job is running on an executor.
-    let mut coord = cluster.coordinator().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let jobs = coord
-            .list_jobs(ListJobsRequest {
-                header: Some(tarn_proto::header()),
-                limit: 10,
-            })
-            .await?
-            .into_inner()
-            .jobs;
+        let jobs = cluster.jobs().await?;
         if jobs.iter().any(|j| j.status == "running") {
             break;
         }
@@ -65,14 +56,7 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
     // Its Ballista job stops too, freeing the executors.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let jobs = coord
-            .list_jobs(ListJobsRequest {
-                header: Some(tarn_proto::header()),
-                limit: 10,
-            })
-            .await?
-            .into_inner()
-            .jobs;
+        let jobs = cluster.jobs().await?;
         if !jobs
             .iter()
             .any(|j| j.status == "running" || j.status == "queued")

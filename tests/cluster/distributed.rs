@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use tarn_proto::{GetClusterInfoRequest, ListJobsRequest, Pool};
+use tarn_proto::{GetClusterInfoRequest, Pool};
 use tarn_tests::{query, rows, Cluster};
 
 #[tokio::test]
@@ -50,14 +50,7 @@ async fn joins_run_as_multi_stage_jobs_on_executor_processes() -> anyhow::Result
     .await?;
     assert!(rows(&batches) > 1);
 
-    let jobs = coord
-        .list_jobs(ListJobsRequest {
-            header: Some(tarn_proto::header()),
-            limit: 20,
-        })
-        .await?
-        .into_inner()
-        .jobs;
+    let jobs = cluster.jobs().await?;
     let job = jobs
         .iter()
         .filter(|j| j.status == "successful")

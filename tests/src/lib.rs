@@ -214,6 +214,18 @@ impl Cluster {
         )
     }
 
+    /// The coordinator's most recent Ballista jobs.
+    pub async fn jobs(&self) -> anyhow::Result<Vec<tarn_proto::JobSummary>> {
+        let mut c = self.coordinator().await?;
+        Ok(c.list_jobs(tarn_proto::ListJobsRequest {
+            header: Some(tarn_proto::header()),
+            limit: 20,
+        })
+        .await?
+        .into_inner()
+        .jobs)
+    }
+
     /// Pid of the standalone supervisor.
     pub fn pid(&self) -> u32 {
         self.child.id()
