@@ -120,12 +120,14 @@ impl Coordinator {
         info!(%addr, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
         let server_shutdown = shutdown.clone();
         let task = tokio::spawn(async move {
+            // Nagle on these sockets costs a delayed-ACK round (~40 ms) per
+            // small response; the builder's own nodelay flag does not reach
+            // a caller-supplied listener, so it is set on the incoming side.
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(ballista)
                 .add_service(tarn)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     server_shutdown.cancelled_owned(),
                 )
                 .await

@@ -78,15 +78,18 @@ impl Gateway {
 
         let flight_shutdown = shutdown.clone();
         let flight = tokio::spawn(async move {
+            // Nagle on these sockets costs a delayed-ACK round (~40 ms) per
+            // small response; the builder's own nodelay flag does not reach
+            // a caller-supplied listener, so it is set on the incoming side.
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(
                     FlightServiceServer::from_arc(service)
                         .max_decoding_message_size(256 * 1024 * 1024)
                         .max_encoding_message_size(256 * 1024 * 1024),
                 )
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(flight_listener),
+                    tonic::transport::server::TcpIncoming::from(flight_listener)
+                        .with_nodelay(Some(true)),
                     flight_shutdown.cancelled_owned(),
                 )
                 .await
