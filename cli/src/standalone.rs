@@ -148,6 +148,26 @@ where
     .await
 }
 
+/// The gateway is ready with one interactive executor; standalone also
+/// waits for its job executor, so "ready" means every role is up.
+async fn both_pools_up(coordinator: &str) -> bool {
+    let Ok(mut c) =
+        tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{coordinator}"))
+            .await
+    else {
+        return false;
+    };
+    c.health(tarn_proto::HealthRequest {
+        header: Some(tarn_proto::header()),
+    })
+    .await
+    .map(|h| {
+        let h = h.into_inner();
+        h.interactive_executors > 0 && h.job_executors > 0
+    })
+    .unwrap_or(false)
+}
+
 async fn http_status(addr: &str, path: &str) -> Option<u16> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -243,7 +263,9 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
 
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
     loop {
-        if http_status(&args.http_addr, "/readyz").await == Some(200) {
+        if http_status(&args.http_addr, "/readyz").await == Some(200)
+            && both_pools_up(&coordinator).await
+        {
             break;
         }
         if Instant::now() > deadline {

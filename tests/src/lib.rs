@@ -5,7 +5,6 @@
 //! it first (`cargo build -p tarn-cli`). The demo lake is generated once per
 //! target directory with `tarn demo` and shared read-only by every test.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,11 +153,10 @@ impl Cluster {
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if cluster
-                .http_get("/readyz")
-                .await
-                .map(|(s, _)| s == 200)
-                .unwrap_or(false)
+            // The supervisor prints this once every role, both executors
+            // included, is up; the gateway's /readyz needs only one.
+            if String::from_utf8_lossy(&std::fs::read(&cluster.log).unwrap_or_default())
+                .contains("Tarn is ready")
             {
                 return Ok(cluster);
             }
@@ -180,10 +178,9 @@ impl Cluster {
 
     /// The last lines of the cluster's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
+        // Lossy: a log may carry non-UTF-8 bytes, and an empty tail hides
+        // exactly the failure it is printed for.
+        let s = String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).to_string();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
