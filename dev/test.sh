@@ -19,8 +19,9 @@ git diff --exit-code -- proto/src/generated || {
 }
 
 step "build"
-cargo build --locked -p tarn-cli --bins
-cargo build --locked --workspace --tests
+# One invocation for the binary and every test target: building them
+# separately resolves features differently and compiles the engine twice.
+cargo build --locked --workspace --bins --tests
 
 step "Rust tests (unit + cluster)"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -88,6 +88,9 @@ impl Children {
             cmd.arg("--config").arg(f);
         }
         cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        // Own process group: a terminal's Ctrl-C reaches only the
+        // supervisor, which then stops the roles in order.
+        cmd.process_group(0);
         // Children die with the supervisor, even on SIGKILL.
         #[cfg(target_os = "linux")]
         unsafe {
@@ -105,17 +108,17 @@ impl Children {
 
     /// Stops the children newest first — gateway, executors, coordinator —
     /// each SIGTERMed and awaited before the next, so executors can still
-    /// tell the coordinator they are leaving. SIGKILL after `grace`.
+    /// tell the coordinator they are leaving. SIGKILL after `grace` each.
     async fn stop(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
         for (name, child) in self.0.iter_mut().rev() {
             if let Some(pid) = child.id() {
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(left, child.wait()).await.is_err() {
+            // Each role gets the whole grace period: a slow gateway drain
+            // must not rob the executors of their chance to deregister.
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
                 tracing::warn!(role = *name, "did not stop in time; killing");
                 let _ = child.kill().await;
             }
@@ -169,6 +172,12 @@ async fn both_pools_up(coordinator: &str) -> bool {
 }
 
 async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(2), http_status_once(addr, path))
+        .await
+        .ok()?
+}
+
+async fn http_status_once(addr: &str, path: &str) -> Option<u16> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;

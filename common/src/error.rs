@@ -135,10 +135,12 @@ impl ErrorCode {
                 503,
                 "wait for executors of the pool to register, or ask an operator to add capacity",
             ),
+            // UNAUTHENTICATED, so drivers re-authenticate (a new handshake
+            // opens a new session) instead of giving up.
             ErrorCode::SessionNotFound => s(
                 2302,
-                G::NotFound,
-                404,
+                G::Unauthenticated,
+                401,
                 "start a new session; sessions end after inactivity or when closed",
             ),
             ErrorCode::SqlSyntax => s(

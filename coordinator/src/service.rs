@@ -203,6 +203,9 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<CancelQueryResponse>, Status> {
         let r = request.into_inner();
         check_header(&r.header)?;
+        if r.query_id.is_empty() {
+            return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
+        }
         let running = self
             .scheduler
             .state

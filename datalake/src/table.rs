@@ -111,6 +111,18 @@ impl LakeTable {
             partition_fields.push(f.clone().with_nullable(true));
         }
 
+        // With column mapping the Parquet columns carry physical names that
+        // differ from the table's; reading them by logical name would yield
+        // NULLs, so refuse rather than answer wrongly.
+        if let Some(mode) = &state.table_config().column_mapping_mode {
+            let mode = format!("{mode:?}");
+            if mode != "None" {
+                return Err(Error::UnsupportedFeature {
+                    table: format!("{workspace}.{name}"),
+                    feature: format!("column mapping (mode {mode})"),
+                });
+            }
+        }
         let mut files = Vec::new();
         for view in state.log_data().iter() {
             if view.deletion_vector_descriptor().is_some() {

@@ -70,7 +70,7 @@ pub struct TarnFlightSql {
     coordinator: String,
     pool: PoolProbe,
     prepared: DashMap<String, Arc<Prepared>>,
-    running: Arc<DashMap<String, CancellationToken>>,
+    running: Arc<DashMap<String, Run>>,
     sql_info: SqlInfoData,
     anonymous: Arc<Session>,
 }
@@ -213,12 +213,21 @@ impl TarnFlightSql {
         t: StatementTicket,
     ) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
         let params = match &t.prepared {
-            Some(h) => self.prepared.get(h).and_then(|p| p.params.lock().clone()),
+            Some(h) => self
+                .prepared(h.as_bytes(), session)?
+                .1
+                .params
+                .lock()
+                .clone(),
             None => None,
         };
+        // Each DoGet is its own run with a server-made id (the Ballista job
+        // name): a replayed or forged ticket can never share or cancel
+        // someone else's job.
+        let run_id = new_query_id();
         let planned = self
             .sessions
-            .plan(session, &t.workspace, &t.sql, &t.query_id)
+            .plan(session, &t.workspace, &t.sql, &run_id)
             .await?;
         let plan = bind_parameters(planned.plan, params.as_ref())?;
         // A job submitted with no executor to run it would wait forever;
@@ -232,14 +241,21 @@ impl TarnFlightSql {
             .map_err(|e| Status::from(from_datafusion(&e)))?;
 
         let token = CancellationToken::new();
-        self.running.insert(t.query_id.clone(), token.clone());
+        self.running.insert(
+            run_id.clone(),
+            Run {
+                ticket_id: t.query_id.clone(),
+                session_id: session.id.clone(),
+                token: token.clone(),
+            },
+        );
         let mut guard = Some(RunningGuard {
             running: Arc::clone(&self.running),
-            query_id: t.query_id.clone(),
+            run_id: run_id.clone(),
             coordinator: self.coordinator.clone(),
             finished: false,
         });
-        let query_id = t.query_id.clone();
+        let query_id = run_id;
         let was_cancelled = token.clone();
         // A cancelled query ends with an error, never with a silently
         // truncated result.
@@ -276,18 +292,28 @@ impl TarnFlightSql {
         Ok(Box::pin(flight))
     }
 
-    fn cancel(&self, ticket: &[u8]) -> bool {
-        let handle = Any::decode(ticket)
+    /// Cancels the caller's runs of a ticket: their streams end with
+    /// `CANCELLED` and their Ballista jobs are cancelled on the executors
+    /// at once, whether or not the client still reads.
+    fn cancel(&self, ticket: &[u8], session: &Session) -> bool {
+        let Some(t) = Any::decode(ticket)
             .ok()
             .and_then(|a| a.unpack::<TicketStatementQuery>().ok().flatten())
-            .and_then(|t| serde_json::from_slice::<StatementTicket>(&t.statement_handle).ok());
-        match handle.and_then(|t| self.running.get(&t.query_id).map(|c| c.clone())) {
-            Some(token) => {
-                token.cancel();
-                true
-            }
-            None => false,
+            .and_then(|t| serde_json::from_slice::<StatementTicket>(&t.statement_handle).ok())
+        else {
+            return false;
+        };
+        let runs: Vec<(String, CancellationToken)> = self
+            .running
+            .iter()
+            .filter(|r| r.ticket_id == t.query_id && r.session_id == session.id)
+            .map(|r| (r.key().clone(), r.token.clone()))
+            .collect();
+        for (run_id, token) in &runs {
+            token.cancel();
+            tokio::spawn(cancel_jobs(self.coordinator.clone(), run_id.clone()));
         }
+        !runs.is_empty()
     }
 
     /// FlightInfo for a metadata command: its result schema, and the
@@ -385,23 +411,36 @@ impl PoolProbe {
     }
 }
 
-/// Removes a query from the running set when its stream ends or is
-/// dropped, and cancels its Ballista job if it did not run to completion.
+/// One DoGet in flight.
+struct Run {
+    /// The ticket it came from (what cancel requests name).
+    ticket_id: String,
+    /// Only its own session may cancel it.
+    session_id: String,
+    token: CancellationToken,
+}
+
+/// Removes a run from the running set when its stream ends or is dropped,
+/// and cancels its Ballista job if it did not run to completion (client
+/// gone). An explicit cancel already cancelled the job.
 struct RunningGuard {
-    running: Arc<DashMap<String, CancellationToken>>,
-    query_id: String,
+    running: Arc<DashMap<String, Run>>,
+    run_id: String,
     coordinator: String,
     finished: bool,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        let token = self.running.remove(&self.query_id).map(|(_, t)| t);
-        let cancelled = token.map(|t| t.is_cancelled()).unwrap_or(false);
-        tracing::debug!(query_id = %self.query_id, finished = self.finished, cancelled, "query stream closed");
-        if !self.finished || cancelled {
+        let cancelled = self
+            .running
+            .remove(&self.run_id)
+            .map(|(_, r)| r.token.is_cancelled())
+            .unwrap_or(false);
+        tracing::debug!(run_id = %self.run_id, finished = self.finished, cancelled, "query stream closed");
+        if !self.finished && !cancelled {
             let coordinator = self.coordinator.clone();
-            let query_id = self.query_id.clone();
+            let query_id = self.run_id.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(cancel_jobs(coordinator, query_id));
             }
@@ -651,31 +690,27 @@ impl FlightSqlService for TarnFlightSql {
         let session = self.session(request.metadata())?;
         let (handle, p) = self.prepared(&query.prepared_statement_handle, &session)?;
         let stream = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-                .try_collect()
-                .await
-                .map_err(|e| {
-                    Status::from(TarnError::new(
-                        ErrorCode::InvalidArgument,
-                        format!("cannot read bound parameters: {e}"),
-                    ))
-                })?;
-        let batch = match batches.len() {
-            0 => None,
-            1 => batches.into_iter().next(),
-            _ => {
-                let schema = batches[0].schema();
-                Some(
-                    arrow::compute::concat_batches(&schema, &batches).map_err(|e| {
-                        Status::from(TarnError::new(
-                            ErrorCode::InvalidArgument,
-                            format!("bad parameters: {e}"),
-                        ))
-                    })?,
-                )
+        let mut decoded =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream);
+        let bad = |msg: String| Status::from(TarnError::new(ErrorCode::InvalidArgument, msg));
+        let mut batch: Option<RecordBatch> = None;
+        // One row of parameters per execution: stop reading as soon as a
+        // client sends more, rather than buffer whatever it streams.
+        while let Some(next) = decoded.next().await {
+            let next = next.map_err(|e| bad(format!("cannot read bound parameters: {e}")))?;
+            if next.num_rows() == 0 {
+                continue;
             }
-        };
+            if batch.is_some() || next.num_rows() > 1 {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    "more than one row of parameters was bound; a query takes one",
+                )
+                .with_fix("bind a single row of parameters per execution")
+                .into());
+            }
+            batch = Some(next);
+        }
         *p.params.lock() = batch;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into_bytes().into()),
@@ -696,8 +731,9 @@ impl FlightSqlService for TarnFlightSql {
     async fn do_action_cancel_query(
         &self,
         query: ActionCancelQueryRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
+        let session = self.session(request.metadata())?;
         let info = FlightInfo::decode(query.info).map_err(|e| {
             Status::from(TarnError::new(
                 ErrorCode::InvalidArgument,
@@ -708,7 +744,9 @@ impl FlightSqlService for TarnFlightSql {
             .endpoint
             .iter()
             .filter_map(|e| e.ticket.as_ref())
-            .any(|t| self.cancel(&t.ticket));
+            .filter(|t| self.cancel(&t.ticket, &session))
+            .count()
+            > 0;
         Ok(ActionCancelQueryResult {
             // 1 = CANCELLED, 2 = CANCELLING, 3 = NOT_CANCELLABLE
             result: if cancelled { 1 } else { 3 },
@@ -719,6 +757,7 @@ impl FlightSqlService for TarnFlightSql {
         &self,
         request: Request<arrow_flight::Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let session = self.session(request.metadata())?;
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
             let req = arrow_flight::CancelFlightInfoRequest::decode(action.body).map_err(|e| {
@@ -732,7 +771,9 @@ impl FlightSqlService for TarnFlightSql {
                 .iter()
                 .flat_map(|i| i.endpoint.iter())
                 .filter_map(|e| e.ticket.as_ref())
-                .any(|t| self.cancel(&t.ticket));
+                .filter(|t| self.cancel(&t.ticket, &session))
+                .count()
+                > 0;
             let status = if cancelled {
                 arrow_flight::CancelStatus::Cancelled
             } else {

@@ -84,7 +84,10 @@ impl Gateway {
             tonic::transport::Server::builder()
                 .add_service(
                     FlightServiceServer::from_arc(service)
-                        .max_decoding_message_size(256 * 1024 * 1024)
+                        // Requests are commands and parameter rows, never
+                        // bulk data yet: a small cap bounds what a client
+                        // can make the gateway buffer.
+                        .max_decoding_message_size(16 * 1024 * 1024)
                         .max_encoding_message_size(256 * 1024 * 1024),
                 )
                 .serve_with_incoming_shutdown(

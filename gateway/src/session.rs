@@ -250,27 +250,35 @@ pub fn number_placeholders(sql: &str) -> String {
     if !sql.contains('?') {
         return sql.to_string();
     }
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
         // Let the parser report the error on the original text.
         return sql.to_string();
     };
-    if !tokens
+    // Only the `?` characters themselves are replaced, found by their token
+    // positions; every other byte (escaped quotes included) stays as sent.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let mut at: Vec<usize> = tokens
         .iter()
-        .any(|t| matches!(t, Token::Placeholder(p) if p == "?"))
-    {
-        return sql.to_string();
-    }
-    let mut n = 0;
-    tokens
-        .into_iter()
-        .map(|t| match t {
-            Token::Placeholder(p) if p == "?" => {
-                n += 1;
-                format!("${n}")
-            }
-            other => other.to_string(),
+        .filter(|t| matches!(&t.token, Token::Placeholder(p) if p == "?"))
+        .filter_map(|t| {
+            let line = *line_starts.get((t.span.start.line as usize).checked_sub(1)?)?;
+            let col = (t.span.start.column as usize).checked_sub(1)?;
+            let (offset, ch) = sql[line..].char_indices().nth(col)?;
+            (ch == '?').then_some(line + offset)
         })
-        .collect()
+        .collect();
+    at.sort_unstable();
+    let mut out = String::with_capacity(sql.len() + at.len() * 2);
+    let mut last = 0;
+    for (n, pos) in at.iter().enumerate() {
+        out.push_str(&sql[last..*pos]);
+        out.push_str(&format!("${}", n + 1));
+        last = pos + 1;
+    }
+    out.push_str(&sql[last..]);
+    out
 }
 
 /// Refuses anything but queries before any name is resolved: DDL, DML,
@@ -352,5 +360,10 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND c = '?' AND \"d?\" = $2"
         );
         assert_eq!(number_placeholders("SELECT 1"), "SELECT 1");
+        // Escaped quotes survive untouched.
+        assert_eq!(
+            number_placeholders("SELECT 'O''Brien', ? FROM t\nWHERE x = ?"),
+            "SELECT 'O''Brien', $1 FROM t\nWHERE x = $2"
+        );
     }
 }

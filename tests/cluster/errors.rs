@@ -100,6 +100,24 @@ async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
     .await;
     assert!(!std::path::Path::new("/tmp/tarn-escape.csv").exists());
 
+    // A path is not a table: no file outside the lake is ever read.
+    expect_error(
+        &mut c,
+        "SELECT * FROM '/etc/passwd'",
+        Code::NotFound,
+        "TARN-2100",
+        "/etc/passwd",
+    )
+    .await;
+    expect_error(
+        &mut c,
+        "SELECT * FROM demo.\"../../../../etc/passwd\"",
+        Code::NotFound,
+        "TARN-2100",
+        "passwd",
+    )
+    .await;
+
     // The cluster is unharmed.
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 41 + 1").await?), 42);
     Ok(())

@@ -21,7 +21,7 @@ async fn idle_sessions_end_and_say_how_to_come_back() -> anyhow::Result<()> {
     let err = query(&mut c, "SELECT 1")
         .await
         .expect_err("the idle session has ended");
-    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert_eq!(err.code(), Code::Unauthenticated, "{}", err.message());
     assert!(err.message().contains("TARN-2302"), "{}", err.message());
     assert!(err.message().contains("reconnect"), "{}", err.message());
 
