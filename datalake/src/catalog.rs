@@ -34,18 +34,7 @@ pub struct Lake {
 impl Lake {
     /// Opens the lake at `root` (see [`crate::parse_root`]).
     pub fn open(root: Url) -> Result<Arc<Self>> {
-        let (store, prefix) = object_store::parse_url_opts(
-            &root,
-            std::env::vars().filter_map(|(k, v)| {
-                let k = k.to_ascii_lowercase();
-                (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
-                    .then_some((k, v))
-            }),
-        )
-        .map_err(|source| Error::ObjectStore {
-            root: root.to_string(),
-            source: Box::new(source),
-        })?;
+        let (store, prefix) = crate::open_store(&root)?;
         Ok(Arc::new(Self {
             root,
             store: Arc::from(store),

@@ -61,14 +61,13 @@ pub fn parse_root(root: &str) -> Result<Url> {
     })
 }
 
-/// Registers the object store serving `root` in `env`, so executors can read
-/// the Parquet files a plan names. Local roots need nothing: DataFusion's
-/// runtime always has the local file system.
-pub fn register_object_store(env: &RuntimeEnv, root: &Url) -> Result<()> {
-    if root.scheme() == "file" {
-        return Ok(());
-    }
-    let (store, _path) = object_store::parse_url_opts(
+/// The object store serving `root` and the path of `root` inside it.
+/// Credentials come from the usual `AWS_*`, `AZURE_*` and `GOOGLE_*`
+/// environment variables.
+pub(crate) fn open_store(
+    root: &Url,
+) -> Result<(Box<dyn object_store::ObjectStore>, object_store::path::Path)> {
+    object_store::parse_url_opts(
         root,
         std::env::vars().filter_map(|(k, v)| {
             let k = k.to_ascii_lowercase();
@@ -79,7 +78,17 @@ pub fn register_object_store(env: &RuntimeEnv, root: &Url) -> Result<()> {
     .map_err(|e| Error::ObjectStore {
         root: root.to_string(),
         source: Box::new(e),
-    })?;
+    })
+}
+
+/// Registers the object store serving `root` in `env`, so executors can read
+/// the Parquet files a plan names. Local roots need nothing: DataFusion's
+/// runtime always has the local file system.
+pub fn register_object_store(env: &RuntimeEnv, root: &Url) -> Result<()> {
+    if root.scheme() == "file" {
+        return Ok(());
+    }
+    let (store, _path) = open_store(root)?;
     let mut base = root.clone();
     base.set_path("/");
     env.register_object_store(&base, Arc::from(store));
