@@ -107,6 +107,11 @@ impl TarnFlightSql {
         })
     }
 
+    /// Whether a session has a query streaming right now.
+    pub fn is_busy(&self, session_id: &str) -> bool {
+        self.running.iter().any(|r| r.session_id == session_id)
+    }
+
     /// Drops prepared statements whose session has ended.
     pub fn purge_orphans(&self) {
         self.prepared.retain(|_, p| {

@@ -153,7 +153,7 @@ async fn sweep_sessions(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(period) => {}
         }
-        let ended = sessions.expire_idle(idle);
+        let ended = sessions.expire_idle(idle, |id| service.is_busy(id));
         if ended > 0 {
             tracing::info!(ended, "idle sessions ended");
             service.purge_orphans();

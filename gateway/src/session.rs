@@ -96,11 +96,12 @@ impl Sessions {
         Some(s)
     }
 
-    /// Ends sessions unused for longer than `max_idle`; returns how many.
-    pub fn expire_idle(&self, max_idle: std::time::Duration) -> usize {
+    /// Ends sessions unused for longer than `max_idle`, except those
+    /// `busy` says are still streaming a result; returns how many ended.
+    pub fn expire_idle(&self, max_idle: std::time::Duration, busy: impl Fn(&str) -> bool) -> usize {
         let before = self.sessions.len();
         self.sessions
-            .retain(|_, s| s.last_used.lock().elapsed() <= max_idle);
+            .retain(|id, s| s.last_used.lock().elapsed() <= max_idle || busy(id));
         before - self.sessions.len()
     }
 

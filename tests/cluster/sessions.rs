@@ -81,3 +81,51 @@ async fn queries_without_executors_fail_fast_with_pool_not_available() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_streaming_a_long_query_is_not_idle() -> anyhow::Result<()> {
+    use arrow_flight::CancelFlightInfoRequest;
+    use futures::TryStreamExt;
+    use prost::Message;
+
+    let cluster = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[("TARN_GATEWAY__SESSION_IDLE_TIMEOUT", "1s")],
+    )
+    .await?;
+    let mut c = cluster.flight_sql().await?;
+    c.handshake("alice", "dev").await?;
+    let info = c
+        .execute(
+            "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.EventID + b.EventID > 0".into(),
+            None,
+        )
+        .await?;
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut reader = c.clone();
+    let fetch = tokio::spawn(async move {
+        let stream = reader.do_get(ticket).await.map_err(tarn_tests::to_status)?;
+        stream
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(tarn_tests::to_status)
+    });
+
+    // Longer than the idle timeout, with no other request from the session.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        scalar_i64(&query(&mut c, "SELECT 3").await?),
+        3,
+        "a session with a query in flight is not idle"
+    );
+
+    let action = arrow_flight::Action::new(
+        "CancelFlightInfo",
+        CancelFlightInfoRequest::new(info).encode_to_vec(),
+    );
+    c.do_action(action).await?.try_next().await?;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), fetch).await??;
+    assert_eq!(outcome.expect_err("cancelled").code(), Code::Cancelled);
+    Ok(())
+}
