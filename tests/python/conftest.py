@@ -39,6 +39,23 @@ def lake():
 @pytest.fixture(scope="session")
 def tarn(lake):
     assert TARN.exists(), f"{TARN} missing: run `cargo build -p tarn-cli` first"
+    # Free ports are only bound later by the roles; if another process took
+    # one meanwhile the start dies early, and a retry on fresh ports is fair.
+    for attempt in range(3):
+        started = start(lake, last=attempt == 2)
+        if started:
+            break
+    proc, info = started
+    yield info
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start(lake, last):
     flight, http, coord = free_port(), free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="tarn-py-", suffix=".log", delete=False)
     env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms")
@@ -52,18 +69,14 @@ def tarn(lake):
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=2) as r:
-                if r.status == 200:
+                if r.status == 200 and "Tarn is ready" in open(log.name, errors="replace").read():
                     break
         except Exception:
             pass
+        if proc.poll() is not None and not last:
+            return None
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            raise RuntimeError("tarn standalone did not become ready:\n" + open(log.name).read()[-4000:])
+            raise RuntimeError("tarn standalone did not become ready:\n" + open(log.name, errors="replace").read()[-4000:])
         time.sleep(0.05)
-    yield {"uri": f"grpc://127.0.0.1:{flight}", "http": f"http://127.0.0.1:{http}", "lake": lake}
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return proc, {"uri": f"grpc://127.0.0.1:{flight}", "http": f"http://127.0.0.1:{http}", "lake": lake}

@@ -82,6 +82,20 @@ pub fn demo_lake() -> anyhow::Result<PathBuf> {
     Ok(lake)
 }
 
+/// Why a start attempt failed.
+enum StartError {
+    /// The process died before ready (e.g. a port taken meanwhile): retry.
+    Early(anyhow::Error),
+    /// Anything else: report at once.
+    Fatal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for StartError {
+    fn from(e: E) -> Self {
+        StartError::Fatal(e.into())
+    }
+}
+
 /// A running `tarn standalone`.
 pub struct Cluster {
     child: Child,
@@ -105,11 +119,31 @@ impl Cluster {
 
     /// Starts a cluster over `lake` with extra `standalone` flags and
     /// environment (e.g. `TARN_GATEWAY__SESSION_IDLE_TIMEOUT`).
+    ///
+    /// Ports are picked free but only bound by the roles later, so another
+    /// test process can take one in between; a start that dies early is
+    /// retried on fresh ports, and the last failure is reported.
     pub async fn start_with(
         lake: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(lake, extra, env).await {
+                Ok(c) => return Ok(c),
+                Err(StartError::Early(e)) => last = Some(e),
+                Err(StartError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(last.expect("invariant: three attempts were made"))
+    }
+
+    async fn start_once(
+        lake: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, StartError> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("tarn.log");
         let flight = format!("127.0.0.1:{}", free_port());
@@ -161,16 +195,16 @@ impl Cluster {
                 return Ok(cluster);
             }
             if let Ok(Some(status)) = cluster.child.try_wait() {
-                bail!(
+                return Err(StartError::Early(anyhow::anyhow!(
                     "tarn standalone exited ({status}) before ready:\n{}",
                     cluster.log_tail()
-                );
+                )));
             }
             if Instant::now() > deadline {
-                bail!(
+                return Err(StartError::Fatal(anyhow::anyhow!(
                     "tarn standalone not ready after 90s:\n{}",
                     cluster.log_tail()
-                );
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -181,8 +215,21 @@ impl Cluster {
         // Lossy: a log may carry non-UTF-8 bytes, and an empty tail hides
         // exactly the failure it is printed for.
         let s = String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).to_string();
+        // Errors first (a backtrace can push them out of the tail), then
+        // the tail.
+        let errors: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains("Error") || l.contains("ERROR"))
+            .take(20)
+            .collect();
         let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        let tail = &lines[lines.len().saturating_sub(60)..];
+        errors
+            .into_iter()
+            .chain(["----"])
+            .chain(tail.iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// A plain HTTP GET on the gateway's HTTP port: (status, body).
