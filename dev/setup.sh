@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Tarn needs, idempotently:
+#   - etcd (Debian etcd-server), which the state-store and failover tests
+#     start on loopback ports;
 #   - protoc (Debian protobuf-compiler), used to regenerate and check the
 #     checked-in protobuf code;
 #   - with --python: a virtualenv in .venv with the client-test packages.
@@ -30,7 +32,7 @@ apt_install() {
 }
 
 if command -v dpkg >/dev/null; then
-  apt_install protobuf-compiler
+  apt_install protobuf-compiler etcd-server
 fi
 
 if [ "$want_python" -eq 1 ]; then

@@ -30,6 +30,14 @@ pub enum ErrorCode {
     PoolNotAvailable,
     /// The session is unknown, closed or timed out.
     SessionNotFound,
+    /// The pool has fewer free vCores than the lease asks for.
+    InsufficientVcores,
+    /// The limit of concurrent interactive users is reached.
+    UserLimitReached,
+    /// The job queue is full.
+    JobQuotaExceeded,
+    /// A job run id is unknown (or its run ended long ago).
+    JobRunNotFound,
     /// The statement is not valid SQL.
     SqlSyntax,
     /// The statement is valid SQL but cannot be planned.
@@ -46,6 +54,10 @@ pub enum ErrorCode {
     PreparedStatementNotFound,
     /// Something inside Tarn failed; this is a bug or an outage.
     Internal,
+    /// This coordinator is a standby; another one leads.
+    NotLeader,
+    /// The state store (embedded file or etcd) cannot be read or written.
+    StateStoreUnavailable,
 }
 
 /// How a code travels over HTTP and gRPC, and what the user should do.
@@ -68,6 +80,10 @@ impl ErrorCode {
         ErrorCode::AccessDenied,
         ErrorCode::PoolNotAvailable,
         ErrorCode::SessionNotFound,
+        ErrorCode::InsufficientVcores,
+        ErrorCode::UserLimitReached,
+        ErrorCode::JobQuotaExceeded,
+        ErrorCode::JobRunNotFound,
         ErrorCode::SqlSyntax,
         ErrorCode::InvalidQuery,
         ErrorCode::Unsupported,
@@ -76,6 +92,8 @@ impl ErrorCode {
         ErrorCode::ExecutionFailed,
         ErrorCode::PreparedStatementNotFound,
         ErrorCode::Internal,
+        ErrorCode::NotLeader,
+        ErrorCode::StateStoreUnavailable,
     ];
 
     fn spec(self) -> Spec {
@@ -143,6 +161,30 @@ impl ErrorCode {
                 401,
                 "start a new session; sessions end after inactivity or when closed",
             ),
+            ErrorCode::InsufficientVcores => s(
+                2303,
+                G::ResourceExhausted,
+                429,
+                "ask for fewer vCores, close sessions you no longer use, or retry when other sessions end",
+            ),
+            ErrorCode::UserLimitReached => s(
+                2304,
+                G::ResourceExhausted,
+                429,
+                "retry when another user's sessions end; a user with several sessions counts once",
+            ),
+            ErrorCode::JobQuotaExceeded => s(
+                2305,
+                G::ResourceExhausted,
+                429,
+                "wait for queued job runs to start or cancel some; the queue length is limited",
+            ),
+            ErrorCode::JobRunNotFound => s(
+                2306,
+                G::NotFound,
+                404,
+                "list job runs (GET /v1/job-runs) and use an id from there",
+            ),
             ErrorCode::SqlSyntax => s(
                 2801,
                 G::InvalidArgument,
@@ -186,6 +228,18 @@ impl ErrorCode {
                 500,
                 "retry; if it persists, report it with the time and the query",
             ),
+            ErrorCode::NotLeader => s(
+                2902,
+                G::Unavailable,
+                503,
+                "send the request to the leading coordinator (its address is in Health); clients given every coordinator's address do this themselves",
+            ),
+            ErrorCode::StateStoreUnavailable => s(
+                2903,
+                G::Unavailable,
+                503,
+                "retry shortly; if it persists, an operator should check the coordinator's state directory or etcd",
+            ),
         }
     }
 
@@ -221,6 +275,10 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "ACCESS_DENIED",
             ErrorCode::PoolNotAvailable => "POOL_NOT_AVAILABLE",
             ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
+            ErrorCode::InsufficientVcores => "INSUFFICIENT_VCORES",
+            ErrorCode::UserLimitReached => "USER_LIMIT_REACHED",
+            ErrorCode::JobQuotaExceeded => "JOB_QUOTA_EXCEEDED",
+            ErrorCode::JobRunNotFound => "JOB_RUN_NOT_FOUND",
             ErrorCode::SqlSyntax => "SQL_SYNTAX",
             ErrorCode::InvalidQuery => "INVALID_QUERY",
             ErrorCode::Unsupported => "UNSUPPORTED",
@@ -229,6 +287,8 @@ impl ErrorCode {
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::PreparedStatementNotFound => "PREPARED_STATEMENT_NOT_FOUND",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::NotLeader => "NOT_LEADER",
+            ErrorCode::StateStoreUnavailable => "STATE_STORE_UNAVAILABLE",
         }
     }
 

@@ -29,6 +29,19 @@ pub enum Error {
         /// The cause.
         source: tonic::transport::Error,
     },
+    /// The state store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] tarn_state::Error),
+    /// The ledger could not be loaded.
+    #[error("cannot load leases and job runs: {0}")]
+    Ledger(tarn_common::TarnError),
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// This coordinator was leader and lost its etcd lease; it stops so
+    /// that it never acts on a stale view.
+    #[error("lost leadership (etcd lease expired); stopping so a standby takes over")]
+    LostLeadership,
     /// A background task panicked or was cancelled.
     #[error("coordinator task failed: {0}")]
     Task(String),

@@ -1,11 +1,17 @@
 //! The Tarn coordinator: owns the truth of the cluster.
 //!
 //! It embeds Ballista's scheduler as a library (push-based task scheduling,
-//! Tarn's lake codec registered) and serves Tarn's own `tarn.v1.Coordinator`
-//! API on the same port. Executors register with both: with Ballista for
-//! tasks, with Tarn for their pool label and vCores.
+//! Tarn's lake codec and lease-aware task binding) and serves Tarn's own
+//! `tarn.v1.Coordinator` API on the same port. Executors register with
+//! both: with Ballista for tasks, with Tarn for their pool label and
+//! vCores. Leases and the job queue live in the ledger, persisted in the
+//! state store (embedded redb file, or etcd with leader election).
 
+pub mod binding;
 pub mod error;
+pub mod front;
+pub mod ledger;
+pub mod metrics;
 pub mod options;
 pub mod registry;
 pub mod service;
@@ -25,10 +31,13 @@ use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tarn_state::{EmbeddedStore, EtcdStore, StateStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
+use crate::front::{LeaderSlot, Leading, SchedulerFront};
+use crate::ledger::{Ledger, Limits};
 use crate::registry::ExecutorRegistry;
 use crate::service::CoordinatorService;
 
@@ -46,13 +55,23 @@ pub fn session_config() -> SessionConfig {
 pub struct Coordinator {
     /// Where it listens (Ballista scheduler and Tarn API share the port).
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<Result<()>>,
+    /// Where `/metrics` is served, if enabled.
+    pub http_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
     shutdown: CancellationToken,
     drain_timeout: std::time::Duration,
 }
 
+/// The state store a coordinator was configured with.
+enum Store {
+    Embedded(EmbeddedStore),
+    Etcd(EtcdStore),
+}
+
 impl Coordinator {
-    /// Binds, starts the scheduler and the API, and returns at once.
+    /// Binds, opens the state store and starts serving at once; the
+    /// scheduler starts when this coordinator becomes leader (at once with
+    /// the embedded store, after winning the election with etcd).
     pub async fn start(opts: Arc<CoordinatorOptions>, shutdown: CancellationToken) -> Result<Self> {
         let listener = TcpListener::bind(&opts.bind)
             .await
@@ -64,62 +83,58 @@ impl Coordinator {
             addr: opts.bind.clone(),
             source,
         })?;
-        let lake_root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
-
-        let root = lake_root.clone();
-        let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
-            Arc::new(move |config: SessionConfig| {
-                let state = default_session_builder(config)?;
-                tarn_lake::register_object_store(state.runtime_env(), &root)?;
-                Ok(state)
-            });
-        let config_producer: ballista_core::ConfigProducer = Arc::new(session_config);
-
-        let endpoint = format!("{}:{}", addr.ip(), addr.port());
-        let cluster = BallistaCluster::new_memory(
-            endpoint.clone(),
-            Arc::clone(&session_builder),
-            Arc::clone(&config_producer),
-        );
-        let job_state = cluster.job_state();
-
-        let mut config = SchedulerConfig {
-            bind_host: addr.ip().to_string(),
-            external_host: addr.ip().to_string(),
-            bind_port: addr.port(),
-            scheduling_policy: TaskSchedulingPolicy::PushStaged,
-            task_distribution: TaskDistributionPolicy::Bias,
-            executor_timeout_seconds: opts.executor_ttl.as_secs().max(1),
-            expire_dead_executor_interval_seconds: 2,
-            override_session_builder: Some(session_builder),
-            override_config_producer: Some(config_producer),
-            override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
-            ..Default::default()
+        let advertise = if opts.advertise.is_empty() {
+            addr.to_string()
+        } else {
+            opts.advertise.clone()
         };
-        config.finished_job_data_clean_up_interval_seconds = 300;
-        config.finished_job_state_clean_up_interval_seconds = 3600;
-        let scheduler: Scheduler = create_scheduler(cluster, Arc::new(config))
-            .await
-            .map_err(|source| Error::StartScheduler { source })?;
+        let lake_root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
+        let limits = limits(&opts)?;
+
+        let store = match opts.store.as_str() {
+            "embedded" => Store::Embedded(EmbeddedStore::open(
+                std::path::Path::new(&opts.state_dir).join("tarn.redb"),
+            )?),
+            "etcd" => Store::Etcd(EtcdStore::connect(&opts.etcd_endpoints, &opts.etcd_prefix).await?),
+            other => {
+                return Err(Error::Config(format!(
+                    "store must be \"embedded\" or \"etcd\", not {other:?}"
+                )))
+            }
+        };
+        let election = match &store {
+            Store::Etcd(s) => Some(Arc::new(s.election(&advertise, opts.election_ttl))),
+            Store::Embedded(_) => None,
+        };
 
         let registry = Arc::new(ExecutorRegistry::new(
             opts.executor_ttl,
             opts.interactive_pool_vcores,
             opts.job_pool_vcores,
         ));
-        let service = CoordinatorService::new(Arc::clone(&registry), scheduler.clone(), job_state);
-
+        let slot = Arc::new(LeaderSlot::default());
+        let backend = match &store {
+            Store::Embedded(_) => "embedded",
+            Store::Etcd(_) => "etcd",
+        };
+        let service = CoordinatorService::new(
+            Arc::clone(&registry),
+            Arc::clone(&slot),
+            advertise.clone(),
+            backend,
+            election.clone(),
+        );
         let ballista =
             ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer::new(
-                scheduler,
+                SchedulerFront::new(Arc::clone(&slot)),
             )
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
         let tarn = tarn_proto::coordinator_server::CoordinatorServer::new(service);
 
-        info!(%addr, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
+        info!(%addr, %advertise, store = backend, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
         let server_shutdown = shutdown.clone();
-        let task = tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             // Nagle on these sockets costs a delayed-ACK round (~40 ms) per
             // small response; the builder's own nodelay flag does not reach
             // a caller-supplied listener, so it is set on the incoming side.
@@ -133,24 +148,255 @@ impl Coordinator {
                 .await
                 .map_err(|source| Error::Serve { source })
         });
+        let mut tasks = vec![server];
+
+        let mut http_addr = None;
+        if !opts.http_bind.is_empty() {
+            let l = TcpListener::bind(&opts.http_bind)
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: opts.http_bind.clone(),
+                    source,
+                })?;
+            http_addr = l.local_addr().ok();
+            info!(addr = ?http_addr, "metrics on /metrics");
+            tasks.push(tokio::spawn(metrics::serve(
+                l,
+                Arc::clone(&registry),
+                Arc::clone(&slot),
+                shutdown.clone(),
+            )));
+        }
+
+        let lead = Lead {
+            opts: Arc::clone(&opts),
+            addr,
+            lake_root,
+            limits,
+            registry,
+            slot,
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(tokio::spawn(lead.run(store, election)));
         Ok(Self {
             addr,
-            task,
+            http_addr,
+            tasks,
             shutdown,
             drain_timeout: opts.drain_timeout,
         })
     }
 
-    /// Waits until the server stops. Executors hold connections open, so
+    /// Waits until the servers stop. Executors hold connections open, so
     /// after a shutdown request they get `drain_timeout`, then are dropped.
+    /// Returns an error if leadership was lost.
     pub async fn wait(self) -> Result<()> {
+        let shutdown = self.shutdown.clone();
+        let drain = self.drain_timeout;
+        let all = async move {
+            let mut first_err = None;
+            for t in self.tasks {
+                let r = t.await.map_err(|e| Error::Task(e.to_string())).and_then(|r| r);
+                if let Err(e) = r {
+                    shutdown.cancel();
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        };
         let deadline = async {
             self.shutdown.cancelled().await;
-            tokio::time::sleep(self.drain_timeout).await;
+            tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = self.task => r.map_err(|e| Error::Task(e.to_string()))?,
+            r = all => r,
             _ = deadline => Ok(()),
+        }
+    }
+}
+
+fn limits(opts: &CoordinatorOptions) -> Result<Limits> {
+    let sizes: std::collections::BTreeMap<String, u32> = opts
+        .session_sizes
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+        .collect();
+    if !sizes.contains_key(&opts.default_session_size.to_ascii_lowercase()) {
+        return Err(Error::Config(format!(
+            "default_session_size {:?} is not one of session_sizes ({})",
+            opts.default_session_size,
+            sizes.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(Limits {
+        interactive_vcores: opts.interactive_pool_vcores,
+        job_vcores: opts.job_pool_vcores,
+        account_vcores: opts.account_vcores,
+        max_interactive_users: opts.max_interactive_users,
+        max_running_jobs: opts.max_running_jobs,
+        max_queued_jobs: opts.max_queued_jobs,
+        lease_ttl: opts.lease_ttl,
+        sizes,
+        default_size: opts.default_session_size.to_ascii_lowercase(),
+    })
+}
+
+/// Becoming (and staying) leader.
+struct Lead {
+    opts: Arc<CoordinatorOptions>,
+    addr: SocketAddr,
+    lake_root: url::Url,
+    limits: Limits,
+    registry: Arc<ExecutorRegistry>,
+    slot: Arc<LeaderSlot>,
+    shutdown: CancellationToken,
+}
+
+impl Lead {
+    async fn run(
+        self,
+        store: Store,
+        election: Option<Arc<tarn_state::Election>>,
+    ) -> Result<()> {
+        let (store, leadership): (Arc<dyn StateStore>, _) = match store {
+            Store::Embedded(s) => (Arc::new(s), None),
+            Store::Etcd(s) => {
+                let election = election.ok_or_else(|| Error::Task("no election".into()))?;
+                info!("standing by: campaigning for leadership in etcd");
+                let Some(l) = election.campaign(&self.shutdown).await? else {
+                    return Ok(());
+                };
+                s.fence_with(&l);
+                (Arc::new(s), Some(l))
+            }
+        };
+        let started = std::time::Instant::now();
+        let (released_tx, released_rx) = tokio::sync::mpsc::unbounded_channel();
+        let ledger = Arc::new(
+            Ledger::load(
+                self.limits.clone(),
+                store,
+                Arc::clone(&self.registry),
+                Some(released_tx),
+            )
+            .await
+            .map_err(Error::Ledger)?,
+        );
+        let (scheduler, jobs) = self.start_scheduler(Arc::clone(&ledger)).await?;
+        tokio::spawn(cancel_released(scheduler.clone(), released_rx));
+        tokio::spawn(sweep(
+            Arc::clone(&ledger),
+            self.opts.lease_ttl,
+            self.shutdown.clone(),
+        ));
+        self.slot.set(Leading {
+            scheduler,
+            jobs,
+            ledger,
+        });
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "leading: scheduler started, ledger loaded"
+        );
+        match leadership {
+            None => Ok(()),
+            Some(l) => tokio::select! {
+                _ = self.shutdown.cancelled() => Ok(()),
+                _ = l.lost.cancelled() => {
+                    error!("leadership lost; stopping");
+                    self.shutdown.cancel();
+                    Err(Error::LostLeadership)
+                }
+            },
+        }
+    }
+
+    async fn start_scheduler(
+        &self,
+        ledger: Arc<Ledger>,
+    ) -> Result<(Scheduler, Arc<dyn ballista_scheduler::cluster::JobState>)> {
+        let root = self.lake_root.clone();
+        let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
+            Arc::new(move |config: SessionConfig| {
+                let state = default_session_builder(config)?;
+                tarn_lake::register_object_store(state.runtime_env(), &root)?;
+                Ok(state)
+            });
+        let config_producer: ballista_core::ConfigProducer = Arc::new(session_config);
+        let endpoint = format!("{}:{}", self.addr.ip(), self.addr.port());
+        let cluster = BallistaCluster::new_memory(
+            endpoint,
+            Arc::clone(&session_builder),
+            Arc::clone(&config_producer),
+        );
+        let job_state = cluster.job_state();
+        let policy = binding::LeasePolicy::new(ledger, Arc::clone(&self.registry));
+        let mut config = SchedulerConfig {
+            bind_host: self.addr.ip().to_string(),
+            external_host: self.addr.ip().to_string(),
+            bind_port: self.addr.port(),
+            scheduling_policy: TaskSchedulingPolicy::PushStaged,
+            task_distribution: TaskDistributionPolicy::Custom(Arc::new(policy)),
+            executor_timeout_seconds: self.opts.executor_ttl.as_secs().max(1),
+            expire_dead_executor_interval_seconds: 2,
+            override_session_builder: Some(session_builder),
+            override_config_producer: Some(config_producer),
+            override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
+            ..Default::default()
+        };
+        config.finished_job_data_clean_up_interval_seconds = 300;
+        config.finished_job_state_clean_up_interval_seconds = 3600;
+        let scheduler: Scheduler = create_scheduler(cluster, Arc::new(config))
+            .await
+            .map_err(|source| Error::StartScheduler { source })?;
+        Ok((scheduler, job_state))
+    }
+}
+
+/// Ends leases nobody renews, and starts queued runs that now fit.
+async fn sweep(ledger: Arc<Ledger>, ttl: std::time::Duration, shutdown: CancellationToken) {
+    let period = (ttl / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        if let Err(e) = ledger.expire().await {
+            warn!(error = %e, "lease sweep failed; will retry");
+        }
+    }
+}
+
+/// Cancels the Ballista jobs of leases that ended, so a closed or expired
+/// session stops using executors at once.
+async fn cancel_released(
+    scheduler: Scheduler,
+    mut released: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+    use ballista_core::serde::protobuf::{job_status, CancelJobParams};
+    while let Some(lease) = released.recv().await {
+        let Ok(jobs) = scheduler.state.task_manager.get_all_jobs().await else {
+            continue;
+        };
+        for job in jobs.into_iter().filter(|j| {
+            binding::lease_of_job(&j.job_name) == Some(lease.as_str())
+                && matches!(
+                    j.status.status,
+                    Some(job_status::Status::Queued(_)) | Some(job_status::Status::Running(_))
+                )
+        }) {
+            let params = CancelJobParams {
+                job_id: job.job_id.to_string(),
+            };
+            if let Err(e) = SchedulerGrpc::cancel_job(&scheduler, tonic::Request::new(params)).await {
+                warn!(%lease, error = %e, "could not cancel a job of an ended lease");
+            } else {
+                info!(%lease, job = %job.job_id, "cancelled a job of an ended lease");
+            }
         }
     }
 }

@@ -61,6 +61,30 @@ impl ExecutorRegistry {
         v
     }
 
+    /// What a pool can lease: min(configured, offered by executors that
+    /// announced themselves within the TTL).
+    pub fn capacity(&self, pool: Pool) -> u32 {
+        let configured = match pool {
+            Pool::Job => self.job_vcores,
+            _ => self.interactive_vcores,
+        };
+        let offered: u32 = self
+            .live()
+            .iter()
+            .filter(|e| e.pool == pool as i32)
+            .map(|e| e.vcores)
+            .sum();
+        configured.min(offered)
+    }
+
+    /// The pool of a live executor.
+    pub fn pool_of(&self, executor_id: &str) -> Option<Pool> {
+        let map = self.executors.read();
+        map.get(executor_id)
+            .filter(|e| e.seen.elapsed() <= self.ttl)
+            .and_then(|e| Pool::try_from(e.info.pool).ok())
+    }
+
     /// Pool capacities: min(configured, offered by live executors).
     pub fn pools(&self, live: &[ExecutorInfo]) -> Vec<PoolInfo> {
         [
@@ -80,6 +104,7 @@ impl ExecutorRegistry {
                 configured_vcores: configured,
                 offered_vcores: offered,
                 capacity_vcores: configured.min(offered),
+                ..Default::default()
             }
         })
         .collect()

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
 use ballista_core::serde::protobuf::{job_status, task_status, CancelJobParams};
-use ballista_scheduler::cluster::JobState;
 use ballista_scheduler::state::execution_stage::ExecutionStage;
 use tarn_common::{ErrorCode, TarnError, PROTOCOL_VERSION};
 use tarn_proto::coordinator_server::Coordinator as CoordinatorApi;
@@ -13,40 +12,60 @@ use tarn_proto::*;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::binding::{lease_of_job, query_of_job};
+use crate::front::{LeaderSlot, Leading};
+use crate::ledger::{JobRun, Lease, LeaseRequest, Ledger, RunState};
 use crate::registry::ExecutorRegistry;
-use crate::Scheduler;
 
-/// Serves pools, executors and job views.
+/// Serves pools, leases, job runs, executors and job views.
 pub struct CoordinatorService {
     registry: Arc<ExecutorRegistry>,
-    scheduler: Scheduler,
-    jobs: Arc<dyn JobState>,
+    slot: Arc<LeaderSlot>,
+    advertise: String,
+    backend: &'static str,
+    election: Option<Arc<tarn_state::Election>>,
 }
 
 impl CoordinatorService {
-    /// A service over the registry and the embedded scheduler.
+    /// A service over the registry and (once leading) the scheduler and
+    /// ledger in `slot`.
     pub fn new(
         registry: Arc<ExecutorRegistry>,
-        scheduler: Scheduler,
-        jobs: Arc<dyn JobState>,
+        slot: Arc<LeaderSlot>,
+        advertise: String,
+        backend: &'static str,
+        election: Option<Arc<tarn_state::Election>>,
     ) -> Self {
         Self {
             registry,
-            scheduler,
-            jobs,
+            slot,
+            advertise,
+            backend,
+            election,
         }
+    }
+
+    fn leading(&self) -> Result<&Leading, Status> {
+        self.slot.get()
+    }
+
+    fn ledger(&self) -> Result<&Arc<Ledger>, Status> {
+        Ok(&self.slot.get()?.ledger)
     }
 
     /// Live executors, each marked with whether Ballista also sees it.
     async fn executors(&self) -> Vec<ExecutorInfo> {
-        let alive: HashSet<String> = self
-            .scheduler
-            .state
-            .executor_manager
-            .get_executors_state()
-            .await
-            .map(|v| v.into_iter().map(|(m, _, _)| m.id).collect())
-            .unwrap_or_default();
+        let alive: HashSet<String> = match self.slot.get() {
+            Ok(l) => l
+                .scheduler
+                .state
+                .executor_manager
+                .get_executors_state()
+                .await
+                .map(|v| v.into_iter().map(|(m, _, _)| m.id).collect())
+                .unwrap_or_default(),
+            Err(_) => HashSet::new(),
+        };
         let mut live = self.registry.live();
         for e in &mut live {
             e.scheduler_alive = alive.contains(&e.executor_id);
@@ -81,12 +100,25 @@ impl CoordinatorApi for CoordinatorService {
                 .filter(|e| e.pool == p as i32 && e.scheduler_alive)
                 .count() as u32
         };
+        let leader = self.slot.is_leader();
+        let leader_addr = if leader {
+            self.advertise.clone()
+        } else {
+            match &self.election {
+                Some(e) => e.leader().await.unwrap_or_default(),
+                None => String::new(),
+            }
+        };
         Ok(Response::new(HealthResponse {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             protocol_version: PROTOCOL_VERSION,
             interactive_executors: count(Pool::Interactive),
             job_executors: count(Pool::Job),
+            role: if leader { "leader" } else { "standby" }.into(),
+            leader: leader_addr,
+            store: self.backend.into(),
+            address: self.advertise.clone(),
         }))
     }
 
@@ -97,6 +129,7 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<RegisterExecutorResponse>, Status> {
         let r = request.into_inner();
         check_header(&r.header)?;
+        self.leading()?;
         if r.executor_id.is_empty() {
             return Err(TarnError::new(ErrorCode::InvalidArgument, "executor_id is empty").into());
         }
@@ -131,8 +164,9 @@ impl CoordinatorApi for CoordinatorService {
         request: Request<GetClusterInfoRequest>,
     ) -> Result<Response<GetClusterInfoResponse>, Status> {
         check_header(&request.get_ref().header)?;
+        self.leading()?;
         let executors = self.executors().await;
-        let pools = self.registry.pools(&executors);
+        let pools = self.pool_infos(&executors)?;
         Ok(Response::new(GetClusterInfoResponse { executors, pools }))
     }
 
@@ -144,7 +178,8 @@ impl CoordinatorApi for CoordinatorService {
         let r = request.into_inner();
         check_header(&r.header)?;
         let limit = if r.limit == 0 { 50 } else { r.limit as usize };
-        let mut overviews = self
+        let leading = self.leading()?;
+        let mut overviews = leading
             .scheduler
             .state
             .task_manager
@@ -157,18 +192,22 @@ impl CoordinatorApi for CoordinatorService {
             let mut tasks = Vec::new();
             let mut stage_count = o.num_stages as u32;
             let mut session_id = String::new();
-            if let Ok(Some(graph)) = self.jobs.get_execution_graph(&o.job_id).await {
+            if let Ok(Some(graph)) = leading.jobs.get_execution_graph(&o.job_id).await {
                 stage_count = graph.stage_count() as u32;
                 session_id = graph.session_id().to_string();
                 for (stage_id, stage) in graph.stages() {
                     if let ExecutionStage::Successful(s) = stage {
-                        for t in &s.task_infos {
+                        for (task_id, t) in s.task_infos.iter().enumerate() {
                             if let task_status::Status::Successful(ok) = &t.task_status {
                                 for p in &t.global_input_partition_ids {
                                     tasks.push(TaskPlacement {
                                         stage_id: *stage_id as u32,
                                         partition: *p as u32,
                                         executor_id: ok.executor_id.clone(),
+                                        task_id: task_id as u32,
+                                        vcores: t.vcores_consumed,
+                                        start_exec_unix_ms: t.start_exec_time as u64,
+                                        end_exec_unix_ms: t.end_exec_time as u64,
                                     });
                                 }
                             }
@@ -185,6 +224,7 @@ impl CoordinatorApi for CoordinatorService {
             };
             jobs.push(JobSummary {
                 job_id: o.job_id.to_string(),
+                lease_id: lease_of_job(&o.job_name).unwrap_or_default().to_string(),
                 job_name: o.job_name,
                 session_id,
                 status: status.into(),
@@ -206,7 +246,8 @@ impl CoordinatorApi for CoordinatorService {
         if r.query_id.is_empty() {
             return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
         }
-        let running = self
+        let leading = self.leading()?;
+        let running = leading
             .scheduler
             .state
             .task_manager
@@ -222,12 +263,12 @@ impl CoordinatorApi for CoordinatorService {
         };
         for job in running
             .into_iter()
-            .filter(|j| j.job_name == r.query_id && active(j))
+            .filter(|j| query_of_job(&j.job_name) == r.query_id && active(j))
         {
             let params = CancelJobParams {
                 job_id: job.job_id.to_string(),
             };
-            if SchedulerGrpc::cancel_job(&self.scheduler, Request::new(params))
+            if SchedulerGrpc::cancel_job(&leading.scheduler, Request::new(params))
                 .await
                 .map(|r| r.into_inner().cancelled)
                 .unwrap_or(false)
@@ -237,5 +278,238 @@ impl CoordinatorApi for CoordinatorService {
         }
         tracing::info!(query_id = %r.query_id, cancelled_jobs, "query cancelled");
         Ok(Response::new(CancelQueryResponse { cancelled_jobs }))
+    }
+
+    #[instrument(skip_all, fields(user = %request.get_ref().user))]
+    async fn acquire_lease(
+        &self,
+        request: Request<AcquireLeaseRequest>,
+    ) -> Result<Response<LeaseInfo>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let ledger = self.ledger()?;
+        let pool = match Pool::try_from(r.pool).unwrap_or(Pool::Unspecified) {
+            Pool::Unspecified => Pool::Interactive,
+            p => p,
+        };
+        let lease = ledger
+            .acquire(LeaseRequest {
+                pool: Some(pool),
+                user: r.user,
+                workspace: r.workspace,
+                vcores: r.vcores,
+                size: r.size,
+                holder: r.holder,
+            })
+            .await?;
+        let expires = crate::ledger::now_ms() + ledger.limits().lease_ttl.as_millis() as u64;
+        Ok(Response::new(lease_info(&lease, expires, ledger)))
+    }
+
+    async fn renew_leases(
+        &self,
+        request: Request<RenewLeasesRequest>,
+    ) -> Result<Response<RenewLeasesResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let ledger = self.ledger()?;
+        let gone = ledger.renew(&r.lease_ids);
+        Ok(Response::new(RenewLeasesResponse {
+            gone,
+            ttl_seconds: ledger.limits().lease_ttl.as_secs() as u32,
+        }))
+    }
+
+    #[instrument(skip_all, fields(lease = %request.get_ref().lease_id))]
+    async fn release_lease(
+        &self,
+        request: Request<ReleaseLeaseRequest>,
+    ) -> Result<Response<ReleaseLeaseResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let released = self.ledger()?.release(&r.lease_id).await?;
+        Ok(Response::new(ReleaseLeaseResponse { released }))
+    }
+
+    async fn list_leases(
+        &self,
+        request: Request<ListLeasesRequest>,
+    ) -> Result<Response<ListLeasesResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let ledger = self.ledger()?;
+        let want = Pool::try_from(r.pool).unwrap_or(Pool::Unspecified);
+        let mut leases: Vec<LeaseInfo> = ledger
+            .leases()
+            .into_iter()
+            .filter(|(l, _)| want == Pool::Unspecified || l.pool() == want)
+            .map(|(l, exp)| lease_info(&l, exp, ledger))
+            .collect();
+        leases.sort_by_key(|l| l.created_unix_ms);
+        Ok(Response::new(ListLeasesResponse { leases }))
+    }
+
+    async fn get_pools(
+        &self,
+        request: Request<GetPoolsRequest>,
+    ) -> Result<Response<GetPoolsResponse>, Status> {
+        check_header(&request.get_ref().header)?;
+        let ledger = self.ledger()?;
+        let executors = self.executors().await;
+        let pools = self.pool_infos(&executors)?;
+        let l = ledger.limits();
+        Ok(Response::new(GetPoolsResponse {
+            interactive_users: pools
+                .iter()
+                .find(|p| p.pool == Pool::Interactive as i32)
+                .map(|p| p.users)
+                .unwrap_or(0),
+            pools,
+            account_vcores: l.account_vcores,
+            max_interactive_users: l.max_interactive_users,
+            max_running_jobs: l.max_running_jobs,
+            max_queued_jobs: l.max_queued_jobs,
+        }))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn submit_job_run(
+        &self,
+        request: Request<SubmitJobRunRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let ledger = self.ledger()?;
+        let run = ledger
+            .submit(r.name, r.user, r.workspace, r.vcores, &r.size)
+            .await?;
+        let (run, pos) = ledger.run(&run.id).unwrap_or((run, 0));
+        Ok(Response::new(run_info(&run, pos)))
+    }
+
+    async fn get_job_run(
+        &self,
+        request: Request<GetJobRunRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let (run, pos) = self.ledger()?.run(&r.run_id)?;
+        Ok(Response::new(run_info(&run, pos)))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<ListJobRunsRequest>,
+    ) -> Result<Response<ListJobRunsResponse>, Status> {
+        check_header(&request.get_ref().header)?;
+        let runs = self
+            .ledger()?
+            .runs()
+            .iter()
+            .map(|(r, p)| run_info(r, *p))
+            .collect();
+        Ok(Response::new(ListJobRunsResponse { runs }))
+    }
+
+    #[instrument(skip_all, fields(run = %request.get_ref().run_id))]
+    async fn cancel_job_run(
+        &self,
+        request: Request<CancelJobRunRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let run = self.ledger()?.cancel_run(&r.run_id).await?;
+        Ok(Response::new(run_info(&run, 0)))
+    }
+
+    #[instrument(skip_all, fields(run = %request.get_ref().run_id))]
+    async fn finish_job_run(
+        &self,
+        request: Request<FinishJobRunRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let run = self
+            .ledger()?
+            .finish_run(&r.run_id, r.succeeded, &r.message)
+            .await?;
+        Ok(Response::new(run_info(&run, 0)))
+    }
+}
+
+impl CoordinatorService {
+    /// Pool capacities and ledger figures.
+    fn pool_infos(&self, executors: &[ExecutorInfo]) -> Result<Vec<PoolInfo>, Status> {
+        let ledger = self.ledger()?;
+        Ok(pool_infos(&self.registry, ledger, executors))
+    }
+}
+
+/// Pool capacities (from live executors) with the ledger's figures.
+pub fn pool_infos(
+    registry: &ExecutorRegistry,
+    ledger: &Ledger,
+    executors: &[ExecutorInfo],
+) -> Vec<PoolInfo> {
+    let mut pools = registry.pools(executors);
+    for p in &mut pools {
+        let pool = Pool::try_from(p.pool).unwrap_or(Pool::Interactive);
+        // Capacity as the ledger grants it (executors announced to Tarn).
+        p.capacity_vcores = ledger.capacity(pool);
+        let f = ledger.pool_figures(pool);
+        p.leased_vcores = f.leased;
+        p.free_vcores = p.capacity_vcores.saturating_sub(f.leased);
+        p.leases = f.leases;
+        p.users = f.users;
+        p.queued_runs = f.queued;
+        p.running_runs = f.running;
+        p.grants = f.grants;
+        p.refusals = f.refusals.into_iter().collect();
+    }
+    pools
+}
+
+fn lease_info(l: &Lease, expires: u64, ledger: &Ledger) -> LeaseInfo {
+    LeaseInfo {
+        lease_id: l.id.clone(),
+        pool: l.pool() as i32,
+        user: l.user.clone(),
+        workspace: l.workspace.clone(),
+        vcores: l.vcores,
+        holder: l.holder.clone(),
+        created_unix_ms: l.created_ms,
+        expires_unix_ms: expires,
+        run_id: l.run_id.clone().unwrap_or_default(),
+        ttl_seconds: ledger.limits().lease_ttl.as_secs() as u32,
+    }
+}
+
+fn run_info(r: &JobRun, position: u32) -> JobRunInfo {
+    let state = match r.state {
+        RunState::Queued => JobRunState::Queued,
+        RunState::Running => JobRunState::Running,
+        RunState::Succeeded => JobRunState::Succeeded,
+        RunState::Failed => JobRunState::Failed,
+        RunState::Cancelled => JobRunState::Cancelled,
+        RunState::Expired => JobRunState::Expired,
+    };
+    JobRunInfo {
+        run_id: r.id.clone(),
+        name: r.name.clone(),
+        user: r.user.clone(),
+        workspace: r.workspace.clone(),
+        vcores: r.vcores,
+        state: state as i32,
+        queue_position: position,
+        lease_id: if r.state == RunState::Running {
+            r.id.clone()
+        } else {
+            String::new()
+        },
+        submitted_unix_ms: r.submitted_ms,
+        started_unix_ms: r.started_ms,
+        ended_unix_ms: r.ended_ms,
+        message: r.message.clone(),
+        seq: r.seq,
     }
 }

@@ -45,7 +45,14 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     } else {
         opts.vcores as usize
     };
-    let (coord_host, coord_port) = split_host_port(&opts.coordinator)?;
+    // Several coordinators: dial a local proxy that follows the leader.
+    let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, shutdown.clone())
+        .await
+        .map_err(|source| Error::Bind {
+            addr: "127.0.0.1:0 (coordinator proxy)".into(),
+            source,
+        })?;
+    let (coord_host, coord_port) = split_host_port(&endpoint)?;
     let flight_port = match opts.flight_port {
         0 => free_port(&opts.bind_host)?,
         p => p,
@@ -131,7 +138,8 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
 }
 
 /// Announces the executor's pool until shutdown, at a third of the TTL the
-/// coordinator asks for, so one lost announcement never expires it.
+/// coordinator asks for (at most every 2 s, so a coordinator that just took
+/// over learns the pools quickly), so one lost announcement never expires it.
 async fn announce_loop(
     coordinator: String,
     req: RegisterExecutorRequest,
@@ -154,8 +162,9 @@ async fn announce_loop(
         match result {
             Ok(resp) => {
                 warned = false;
-                period =
-                    Duration::from_millis((u64::from(resp.ttl_seconds.max(1)) * 1000 / 3).max(200));
+                period = Duration::from_millis(
+                    (u64::from(resp.ttl_seconds.max(1)) * 1000 / 3).clamp(200, 2000),
+                );
             }
             Err(e) if !warned => {
                 warn!(%coordinator, error = %e, "cannot announce executor to coordinator; retrying");

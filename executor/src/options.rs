@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorOptions {
-    /// Coordinator address (`host:port`).
+    /// Coordinator address (`host:port`), or several separated by commas
+    /// (the executor follows whichever leads).
     pub coordinator: String,
     /// Pool this executor serves: `interactive` or `job`.
     pub pool: String,

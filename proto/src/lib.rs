@@ -11,6 +11,8 @@ mod generated {
 
 pub use generated::*;
 
+pub mod leader;
+
 impl Pool {
     /// The pool's name as users and configuration write it.
     pub fn label(self) -> &'static str {

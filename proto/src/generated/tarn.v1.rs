@@ -29,6 +29,18 @@ pub struct HealthResponse {
     pub interactive_executors: u32,
     #[prost(uint32, tag = "5")]
     pub job_executors: u32,
+    /// "leader" or "standby". A standby answers only Health.
+    #[prost(string, tag = "6")]
+    pub role: ::prost::alloc::string::String,
+    /// The leader's advertised address, when known.
+    #[prost(string, tag = "7")]
+    pub leader: ::prost::alloc::string::String,
+    /// "embedded" or "etcd".
+    #[prost(string, tag = "8")]
+    pub store: ::prost::alloc::string::String,
+    /// This coordinator's advertised address.
+    #[prost(string, tag = "9")]
+    pub address: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -90,7 +102,7 @@ pub struct ExecutorInfo {
     pub last_seen_unix_ms: u64,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PoolInfo {
     #[prost(enumeration = "Pool", tag = "1")]
     pub pool: i32,
@@ -105,6 +117,30 @@ pub struct PoolInfo {
     /// min(configured, offered): what sessions can lease.
     #[prost(uint32, tag = "5")]
     pub capacity_vcores: u32,
+    /// Held by leases now.
+    #[prost(uint32, tag = "6")]
+    pub leased_vcores: u32,
+    /// capacity - leased (0 when leases exceed a shrunken capacity).
+    #[prost(uint32, tag = "7")]
+    pub free_vcores: u32,
+    /// Leases (sessions, or running job runs) in the pool.
+    #[prost(uint32, tag = "8")]
+    pub leases: u32,
+    /// Distinct users holding a lease in the pool.
+    #[prost(uint32, tag = "9")]
+    pub users: u32,
+    /// Job pool: runs waiting and running.
+    #[prost(uint32, tag = "10")]
+    pub queued_runs: u32,
+    #[prost(uint32, tag = "11")]
+    pub running_runs: u32,
+    /// Since this coordinator started leading.
+    #[prost(uint64, tag = "12")]
+    pub grants: u64,
+    /// Refusals by reason: insufficient_vcores, user_limit, no_executors,
+    /// queue_full, invalid.
+    #[prost(map = "string, uint64", tag = "13")]
+    pub refusals: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -131,6 +167,16 @@ pub struct TaskPlacement {
     pub partition: u32,
     #[prost(string, tag = "3")]
     pub executor_id: ::prost::alloc::string::String,
+    /// The task (a task may carry several partitions) and the vCores it held.
+    #[prost(uint32, tag = "4")]
+    pub task_id: u32,
+    #[prost(uint32, tag = "5")]
+    pub vcores: u32,
+    /// When the executor started and finished running it (ms since epoch).
+    #[prost(uint64, tag = "6")]
+    pub start_exec_unix_ms: u64,
+    #[prost(uint64, tag = "7")]
+    pub end_exec_unix_ms: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -149,6 +195,9 @@ pub struct JobSummary {
     pub tasks: ::prost::alloc::vec::Vec<TaskPlacement>,
     #[prost(uint64, tag = "7")]
     pub queued_at_unix_ms: u64,
+    /// The lease the job ran under (from its name, `query@lease`).
+    #[prost(string, tag = "8")]
+    pub lease_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -169,6 +218,208 @@ pub struct CancelQueryRequest {
 pub struct CancelQueryResponse {
     #[prost(uint32, tag = "1")]
     pub cancelled_jobs: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AcquireLeaseRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(enumeration = "Pool", tag = "2")]
+    pub pool: i32,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub workspace: ::prost::alloc::string::String,
+    /// vCores wanted; 0 means `size`, or the default size when that is empty.
+    #[prost(uint32, tag = "5")]
+    pub vcores: u32,
+    /// small | medium | large (sizes are configuration).
+    #[prost(string, tag = "6")]
+    pub size: ::prost::alloc::string::String,
+    /// Who holds it (e.g. "gateway 127.0.0.1:50060 session 3f…"), for operators.
+    #[prost(string, tag = "7")]
+    pub holder: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LeaseInfo {
+    #[prost(string, tag = "1")]
+    pub lease_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Pool", tag = "2")]
+    pub pool: i32,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub workspace: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "5")]
+    pub vcores: u32,
+    #[prost(string, tag = "6")]
+    pub holder: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "7")]
+    pub created_unix_ms: u64,
+    #[prost(uint64, tag = "8")]
+    pub expires_unix_ms: u64,
+    /// Set when the lease belongs to a job run.
+    #[prost(string, tag = "9")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "10")]
+    pub ttl_seconds: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RenewLeasesRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, repeated, tag = "2")]
+    pub lease_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RenewLeasesResponse {
+    /// Of the ids sent, those that no longer exist.
+    #[prost(string, repeated, tag = "1")]
+    pub gone: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint32, tag = "2")]
+    pub ttl_seconds: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseLeaseRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub lease_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseLeaseResponse {
+    #[prost(bool, tag = "1")]
+    pub released: bool,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListLeasesRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(enumeration = "Pool", tag = "2")]
+    pub pool: i32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListLeasesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub leases: ::prost::alloc::vec::Vec<LeaseInfo>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetPoolsRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetPoolsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub pools: ::prost::alloc::vec::Vec<PoolInfo>,
+    #[prost(uint32, tag = "2")]
+    pub account_vcores: u32,
+    #[prost(uint32, tag = "3")]
+    pub max_interactive_users: u32,
+    #[prost(uint32, tag = "4")]
+    pub max_running_jobs: u32,
+    #[prost(uint32, tag = "5")]
+    pub max_queued_jobs: u32,
+    #[prost(uint32, tag = "6")]
+    pub interactive_users: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SubmitJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub workspace: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "5")]
+    pub vcores: u32,
+    #[prost(string, tag = "6")]
+    pub size: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobRunInfo {
+    #[prost(string, tag = "1")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub workspace: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "5")]
+    pub vcores: u32,
+    #[prost(enumeration = "JobRunState", tag = "6")]
+    pub state: i32,
+    /// 1-based place in the queue while queued, else 0.
+    #[prost(uint32, tag = "7")]
+    pub queue_position: u32,
+    /// Set while running: the lease to run its queries under.
+    #[prost(string, tag = "8")]
+    pub lease_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "9")]
+    pub submitted_unix_ms: u64,
+    #[prost(uint64, tag = "10")]
+    pub started_unix_ms: u64,
+    #[prost(uint64, tag = "11")]
+    pub ended_unix_ms: u64,
+    #[prost(string, tag = "12")]
+    pub message: ::prost::alloc::string::String,
+    /// Submission order.
+    #[prost(uint64, tag = "13")]
+    pub seq: u64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub run_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListJobRunsRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListJobRunsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub runs: ::prost::alloc::vec::Vec<JobRunInfo>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub run_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FinishJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "3")]
+    pub succeeded: bool,
+    #[prost(string, tag = "4")]
+    pub message: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -196,6 +447,49 @@ impl Pool {
             "POOL_UNSPECIFIED" => Some(Self::Unspecified),
             "POOL_INTERACTIVE" => Some(Self::Interactive),
             "POOL_JOB" => Some(Self::Job),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum JobRunState {
+    Unspecified = 0,
+    Queued = 1,
+    Running = 2,
+    Succeeded = 3,
+    Failed = 4,
+    Cancelled = 5,
+    /// Its holder stopped heartbeating.
+    Expired = 6,
+}
+impl JobRunState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "JOB_RUN_STATE_UNSPECIFIED",
+            Self::Queued => "JOB_RUN_STATE_QUEUED",
+            Self::Running => "JOB_RUN_STATE_RUNNING",
+            Self::Succeeded => "JOB_RUN_STATE_SUCCEEDED",
+            Self::Failed => "JOB_RUN_STATE_FAILED",
+            Self::Cancelled => "JOB_RUN_STATE_CANCELLED",
+            Self::Expired => "JOB_RUN_STATE_EXPIRED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "JOB_RUN_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "JOB_RUN_STATE_QUEUED" => Some(Self::Queued),
+            "JOB_RUN_STATE_RUNNING" => Some(Self::Running),
+            "JOB_RUN_STATE_SUCCEEDED" => Some(Self::Succeeded),
+            "JOB_RUN_STATE_FAILED" => Some(Self::Failed),
+            "JOB_RUN_STATE_CANCELLED" => Some(Self::Cancelled),
+            "JOB_RUN_STATE_EXPIRED" => Some(Self::Expired),
             _ => None,
         }
     }
@@ -389,7 +683,7 @@ pub mod coordinator_client {
             self.inner.unary(req, path, codec).await
         }
         /// Cancels the running Ballista jobs of a gateway query (by its query id,
-        /// which is the job name).
+        /// the part of the job name before '@').
         pub async fn cancel_query(
             &mut self,
             request: impl tonic::IntoRequest<super::CancelQueryRequest>,
@@ -412,6 +706,244 @@ pub mod coordinator_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("tarn.v1.Coordinator", "CancelQuery"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Takes a lease of vCores from a pool for a session (interactive pool),
+        /// or is refused with a coded error (capacity, user limit, no executors).
+        pub async fn acquire_lease(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AcquireLeaseRequest>,
+        ) -> std::result::Result<tonic::Response<super::LeaseInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/AcquireLease",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "AcquireLease"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Heartbeat: extends the given leases by their TTL; reports the ones
+        /// that no longer exist (expired or released).
+        pub async fn renew_leases(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RenewLeasesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RenewLeasesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/RenewLeases",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "RenewLeases"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Gives a lease's vCores back (ends a session, or finishes a job run).
+        pub async fn release_lease(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReleaseLeaseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseLeaseResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ReleaseLease",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ReleaseLease"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Current leases.
+        pub async fn list_leases(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListLeasesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLeasesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ListLeases",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ListLeases"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Per-pool totals, leases, users, queue and grant/refusal counters.
+        pub async fn get_pools(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetPoolsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPoolsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/GetPools",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "GetPools"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Queues a job run for the job pool; it starts (gets its lease) when at
+        /// most max_running_jobs - 1 others run and its vCores are free, in order.
+        pub async fn submit_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SubmitJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/SubmitJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "SubmitJobRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/GetJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "GetJobRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Active runs (running, then queued in order) and recent finished ones.
+        pub async fn list_job_runs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListJobRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobRunsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ListJobRuns",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ListJobRuns"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Cancels a queued or running run; a running run's Ballista jobs stop.
+        pub async fn cancel_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/CancelJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "CancelJobRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The holder of a running run reports its end; its vCores return and the
+        /// next queued run starts.
+        pub async fn finish_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::FinishJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/FinishJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "FinishJobRun"));
             self.inner.unary(req, path, codec).await
         }
     }
@@ -459,7 +991,7 @@ pub mod coordinator_server {
             tonic::Status,
         >;
         /// Cancels the running Ballista jobs of a gateway query (by its query id,
-        /// which is the job name).
+        /// the part of the job name before '@').
         async fn cancel_query(
             &self,
             request: tonic::Request<super::CancelQueryRequest>,
@@ -467,6 +999,74 @@ pub mod coordinator_server {
             tonic::Response<super::CancelQueryResponse>,
             tonic::Status,
         >;
+        /// Takes a lease of vCores from a pool for a session (interactive pool),
+        /// or is refused with a coded error (capacity, user limit, no executors).
+        async fn acquire_lease(
+            &self,
+            request: tonic::Request<super::AcquireLeaseRequest>,
+        ) -> std::result::Result<tonic::Response<super::LeaseInfo>, tonic::Status>;
+        /// Heartbeat: extends the given leases by their TTL; reports the ones
+        /// that no longer exist (expired or released).
+        async fn renew_leases(
+            &self,
+            request: tonic::Request<super::RenewLeasesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RenewLeasesResponse>,
+            tonic::Status,
+        >;
+        /// Gives a lease's vCores back (ends a session, or finishes a job run).
+        async fn release_lease(
+            &self,
+            request: tonic::Request<super::ReleaseLeaseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseLeaseResponse>,
+            tonic::Status,
+        >;
+        /// Current leases.
+        async fn list_leases(
+            &self,
+            request: tonic::Request<super::ListLeasesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLeasesResponse>,
+            tonic::Status,
+        >;
+        /// Per-pool totals, leases, users, queue and grant/refusal counters.
+        async fn get_pools(
+            &self,
+            request: tonic::Request<super::GetPoolsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPoolsResponse>,
+            tonic::Status,
+        >;
+        /// Queues a job run for the job pool; it starts (gets its lease) when at
+        /// most max_running_jobs - 1 others run and its vCores are free, in order.
+        async fn submit_job_run(
+            &self,
+            request: tonic::Request<super::SubmitJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        async fn get_job_run(
+            &self,
+            request: tonic::Request<super::GetJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        /// Active runs (running, then queued in order) and recent finished ones.
+        async fn list_job_runs(
+            &self,
+            request: tonic::Request<super::ListJobRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobRunsResponse>,
+            tonic::Status,
+        >;
+        /// Cancels a queued or running run; a running run's Ballista jobs stop.
+        async fn cancel_job_run(
+            &self,
+            request: tonic::Request<super::CancelJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        /// The holder of a running run reports its end; its vCores return and the
+        /// next queued run starts.
+        async fn finish_job_run(
+            &self,
+            request: tonic::Request<super::FinishJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct CoordinatorServer<T> {
@@ -754,6 +1354,456 @@ pub mod coordinator_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CancelQuerySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/AcquireLease" => {
+                    #[allow(non_camel_case_types)]
+                    struct AcquireLeaseSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::AcquireLeaseRequest>
+                    for AcquireLeaseSvc<T> {
+                        type Response = super::LeaseInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AcquireLeaseRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::acquire_lease(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AcquireLeaseSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/RenewLeases" => {
+                    #[allow(non_camel_case_types)]
+                    struct RenewLeasesSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::RenewLeasesRequest>
+                    for RenewLeasesSvc<T> {
+                        type Response = super::RenewLeasesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RenewLeasesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::renew_leases(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RenewLeasesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ReleaseLease" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReleaseLeaseSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ReleaseLeaseRequest>
+                    for ReleaseLeaseSvc<T> {
+                        type Response = super::ReleaseLeaseResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReleaseLeaseRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::release_lease(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReleaseLeaseSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ListLeases" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListLeasesSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ListLeasesRequest>
+                    for ListLeasesSvc<T> {
+                        type Response = super::ListLeasesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListLeasesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::list_leases(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListLeasesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/GetPools" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetPoolsSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::GetPoolsRequest>
+                    for GetPoolsSvc<T> {
+                        type Response = super::GetPoolsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetPoolsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::get_pools(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetPoolsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/SubmitJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct SubmitJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::SubmitJobRunRequest>
+                    for SubmitJobRunSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SubmitJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::submit_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SubmitJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/GetJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::GetJobRunRequest>
+                    for GetJobRunSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::get_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ListJobRuns" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListJobRunsSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ListJobRunsRequest>
+                    for ListJobRunsSvc<T> {
+                        type Response = super::ListJobRunsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListJobRunsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::list_job_runs(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListJobRunsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/CancelJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::CancelJobRunRequest>
+                    for CancelJobRunSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::cancel_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/FinishJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct FinishJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::FinishJobRunRequest>
+                    for FinishJobRunSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::FinishJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::finish_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = FinishJobRunSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,248 @@
+//! Lease-aware task binding: Tarn's `DistributionPolicy` for Ballista.
+//!
+//! Ballista hands the policy every executor's free vCores and every
+//! running job. A job is named `query@lease`; its lease says which pool it
+//! may use and how many task-vCores it may hold at once, counted across all
+//! of the lease's jobs (a session running two queries shares its vCores
+//! between them). Tasks bind only to executors of the lease's pool, and a
+//! lease at its limit binds nothing until its tasks finish. Jobs whose
+//! lease is unknown bind nothing (the scheduler front refuses them first,
+//! and jobs of released leases are cancelled).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ballista_core::config::BallistaConfig;
+use ballista_core::execution_plans::{RangeShuffleReaderExec, ShuffleReaderExec};
+use ballista_core::serde::protobuf::{job_status, AvailableVcores};
+use ballista_core::serde::scheduler::TaskKey;
+use ballista_core::JobId;
+use ballista_scheduler::cluster::{BoundTask, DistributionPolicy};
+use ballista_scheduler::state::execution_graph::{create_task_info, TaskDescription};
+use ballista_scheduler::state::execution_stage::RunningStage;
+use ballista_scheduler::state::task_manager::JobInfoCache;
+use datafusion::physical_plan::ExecutionPlan;
+use tarn_proto::Pool;
+
+use crate::ledger::Ledger;
+use crate::registry::ExecutorRegistry;
+
+/// The lease id in a Ballista job name `query@lease`.
+pub fn lease_of_job(job_name: &str) -> Option<&str> {
+    job_name.rsplit_once('@').map(|(_, l)| l).filter(|l| !l.is_empty())
+}
+
+/// The query id in a Ballista job name `query@lease`.
+pub fn query_of_job(job_name: &str) -> &str {
+    job_name
+        .rsplit_once('@')
+        .map(|(q, _)| q)
+        .unwrap_or(job_name)
+}
+
+/// Binds tasks within leases and pools.
+#[derive(Debug)]
+pub struct LeasePolicy {
+    ledger: Arc<Ledger>,
+    registry: Arc<ExecutorRegistry>,
+}
+
+impl LeasePolicy {
+    /// A policy reading leases from `ledger` and executor pools from
+    /// `registry`.
+    pub fn new(ledger: Arc<Ledger>, registry: Arc<ExecutorRegistry>) -> Self {
+        Self { ledger, registry }
+    }
+}
+
+#[async_trait::async_trait]
+impl DistributionPolicy for LeasePolicy {
+    async fn bind_tasks(
+        &self,
+        mut budgets: Vec<&mut AvailableVcores>,
+        running_jobs: Arc<HashMap<JobId, JobInfoCache>>,
+    ) -> datafusion::error::Result<Vec<BoundTask>> {
+        let mut bound: Vec<BoundTask> = Vec::new();
+        if budgets.iter().all(|b| b.vcores == 0) {
+            return Ok(bound);
+        }
+        // Largest executors first, as Ballista's bias policy does: a
+        // stage's tasks pack onto few executors.
+        budgets.sort_by(|a, b| b.vcores.cmp(&a.vcores));
+        let pools: Vec<Option<Pool>> = budgets
+            .iter()
+            .map(|b| self.registry.pool_of(&b.executor_id))
+            .collect();
+
+        // vCores each lease's tasks hold right now, across its jobs.
+        let mut in_use: HashMap<String, u32> = HashMap::new();
+        for job in running_jobs.values() {
+            let graph = job.execution_graph.read().await;
+            let Some(lease) = lease_of_job(graph.job_name()) else {
+                continue;
+            };
+            let held: u32 = graph
+                .running_tasks()
+                .iter()
+                .map(|t| graph.task_vcores(t.stage_id, t.task_id).unwrap_or(1))
+                .sum();
+            *in_use.entry(lease.to_string()).or_default() += held;
+        }
+
+        // Oldest jobs first, so a session's earlier query is not starved by
+        // its later ones.
+        let mut jobs: Vec<(&JobId, &JobInfoCache)> = running_jobs.iter().collect();
+        jobs.sort_by_key(|(id, _)| id.to_string());
+        for (job_id, job) in jobs {
+            if !matches!(job.status, Some(job_status::Status::Running(_))) {
+                continue;
+            }
+            let mut graph = job.execution_graph.write().await;
+            let Some(lease) = lease_of_job(graph.job_name()).map(str::to_string) else {
+                continue;
+            };
+            let Some((pool, vcores)) = self.ledger.lease_grant(&lease) else {
+                tracing::debug!(%job_id, %lease, "job's lease is gone; binding nothing");
+                continue;
+            };
+            let used = in_use.entry(lease.clone()).or_default();
+            if *used >= vcores {
+                continue;
+            }
+            let session_id = graph.session_id().to_string();
+            let mut black_list = vec![];
+            'stages: while let Some(stage) = graph.fetch_running_stage(&black_list) {
+                let stage_id = stage.stage_id;
+                for (i, budget) in budgets.iter_mut().enumerate() {
+                    if pools[i] != Some(pool) {
+                        continue;
+                    }
+                    while budget.vcores > 0 && *used < vcores {
+                        let allowance = budget.vcores.min(vcores - *used);
+                        match bind_one(stage, &session_id, job_id, budget, allowance) {
+                            Some(task) => {
+                                *used += task.1.vcores_consumed;
+                                bound.push(task);
+                            }
+                            None => break,
+                        }
+                    }
+                    if stage.available_tasks() == 0 || *used >= vcores {
+                        break;
+                    }
+                }
+                if *used >= vcores {
+                    break 'stages;
+                }
+                // This stage is drained or no executor of the pool has room:
+                // look at the job's other runnable stages.
+                black_list.push(stage_id);
+            }
+        }
+        Ok(bound)
+    }
+
+    fn name(&self) -> &str {
+        "tarn-lease"
+    }
+}
+
+/// Ballista's `bind_one` (crate-private there) with an extra cap: the
+/// lease's remaining vCores.
+fn bind_one(
+    running_stage: &mut RunningStage,
+    session_id: &str,
+    job_id: &JobId,
+    budget: &mut AvailableVcores,
+    allowance: u32,
+) -> Option<BoundTask> {
+    let is_collapse = stage_has_input_collapse(&running_stage.plan);
+    let cap = running_stage
+        .session_config
+        .options()
+        .extensions
+        .get::<BallistaConfig>()
+        .map(|bc| bc.max_partitions_per_task())
+        .filter(|&n| n > 0)
+        .unwrap_or(usize::MAX);
+    // A collapse stage must take its whole pending queue in one task (a
+    // split would give partial results) and drives it with one thread.
+    let max_partitions = if is_collapse {
+        usize::MAX
+    } else {
+        (allowance as usize).min(cap)
+    };
+    let input_partition_ids = running_stage.pending.next_slice(max_partitions);
+    if input_partition_ids.is_empty() {
+        return None;
+    }
+    let vcores_consumed = if is_collapse {
+        1
+    } else {
+        input_partition_ids.len() as u32
+    };
+    let executor_id = budget.executor_id.clone();
+    let task_id = running_stage.task_infos.len();
+    let task_attempt = input_partition_ids
+        .iter()
+        .map(|pid| running_stage.task_failure_numbers[*pid])
+        .max()
+        .unwrap_or(0);
+    let mut task_info = create_task_info(executor_id.clone(), task_id);
+    task_info.global_input_partition_ids = input_partition_ids.clone();
+    task_info.vcores_consumed = vcores_consumed;
+    running_stage.task_infos.push(task_info);
+    let task_desc = TaskDescription {
+        session_id: session_id.to_string(),
+        key: TaskKey {
+            job_id: job_id.clone(),
+            stage_id: running_stage.stage_id,
+            task_id,
+        },
+        stage_attempt_num: running_stage.stage_attempt_num,
+        task_attempt,
+        global_input_partition_ids: input_partition_ids,
+        vcores_consumed,
+        plan: running_stage.plan.clone(),
+        session_config: running_stage.session_config.clone(),
+    };
+    budget.vcores = budget.vcores.saturating_sub(vcores_consumed);
+    Some((executor_id, task_desc))
+}
+
+/// Whether a stage's plan collapses its input to one partition before any
+/// stage boundary (then one task must take all its input partitions).
+fn stage_has_input_collapse(plan_root: &Arc<dyn ExecutionPlan>) -> bool {
+    fn walk(node: &Arc<dyn ExecutionPlan>) -> bool {
+        if node.downcast_ref::<ShuffleReaderExec>().is_some()
+            || node.downcast_ref::<RangeShuffleReaderExec>().is_some()
+        {
+            return false;
+        }
+        if node.properties().output_partitioning().partition_count() == 1 {
+            return true;
+        }
+        match node.children().as_slice() {
+            [child] => walk(child),
+            _ => false,
+        }
+    }
+    match plan_root.children().as_slice() {
+        [child] => walk(child),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_carry_query_and_lease() {
+        assert_eq!(lease_of_job("tarn-abc@l1"), Some("l1"));
+        assert_eq!(query_of_job("tarn-abc@l1"), "tarn-abc");
+        assert_eq!(lease_of_job("tarn-abc"), None);
+        assert_eq!(query_of_job("tarn-abc"), "tarn-abc");
+        assert_eq!(lease_of_job("x@"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! Following the leading coordinator.
+//!
+//! Gateways and executors may be given several coordinator addresses
+//! (`a:50050,b:50050`). Only the leader serves; standbys answer Health
+//! with `role = "standby"`. [`LeaderProxy`] listens on a loopback port and
+//! forwards each connection to whichever coordinator currently leads, so
+//! every client behind it — Tarn's API clients and Ballista's scheduler
+//! clients alike — talks to one stable address. When the leader changes,
+//! connections to the old one are closed and the clients' reconnects land
+//! on the new one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::coordinator_client::CoordinatorClient;
+use crate::{header, HealthRequest};
+
+/// How often coordinators are asked who leads.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// The coordinator address a role should dial: the only one given, or a
+/// local proxy that follows the leader among several.
+pub async fn coordinator_endpoint(
+    coordinators: &str,
+    shutdown: CancellationToken,
+) -> std::io::Result<String> {
+    let list: Vec<String> = coordinators
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.len() <= 1 {
+        return Ok(list.into_iter().next().unwrap_or_default());
+    }
+    let proxy = LeaderProxy::start(list, shutdown).await?;
+    Ok(proxy.local_addr.to_string())
+}
+
+/// A loopback TCP forwarder to the current leader.
+#[derive(Debug, Clone)]
+pub struct LeaderProxy {
+    /// Where clients connect.
+    pub local_addr: SocketAddr,
+    leader: watch::Receiver<Option<String>>,
+}
+
+impl LeaderProxy {
+    /// Starts probing `coordinators` and forwarding.
+    pub async fn start(
+        coordinators: Vec<String>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let local_addr = listener.local_addr()?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(probe(coordinators, tx, shutdown.clone()));
+        tokio::spawn(accept(listener, rx.clone(), shutdown));
+        Ok(Self {
+            local_addr,
+            leader: rx,
+        })
+    }
+
+    /// The leader as last seen.
+    pub fn leader(&self) -> Option<String> {
+        self.leader.borrow().clone()
+    }
+}
+
+async fn probe(
+    coordinators: Vec<String>,
+    tx: watch::Sender<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let mut found = None;
+        for c in &coordinators {
+            if is_leader(c).await {
+                found = Some(c.clone());
+                break;
+            }
+        }
+        if *tx.borrow() != found {
+            match &found {
+                Some(l) => info!(leader = %l, "following coordinator leader"),
+                None => warn!("no coordinator leads right now"),
+            }
+            let _ = tx.send(found);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+    }
+}
+
+async fn is_leader(addr: &str) -> bool {
+    let ask = async {
+        let mut c = CoordinatorClient::connect(format!("http://{addr}")).await.ok()?;
+        let h = c
+            .health(HealthRequest {
+                header: Some(header()),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        Some(h.role == "leader")
+    };
+    tokio::time::timeout(Duration::from_secs(1), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+async fn accept(
+    listener: TcpListener,
+    leader: watch::Receiver<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((inbound, _)) = conn else { continue };
+        let _ = inbound.set_nodelay(true);
+        tokio::spawn(forward(inbound, leader.clone(), shutdown.clone()));
+    }
+}
+
+async fn forward(
+    mut inbound: TcpStream,
+    mut leader: watch::Receiver<Option<String>>,
+    shutdown: CancellationToken,
+) {
+    // Wait (bounded) for a leader: during a failover there is none for a
+    // few seconds, and failing at once would only make clients retry.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let target = loop {
+        if let Some(t) = leader.borrow_and_update().clone() {
+            break t;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = shutdown.cancelled() => return,
+            r = leader.changed() => if r.is_err() { return },
+        }
+    };
+    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let _ = outbound.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+        _ = shutdown.cancelled() => {}
+        // The leader changed: drop this connection so the client
+        // reconnects to the new one.
+        _ = async {
+            loop {
+                if leader.changed().await.is_err() {
+                    return;
+                }
+                // A probe that briefly finds no leader is not a change:
+                // only another coordinator leading is.
+                if matches!(leader.borrow().as_deref(), Some(l) if l != target) {
+                    return;
+                }
+            }
+        } => {}
+    }
+}
