@@ -36,9 +36,24 @@ enum Command {
         /// Listen address.
         #[arg(long)]
         bind: Option<String>,
+        /// Address other roles reach this coordinator at (default: bind).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// HTTP address for /metrics ("" disables it).
+        #[arg(long)]
+        http_bind: Option<String>,
         /// Lake root (directory or URL).
         #[arg(long)]
         lake: Option<String>,
+        /// State store: `embedded` or `etcd`.
+        #[arg(long)]
+        store: Option<String>,
+        /// Folder of the embedded state store.
+        #[arg(long)]
+        state_dir: Option<String>,
+        /// etcd endpoints, comma-separated (with --store etcd).
+        #[arg(long)]
+        etcd_endpoints: Option<String>,
     },
     /// An executor of one pool.
     Executor {
@@ -72,7 +87,8 @@ enum Command {
         /// Lake root (directory or URL).
         #[arg(long)]
         lake: Option<String>,
-        /// vCores (and scan partitions) per session.
+        /// vCores (and scan partitions) a session leases when its client
+        /// asks for none (0: the coordinator's default size).
         #[arg(long)]
         session_vcores: Option<u32>,
     },
@@ -108,10 +124,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_deref();
     match cli.command {
         Command::Standalone(args) => standalone::run(args, file).await,
-        Command::Coordinator { bind, lake } => {
+        Command::Coordinator {
+            bind,
+            advertise,
+            http_bind,
+            lake,
+            store,
+            state_dir,
+            etcd_endpoints,
+        } => {
             let mut o: tarn_coordinator::CoordinatorOptions = config::load("coordinator", file)?;
             set(&mut o.bind, bind);
+            set(&mut o.advertise, advertise);
+            set(&mut o.http_bind, http_bind);
             set(&mut o.lake, lake);
+            set(&mut o.store, store);
+            set(&mut o.state_dir, state_dir);
+            set(&mut o.etcd_endpoints, etcd_endpoints);
             let shutdown = tarn_common::shutdown::install_signal_handlers();
             let c = tarn_coordinator::Coordinator::start(Arc::new(o), shutdown).await?;
             c.wait().await?;

@@ -21,17 +21,30 @@ pub struct Args {
     /// Arrow Flight SQL address.
     #[arg(long, default_value = "127.0.0.1:50060")]
     flight_addr: String,
-    /// HTTP address (/healthz, /readyz).
+    /// HTTP address (/healthz, /readyz, REST /v1/...).
     #[arg(long, default_value = "127.0.0.1:8060")]
     http_addr: String,
     /// Coordinator address; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     coordinator_addr: String,
-    /// vCores each executor offers (default: the machine's cores).
+    /// Coordinator metrics address (/metrics); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_addr: String,
+    /// Folder of the coordinator's state (leases, job queue).
+    #[arg(long, default_value = "./tarn-state")]
+    state_dir: String,
+    /// vCores the interactive executor offers: the interactive pool's
+    /// capacity is min(760, this). Task slots, so more than the machine's
+    /// cores oversubscribes it (and shrinks each task's memory share).
+    #[arg(long, default_value_t = 32)]
+    interactive_vcores: u32,
+    /// vCores the job executor offers (the job pool's capacity is
+    /// min(240, this)).
+    #[arg(long, default_value_t = 8)]
+    job_vcores: u32,
+    /// vCores a session leases when its client asks for none (0: the
+    /// coordinator's default size, small = 2).
     #[arg(long, default_value_t = 0)]
-    executor_vcores: u32,
-    /// vCores (and scan partitions) per session.
-    #[arg(long, default_value_t = 2)]
     session_vcores: u32,
     /// Size of the demo data generated when the demo workspace is missing.
     #[arg(long, default_value_t = 1.0)]
@@ -210,6 +223,14 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         args.coordinator_addr.clone()
     };
 
+    let metrics = if args.metrics_addr.ends_with(":0") {
+        let host = args.metrics_addr.trim_end_matches(":0");
+        let port = tarn_executor::free_port(host)?;
+        format!("{host}:{port}")
+    } else {
+        args.metrics_addr.clone()
+    };
+
     let mut children = Children(Vec::new());
     let s = |v: &str| v.to_string();
     children
@@ -219,14 +240,25 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
                 s("coordinator"),
                 s("--bind"),
                 coordinator.clone(),
+                s("--http-bind"),
+                metrics.clone(),
                 s("--lake"),
                 lake.clone(),
+                s("--store"),
+                s("embedded"),
+                s("--state-dir"),
+                args.state_dir.clone(),
             ],
             file,
         )
         .await?;
     for pool in ["interactive", "job"] {
-        let mut a = vec![
+        let vcores = if pool == "job" {
+            args.job_vcores
+        } else {
+            args.interactive_vcores
+        };
+        let a = vec![
             s("executor"),
             s("--pool"),
             s(pool),
@@ -234,10 +266,9 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             coordinator.clone(),
             s("--lake"),
             lake.clone(),
+            s("--vcores"),
+            vcores.to_string(),
         ];
-        if args.executor_vcores > 0 {
-            a.extend([s("--vcores"), args.executor_vcores.to_string()]);
-        }
         children
             .spawn(
                 if pool == "job" {
@@ -304,7 +335,12 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             "  Flight SQL : grpc://{}   (catalog \"tarn\", workspace \"demo\")",
             args.flight_addr
         );
-        println!("  HTTP       : http://{}/readyz", args.http_addr);
+        println!(
+            "  HTTP       : http://{}/readyz   REST: /v1/pools /v1/sessions /v1/job-runs",
+            args.http_addr
+        );
+        println!("  metrics    : http://{metrics}/metrics");
+        println!("  state      : {} (embedded store)", args.state_dir);
         println!("  lake       : {lake}");
         println!("  dev mode   : no authentication; any user name opens a session");
         println!("Press Ctrl-C to stop.");

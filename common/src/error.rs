@@ -377,7 +377,15 @@ impl TarnError {
                 tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
                 _ => ErrorCode::Internal,
             });
-        Self::new(code, status.message().to_string())
+        // A status made by `to_status` reads "TARN-n NAME: cause. Fix: fix";
+        // take the cause and the fix back apart so they are not repeated.
+        let text = status.message();
+        let prefix = format!("{} {}: ", code, code.name());
+        let body = text.strip_prefix(&prefix).unwrap_or(text);
+        match body.rsplit_once(". Fix: ") {
+            Some((cause, fix)) => Self::new(code, cause.to_string()).with_fix(fix.to_string()),
+            None => Self::new(code, body.to_string()),
+        }
     }
 }
 
@@ -413,6 +421,15 @@ mod tests {
             assert!(seen.insert(c.number()), "duplicate number {}", c.number());
             assert_eq!(ErrorCode::from_number(c.number()), Some(*c));
         }
+    }
+
+    #[test]
+    fn a_status_round_trips_without_repeating_itself() {
+        let e = TarnError::new(ErrorCode::UserLimitReached, "10 users. Really")
+            .with_fix("wait");
+        let back = TarnError::from_status(&e.to_status());
+        assert_eq!(back, e);
+        assert_eq!(back.to_string(), e.to_string());
     }
 
     #[test]

@@ -246,6 +246,20 @@ impl Draft {
     }
 }
 
+/// One operation per key, the last one: a change may touch a key twice
+/// (a run queued then started), and etcd refuses a transaction that does.
+fn coalesce(ops: Vec<Op>) -> Vec<Op> {
+    let key = |op: &Op| match op {
+        Op::Put(k, _) | Op::Delete(k) => k.clone(),
+    };
+    let last: HashMap<String, usize> = ops.iter().enumerate().map(|(i, op)| (key(op), i)).collect();
+    ops.into_iter()
+        .enumerate()
+        .filter(|(i, op)| last.get(&key(op)) == Some(i))
+        .map(|(_, op)| op)
+        .collect()
+}
+
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Plain data structs: serialization cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
@@ -377,9 +391,10 @@ impl Ledger {
         self.registry.capacity(pool)
     }
 
-    async fn commit(&self, draft: Draft) -> Result<(), TarnError> {
-        if !draft.ops.is_empty() {
-            self.store.commit(draft.ops).await.map_err(store_error)?;
+    async fn commit(&self, mut draft: Draft) -> Result<(), TarnError> {
+        let ops = coalesce(std::mem::take(&mut draft.ops));
+        if !ops.is_empty() {
+            self.store.commit(ops).await.map_err(store_error)?;
         }
         let until = now_ms() + self.limits.lease_ttl.as_millis() as u64;
         {

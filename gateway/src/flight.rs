@@ -37,6 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info_span, Instrument};
 
 use crate::error::from_datafusion;
+use crate::lease::LeaseWish;
 use crate::session::{bind_parameters, Session, Sessions};
 
 /// Header selecting the workspace for one request.
@@ -72,7 +73,9 @@ pub struct TarnFlightSql {
     prepared: DashMap<String, Arc<Prepared>>,
     running: Arc<DashMap<String, Run>>,
     sql_info: SqlInfoData,
-    anonymous: Arc<Session>,
+    /// The session of requests without credentials (dev mode), opened on
+    /// first use and reopened if its lease ends.
+    anonymous: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
 
 impl TarnFlightSql {
@@ -95,7 +98,6 @@ impl TarnFlightSql {
         let sql_info = b
             .build()
             .map_err(|e| TarnError::new(ErrorCode::Internal, format!("sql info: {e}")))?;
-        let anonymous = sessions.open("anonymous")?;
         Ok(Self {
             sessions,
             coordinator: format!("http://{coordinator}"),
@@ -103,7 +105,7 @@ impl TarnFlightSql {
             prepared: DashMap::new(),
             running: Arc::new(DashMap::new()),
             sql_info,
-            anonymous,
+            anonymous: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -115,15 +117,24 @@ impl TarnFlightSql {
     /// Drops prepared statements whose session has ended.
     pub fn purge_orphans(&self) {
         self.prepared.retain(|_, p| {
-            self.sessions.is_open(&p.session_id) || p.session_id == self.anonymous.id
+            self.sessions.is_open(&p.session_id)
         });
     }
 
     /// The session a request belongs to: its bearer token, or the
     /// anonymous session when it carries none.
-    fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
+    async fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
         let Some(auth) = md.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return Ok(Arc::clone(&self.anonymous));
+            let mut anon = self.anonymous.lock().await;
+            if let Some(s) = anon.as_ref().filter(|s| self.sessions.is_open(&s.id)) {
+                let s = Arc::clone(s);
+                drop(anon);
+                // Touch it, so the idle sweep sees it in use.
+                return Ok(self.sessions.get(&s.id).unwrap_or(s));
+            }
+            let s = self.sessions.open("anonymous", &lease_wish(md)?).await?;
+            *anon = Some(Arc::clone(&s));
+            return Ok(s);
         };
         let token = auth
             .strip_prefix("Bearer ")
@@ -323,13 +334,13 @@ impl TarnFlightSql {
 
     /// FlightInfo for a metadata command: its result schema, and the
     /// command itself as the ticket (metadata is computed at `DoGet`).
-    fn metadata_info<C: ProstMessageExt>(
+    async fn metadata_info<C: ProstMessageExt>(
         &self,
         request: Request<FlightDescriptor>,
         schema: &Schema,
         command: &C,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let ticket = command.as_any().encode_to_vec();
         let info = self.flight_info(schema, ticket, request.into_inner())?;
         Ok(Response::new(info))
@@ -472,6 +483,30 @@ async fn cancel_jobs(coordinator: String, query_id: String) {
     }
 }
 
+/// Session size a client asks for at handshake: `x-tarn-vcores: N` or
+/// `x-tarn-session-size: small|medium|large`.
+fn lease_wish(md: &MetadataMap) -> Result<LeaseWish, TarnError> {
+    let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let vcores = match get(VCORES_HEADER) {
+        None | Some("") => 0,
+        Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("{VCORES_HEADER} must be a positive number of vCores, not {v:?}"),
+            )
+        })?,
+    };
+    Ok(LeaseWish {
+        vcores,
+        size: get(SIZE_HEADER).unwrap_or_default().to_string(),
+    })
+}
+
+/// Handshake header: vCores the new session leases.
+pub const VCORES_HEADER: &str = "x-tarn-vcores";
+/// Handshake header: named session size.
+pub const SIZE_HEADER: &str = "x-tarn-session-size";
+
 fn new_query_id() -> String {
     format!("tarn-{}", uuid::Uuid::new_v4().simple())
 }
@@ -539,7 +574,10 @@ impl FlightSqlService for TarnFlightSql {
             .map(|(u, _)| u)
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "anonymous".to_string());
-        let session = self.sessions.open(&user)?;
+        let session = self
+            .sessions
+            .open(&user, &lease_wish(request.metadata())?)
+            .await?;
         let token = session.id.clone();
         let resp = HandshakeResponse {
             protocol_version: 0,
@@ -559,7 +597,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let workspace = self.workspace(&session, request.metadata());
         let t = StatementTicket {
             query_id: new_query_id(),
@@ -579,7 +617,7 @@ impl FlightSqlService for TarnFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let (handle, p) = self.prepared(&cmd.prepared_statement_handle, &session)?;
         let params = p.params.lock().clone();
         let t = StatementTicket {
@@ -600,7 +638,7 @@ impl FlightSqlService for TarnFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let t: StatementTicket =
             serde_json::from_slice(&ticket.statement_handle).map_err(|_| {
                 Status::from(
@@ -621,7 +659,7 @@ impl FlightSqlService for TarnFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let (handle, p) = self.prepared(&cmd.prepared_statement_handle, &session)?;
         let t = StatementTicket {
             query_id: new_query_id(),
@@ -638,7 +676,7 @@ impl FlightSqlService for TarnFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let workspace = self.workspace(&session, request.metadata());
         let planned = self
             .sessions
@@ -692,7 +730,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let (handle, p) = self.prepared(&query.prepared_statement_handle, &session)?;
         let stream = request.into_inner().map_err(FlightError::from);
         let mut decoded =
@@ -727,7 +765,7 @@ impl FlightSqlService for TarnFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let (handle, _) = self.prepared(&query.prepared_statement_handle, &session)?;
         self.prepared.remove(&handle);
         Ok(())
@@ -738,7 +776,7 @@ impl FlightSqlService for TarnFlightSql {
         query: ActionCancelQueryRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let info = FlightInfo::decode(query.info).map_err(|e| {
             Status::from(TarnError::new(
                 ErrorCode::InvalidArgument,
@@ -762,7 +800,7 @@ impl FlightSqlService for TarnFlightSql {
         &self,
         request: Request<arrow_flight::Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let session = self.session(request.metadata())?;
+        let session = self.session(request.metadata()).await?;
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
             let req = arrow_flight::CancelFlightInfoRequest::decode(action.body).map_err(|e| {
@@ -803,7 +841,7 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(request, &schema, &query)
+        self.metadata_info(request, &schema, &query).await
     }
 
     async fn do_get_catalogs(
@@ -811,7 +849,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append(CATALOG);
         self.batch_response(b.build())
@@ -823,7 +861,7 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(request, &schema, &query)
+        self.metadata_info(request, &schema, &query).await
     }
 
     async fn do_get_schemas(
@@ -831,7 +869,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let names = self.sessions.refresh_all().await?;
         let mut b = query.into_builder();
         for n in names {
@@ -846,7 +884,7 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = tables_builder(&query).schema();
-        self.metadata_info(request, &schema, &query)
+        self.metadata_info(request, &schema, &query).await
     }
 
     async fn do_get_tables(
@@ -854,7 +892,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let names = self.sessions.refresh_all().await?;
         let mut b = tables_builder(&query);
         let lake = self.sessions.lake();
@@ -887,7 +925,7 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(request, &schema, &query)
+        self.metadata_info(request, &schema, &query).await
     }
 
     async fn do_get_table_types(
@@ -895,7 +933,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append("TABLE");
         self.batch_response(b.build())
@@ -907,7 +945,7 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        self.metadata_info(request, &schema, &query)
+        self.metadata_info(request, &schema, &query).await
     }
 
     async fn do_get_sql_info(
@@ -915,7 +953,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata())?;
+        self.session(request.metadata()).await?;
         let b = query.into_builder(&self.sql_info);
         self.batch_response(b.build())
     }

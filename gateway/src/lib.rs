@@ -9,6 +9,7 @@
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod lease;
 pub mod options;
 pub mod session;
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::flight::TarnFlightSql;
+use crate::lease::{LeaseClient, LeaseWish};
 use crate::session::Sessions;
 
 /// A running gateway.
@@ -58,21 +60,39 @@ impl Gateway {
 
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
-        let scheduler_url = format!("df://{}", opts.coordinator);
+        // Several coordinators: dial a local proxy that follows the leader.
+        let coordinator =
+            tarn_proto::leader::coordinator_endpoint(&opts.coordinator, shutdown.clone())
+                .await
+                .map_err(|source| Error::Bind {
+                    addr: "127.0.0.1:0 (coordinator proxy)".into(),
+                    source,
+                })?;
+        let scheduler_url = format!("df://{coordinator}");
+        let leases = LeaseClient::new(
+            &coordinator,
+            format!("gateway {flight_addr}"),
+            LeaseWish {
+                vcores: opts.session_vcores,
+                size: opts.session_size.clone(),
+            },
+        )
+        .map_err(|e| Error::Serve(e.to_string()))?;
         let sessions = Arc::new(Sessions::new(
             lake,
             scheduler_url,
-            opts.session_vcores as usize,
+            leases,
             opts.default_workspace.clone(),
         ));
         let service = Arc::new(
-            TarnFlightSql::new(Arc::clone(&sessions), opts.coordinator.clone())
+            TarnFlightSql::new(Arc::clone(&sessions), coordinator.clone())
                 .map_err(|e| Error::Serve(e.to_string()))?,
         );
         let sweeper = tokio::spawn(sweep_sessions(
             Arc::clone(&sessions),
             Arc::clone(&service),
             opts.session_idle_timeout,
+            opts.lease_renew_interval,
             shutdown.clone(),
         ));
 
@@ -100,7 +120,7 @@ impl Gateway {
         });
         let http = tokio::spawn(http::serve(
             http_listener,
-            opts.coordinator.clone(),
+            Arc::clone(&sessions),
             shutdown.clone(),
         ));
         info!(%flight_addr, %http_addr, "gateway listening");
@@ -137,23 +157,41 @@ impl Gateway {
     }
 }
 
-/// Ends idle sessions and their prepared statements until shutdown.
+/// Until shutdown: renews the sessions' leases (ending sessions whose
+/// lease is gone) and ends idle sessions, giving their leases back. On
+/// shutdown every lease is given back, so vCores return at once.
 async fn sweep_sessions(
     sessions: Arc<Sessions>,
     service: Arc<TarnFlightSql>,
     idle: std::time::Duration,
+    renew: std::time::Duration,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let period = (idle / 4).clamp(
+    let period = (idle / 4).min(renew).clamp(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(30),
     );
+    let mut last_renew = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                sessions.close_all().await;
+                return Ok(());
+            }
             _ = tokio::time::sleep(period) => {}
         }
-        let ended = sessions.expire_idle(idle, |id| service.is_busy(id));
+        if last_renew.elapsed() >= renew {
+            match sessions.heartbeat().await {
+                Ok(0) => {}
+                Ok(ended) => {
+                    tracing::warn!(ended, "sessions ended: their leases expired");
+                    service.purge_orphans();
+                }
+                Err(e) => tracing::warn!(error = %e, "lease heartbeat failed; will retry"),
+            }
+            last_renew = tokio::time::Instant::now();
+        }
+        let ended = sessions.expire_idle(idle, |id| service.is_busy(id)).await;
         if ended > 0 {
             tracing::info!(ended, "idle sessions ended");
             service.purge_orphans();

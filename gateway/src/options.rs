@@ -10,15 +10,25 @@ pub struct GatewayOptions {
     pub flight_addr: String,
     /// HTTP listen address (`/healthz`, `/readyz`).
     pub http_addr: String,
-    /// Coordinator address (`host:port`).
+    /// Coordinator address (`host:port`), or several separated by commas
+    /// (the gateway follows whichever leads).
     pub coordinator: String,
     /// Lake root: a directory or an object-store URL.
     pub lake: String,
     /// Workspace a session starts in.
     pub default_workspace: String,
-    /// vCores a session's queries may use at once; also the number of
-    /// partitions each scan is split into.
+    /// vCores a session leases when its client asks for none (0: by
+    /// `session_size`); also the number of partitions each scan is split
+    /// into. Clients choose per session with the `x-tarn-vcores` or
+    /// `x-tarn-session-size` handshake header.
     pub session_vcores: u32,
+    /// Named size a session leases when its client asks for none (empty:
+    /// the coordinator's default size).
+    pub session_size: String,
+    /// How often session leases are renewed; keep it well under the
+    /// coordinator's `lease_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub lease_renew_interval: std::time::Duration,
     /// After a shutdown request, how long in-flight requests may finish
     /// before open connections are dropped.
     #[serde(with = "humantime_serde")]
@@ -37,7 +47,9 @@ impl Default for GatewayOptions {
             coordinator: "127.0.0.1:50050".into(),
             lake: "./lake".into(),
             default_workspace: "demo".into(),
-            session_vcores: 2,
+            session_vcores: 0,
+            session_size: String::new(),
+            lease_renew_interval: std::time::Duration::from_secs(5),
             drain_timeout: std::time::Duration::from_secs(5),
             session_idle_timeout: std::time::Duration::from_secs(20 * 60),
         }

@@ -1,10 +1,13 @@
 //! Sessions and statement planning.
 //!
-//! A session is a DataFusion context upgraded for Ballista: statements are
-//! planned here (the catalog is the lake) and every plan runs as a Ballista
-//! job on executors. A session's queries get `target_partitions` equal to
-//! its vCores, so a scan is split into as many tasks as the session may run
-//! at once — not Ballista's default of 16.
+//! A session is a vCore lease from the coordinator's interactive pool plus
+//! a DataFusion context upgraded for Ballista: statements are planned here
+//! (the catalog is the lake) and every plan runs as a Ballista job named
+//! `query@lease`, so the coordinator binds its tasks within the lease. A
+//! session's queries get `target_partitions` equal to its leased vCores, so
+//! a scan is split into as many tasks as the session may run at once — not
+//! Ballista's default of 16. `SET datafusion.execution.target_partitions`
+//! changes that for the session (the lease still caps tasks at once).
 
 use std::sync::Arc;
 
@@ -19,6 +22,13 @@ use tarn_common::{ErrorCode, TarnError, CATALOG};
 use tarn_lake::{Lake, LakeCatalog, LakeLogicalCodec};
 
 use crate::error::from_datafusion;
+use crate::lease::{LeaseClient, LeaseWish};
+
+/// Session settings `SET` may change; everything else is fixed by Tarn.
+const SETTABLE: &[&str] = &[
+    "datafusion.execution.target_partitions",
+    "datafusion.execution.batch_size",
+];
 
 /// One client's session.
 #[derive(Debug)]
@@ -27,10 +37,16 @@ pub struct Session {
     pub id: String,
     /// Who opened it.
     pub user: String,
+    /// The coordinator lease it holds.
+    pub lease_id: String,
+    /// vCores leased.
+    pub vcores: u32,
+    /// When it opened (ms since epoch).
+    pub opened_ms: u64,
     /// Default workspace for unqualified table names.
     pub workspace: parking_lot::RwLock<String>,
     /// The Ballista-upgraded state statements are planned with.
-    state: SessionState,
+    state: parking_lot::RwLock<SessionState>,
     /// When a request last used the session.
     last_used: parking_lot::Mutex<std::time::Instant>,
 }
@@ -38,6 +54,7 @@ pub struct Session {
 /// A planned statement, ready to run.
 pub struct Planned {
     /// The logical plan (placeholders still unbound for prepared statements).
+    /// A `SET` statement is applied while planning and yields an empty plan.
     pub plan: LogicalPlan,
     /// The state to execute it with (carries the Ballista job name).
     pub state: SessionState,
@@ -48,26 +65,50 @@ pub struct Planned {
 pub struct Sessions {
     lake: Arc<Lake>,
     scheduler_url: String,
-    vcores: usize,
+    leases: LeaseClient,
     default_workspace: String,
     sessions: DashMap<String, Arc<Session>>,
 }
 
 impl Sessions {
-    /// A session table over `lake`, submitting to the scheduler at `scheduler_url`.
+    /// A session table over `lake`, submitting to the scheduler at
+    /// `scheduler_url` and leasing vCores through `leases`.
     pub fn new(
         lake: Arc<Lake>,
         scheduler_url: String,
-        vcores: usize,
+        leases: LeaseClient,
         default_workspace: String,
     ) -> Self {
         Self {
             lake,
             scheduler_url,
-            vcores: vcores.max(1),
+            leases,
             default_workspace,
             sessions: DashMap::new(),
         }
+    }
+
+    /// The lease client.
+    pub fn leases(&self) -> &LeaseClient {
+        &self.leases
+    }
+
+    /// Open sessions.
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        let mut v: Vec<Arc<Session>> = self.sessions.iter().map(|s| Arc::clone(&s)).collect();
+        v.sort_by_key(|s| s.opened_ms);
+        v
+    }
+
+    /// Renews every session's lease; sessions whose lease is gone end.
+    /// Returns how many ended.
+    pub async fn heartbeat(&self) -> Result<usize, TarnError> {
+        let ids: Vec<String> = self.sessions.iter().map(|s| s.lease_id.clone()).collect();
+        let gone = self.leases.renew(ids).await?;
+        let gone: std::collections::HashSet<String> = gone.into_iter().collect();
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| !gone.contains(&s.lease_id));
+        Ok(before - self.sessions.len())
     }
 
     /// The lake.
@@ -75,17 +116,33 @@ impl Sessions {
         &self.lake
     }
 
-    /// Opens a session for `user`.
-    pub fn open(&self, user: &str) -> Result<Arc<Session>, TarnError> {
+    /// Opens a session for `user`: takes a lease (or returns the
+    /// coordinator's refusal: capacity, user limit, no executors).
+    pub async fn open(&self, user: &str, wish: &LeaseWish) -> Result<Arc<Session>, TarnError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let lease = self
+            .leases
+            .acquire(user, &self.default_workspace, wish, &id)
+            .await?;
+        let state = match self.build_state(&id, lease.vcores as usize) {
+            Ok(s) => s,
+            Err(e) => {
+                self.leases.release(lease.lease_id).await;
+                return Err(e);
+            }
+        };
         let session = Arc::new(Session {
             id: id.clone(),
             user: user.to_string(),
+            lease_id: lease.lease_id,
+            vcores: lease.vcores,
+            opened_ms: lease.created_unix_ms,
             workspace: parking_lot::RwLock::new(self.default_workspace.clone()),
-            state: self.build_state(&id)?,
+            state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
         });
         self.sessions.insert(id, Arc::clone(&session));
+        tracing::info!(session = %session.id, user, vcores = session.vcores, "session opened");
         Ok(session)
     }
 
@@ -97,12 +154,26 @@ impl Sessions {
     }
 
     /// Ends sessions unused for longer than `max_idle`, except those
-    /// `busy` says are still streaming a result; returns how many ended.
-    pub fn expire_idle(&self, max_idle: std::time::Duration, busy: impl Fn(&str) -> bool) -> usize {
-        let before = self.sessions.len();
-        self.sessions
-            .retain(|id, s| s.last_used.lock().elapsed() <= max_idle || busy(id));
-        before - self.sessions.len()
+    /// `busy` says are still streaming a result, and gives their leases
+    /// back; returns how many ended.
+    pub async fn expire_idle(
+        &self,
+        max_idle: std::time::Duration,
+        busy: impl Fn(&str) -> bool,
+    ) -> usize {
+        let mut ended = Vec::new();
+        self.sessions.retain(|id, s| {
+            let keep = s.last_used.lock().elapsed() <= max_idle || busy(id);
+            if !keep {
+                ended.push(s.lease_id.clone());
+            }
+            keep
+        });
+        let n = ended.len();
+        for lease in ended {
+            self.leases.release(lease).await;
+        }
+        n
     }
 
     /// Whether a session id is still open.
@@ -110,14 +181,29 @@ impl Sessions {
         self.sessions.contains_key(id)
     }
 
-    /// Closes a session.
-    pub fn close(&self, id: &str) -> bool {
-        self.sessions.remove(id).is_some()
+    /// Closes a session and gives its lease back.
+    pub async fn close(&self, id: &str) -> bool {
+        match self.sessions.remove(id) {
+            Some((_, s)) => {
+                self.leases.release(s.lease_id.clone()).await;
+                tracing::info!(session = %id, "session closed");
+                true
+            }
+            None => false,
+        }
     }
 
-    fn build_state(&self, session_id: &str) -> Result<SessionState, TarnError> {
+    /// Gives back every session's lease (gateway shutdown).
+    pub async fn close_all(&self) {
+        let ids: Vec<String> = self.sessions.iter().map(|s| s.id.clone()).collect();
+        for id in ids {
+            self.close(&id).await;
+        }
+    }
+
+    fn build_state(&self, session_id: &str, vcores: usize) -> Result<SessionState, TarnError> {
         let mut config = SessionConfig::new_with_ballista()
-            .with_target_partitions(self.vcores)
+            .with_target_partitions(vcores.max(1))
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, &self.default_workspace)
             .with_create_default_catalog_and_schema(false)
@@ -157,13 +243,15 @@ impl Sessions {
         sql: &str,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
-        let mut config = session
-            .state
+        let base = session.state.read().clone();
+        // The job name carries the lease: the coordinator binds the job's
+        // tasks within it, and refuses the job if the lease has ended.
+        let mut config = base
             .config()
             .clone()
-            .with_ballista_job_name(query_id);
+            .with_ballista_job_name(&format!("{query_id}@{}", session.lease_id));
         config.options_mut().catalog.default_schema = workspace.to_string();
-        let state = SessionStateBuilder::new_from_existing(session.state.clone())
+        let state = SessionStateBuilder::new_from_existing(base)
             .with_config(config)
             .build();
 
@@ -187,6 +275,15 @@ impl Sessions {
             .statement_to_plan(statement)
             .await
             .map_err(|e| from_datafusion(&e))?;
+        if let LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set)) = &plan
+        {
+            apply_set(session, &set.variable, &set.value)?;
+            let empty = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(datafusion::common::DFSchema::empty()),
+            });
+            return Ok(Planned { plan: empty, state });
+        }
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -282,6 +379,40 @@ pub fn number_placeholders(sql: &str) -> String {
     out
 }
 
+/// Applies `SET <variable> = <value>` to the session, for the settings a
+/// user may change.
+fn apply_set(session: &Session, variable: &str, value: &str) -> Result<(), TarnError> {
+    let key = variable.to_ascii_lowercase();
+    if !SETTABLE.contains(&key.as_str()) {
+        return Err(TarnError::new(
+            ErrorCode::Unsupported,
+            format!("{variable} cannot be set in a Tarn session"),
+        )
+        .with_fix(format!("settable: {}", SETTABLE.join(", "))));
+    }
+    let n: usize = value
+        .trim_matches(['\'', '"'])
+        .parse()
+        .ok()
+        .filter(|n| (1..=4096).contains(n))
+        .ok_or_else(|| {
+            TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("{variable} takes a number from 1 to 4096, not {value:?}"),
+            )
+        })?;
+    let mut state = session.state.write();
+    let mut config = state.config().clone();
+    config
+        .options_mut()
+        .set(&key, &n.to_string())
+        .map_err(|e| from_datafusion(&e))?;
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_config(config)
+        .build();
+    Ok(())
+}
+
 /// Refuses anything but queries before any name is resolved: DDL, DML,
 /// `COPY … TO` and external tables could reach outside the lake.
 fn check_read_only(statement: &DFStatement) -> Result<(), TarnError> {
@@ -290,6 +421,7 @@ fn check_read_only(statement: &DFStatement) -> Result<(), TarnError> {
         DFStatement::Statement(s) => matches!(
             s.as_ref(),
             S::Query(_)
+                | S::Set(_)
                 | S::ShowTables { .. }
                 | S::ShowColumns { .. }
                 | S::ExplainTable { .. }

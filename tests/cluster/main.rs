@@ -3,6 +3,8 @@
 mod cancel;
 mod distributed;
 mod errors;
+mod ha;
 mod metadata;
+mod pools;
 mod queries;
 mod sessions;

@@ -38,7 +38,18 @@ async fn queries_without_executors_fail_fast_with_pool_not_available() -> anyhow
     let coordinator = format!("127.0.0.1:{}", free_port());
     let flight = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
-    let _coordinator = Role::spawn(&["coordinator", "--bind", &coordinator, "--lake", lake])?;
+    let state = tempfile::tempdir()?;
+    let _coordinator = Role::spawn(&[
+        "coordinator",
+        "--bind",
+        &coordinator,
+        "--http-bind",
+        "",
+        "--state-dir",
+        state.path().to_str().expect("utf-8 path"),
+        "--lake",
+        lake,
+    ])?;
     let _gateway = Role::spawn(&[
         "gateway",
         "--flight-addr",

@@ -58,11 +58,12 @@ def tarn(lake):
 def start(lake, last):
     flight, http, coord = free_port(), free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="tarn-py-", suffix=".log", delete=False)
+    state = tempfile.mkdtemp(prefix="tarn-py-state-")
     env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms")
     proc = subprocess.Popen(
         [str(TARN), "standalone", "--no-demo", "--lake", str(lake),
          "--flight-addr", f"127.0.0.1:{flight}", "--http-addr", f"127.0.0.1:{http}",
-         "--coordinator-addr", f"127.0.0.1:{coord}"],
+         "--coordinator-addr", f"127.0.0.1:{coord}", "--state-dir", state],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )
     deadline = time.time() + 90

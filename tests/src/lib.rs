@@ -105,6 +105,8 @@ pub struct Cluster {
     pub http: String,
     /// Coordinator `host:port`.
     pub coordinator: String,
+    /// Coordinator metrics `host:port`.
+    pub metrics: String,
     /// Lake root directory.
     pub lake: PathBuf,
     log: PathBuf,
@@ -149,6 +151,8 @@ impl Cluster {
         let flight = format!("127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
         let coordinator = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let state = dir.path().join("state");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(tarn_bin()?)
             .args(["standalone", "--no-demo", "--lake"])
@@ -160,7 +164,11 @@ impl Cluster {
                 &http,
                 "--coordinator-addr",
                 &coordinator,
+                "--metrics-addr",
+                &metrics,
+                "--state-dir",
             ])
+            .arg(&state)
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -181,6 +189,7 @@ impl Cluster {
             flight,
             http,
             coordinator,
+            metrics,
             lake: lake.to_path_buf(),
             log,
             _dir: dir,
@@ -401,23 +410,205 @@ pub struct Role(Child);
 impl Role {
     /// Starts `tarn <args>` with its output discarded.
     pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_with(args, &[], None)
+    }
+
+    /// Starts `tarn <args>` with extra environment, its output appended to
+    /// `log` when given.
+    pub fn spawn_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let (out, err) = match log {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?;
+                (Stdio::from(f.try_clone()?), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new(tarn_bin()?)
             .args(args)
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
             .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            .env(
+                "RUST_LOG",
+                std::env::var("TARN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()?;
         Ok(Self(child))
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
     }
 }
 
 impl Drop for Role {
     fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A real etcd (Debian `etcd-server`) on free loopback ports with a
+/// temporary data directory; stopped and reaped on drop.
+pub struct Etcd {
+    child: Child,
+    /// Client URL, `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .context("etcd is not installed: run dev/setup.sh (installs Debian's etcd-server)")?;
+        let dir = tempfile::tempdir()?;
+        let client = free_port();
+        let peer = free_port();
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let child = Command::new(bin)
+            .args(["--name", "s1", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--logger=zap",
+                "--log-level=warn",
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("s1={peer_url}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting etcd")?;
+        let mut etcd = Self {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, body)) = http_get(&format!("127.0.0.1:{client}"), "/health").await {
+                if body.contains("true") {
+                    return Ok(etcd);
+                }
+            }
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                bail!("etcd exited ({status}) before it was ready");
+            }
+            if Instant::now() > deadline {
+                bail!("etcd not ready after 20s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client of a coordinator's tarn.v1 API at `addr`.
+pub async fn coordinator_client(
+    addr: &str,
+) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
+    Ok(tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{addr}")).await?)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An HTTP request with a JSON body: (status, parsed body or null).
+pub async fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    let raw = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Ok((status, serde_json::from_str(raw).unwrap_or(serde_json::Value::Null)))
 }
 
 /// Polls a `host:port` HTTP path until it answers, returning (status, body).

@@ -1,0 +1,289 @@
+//! The coordinator's state survives `kill -9` with either store, and with
+//! etcd a standby takes over from a dead leader.
+
+use std::time::{Duration, Instant};
+
+use tarn_proto::*;
+use tarn_tests::{
+    coordinator_client, demo_lake, eventually, free_port, http_get, query, scalar_i64, Etcd, Role,
+};
+
+/// Starts a coordinator; `store` is ("embedded", state dir) or ("etcd", endpoints).
+fn coordinator(addr: &str, store: (&str, &str), log: &std::path::Path) -> anyhow::Result<Role> {
+    let lake = demo_lake()?;
+    let mut args = vec![
+        "coordinator",
+        "--bind",
+        addr,
+        "--http-bind",
+        "",
+        "--lake",
+        lake.to_str().expect("utf-8 path"),
+        "--store",
+        store.0,
+    ];
+    match store.0 {
+        "etcd" => args.extend(["--etcd-endpoints", store.1]),
+        _ => args.extend(["--state-dir", store.1]),
+    }
+    Role::spawn_with(
+        &args,
+        &[
+            ("TARN_COORDINATOR__ELECTION_TTL", "2s"),
+            ("TARN_COORDINATOR__LEASE_TTL", "30s"),
+        ],
+        Some(log),
+    )
+}
+
+async fn health(addr: &str) -> Option<HealthResponse> {
+    let mut c = coordinator_client(addr).await.ok()?;
+    c.health(HealthRequest {
+        header: Some(header()),
+    })
+    .await
+    .ok()
+    .map(|r| r.into_inner())
+}
+
+async fn announce(addr: &str, id: &str, pool: Pool, vcores: u32) -> anyhow::Result<()> {
+    // What an executor's announcer sends; the ledger's capacity follows it.
+    coordinator_client(addr)
+        .await?
+        .register_executor(RegisterExecutorRequest {
+            header: Some(header()),
+            executor_id: id.into(),
+            pool: pool as i32,
+            vcores,
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// Leases and runs as the coordinator reports them, comparable across a
+/// restart.
+async fn snapshot(addr: &str) -> anyhow::Result<(Vec<(String, String, u32)>, Vec<(String, i32, u32)>)> {
+    let mut c = coordinator_client(addr).await?;
+    let mut leases: Vec<(String, String, u32)> = c
+        .list_leases(ListLeasesRequest {
+            header: Some(header()),
+            pool: Pool::Unspecified as i32,
+        })
+        .await?
+        .into_inner()
+        .leases
+        .into_iter()
+        .map(|l| (l.lease_id, l.user, l.vcores))
+        .collect();
+    leases.sort();
+    let mut runs: Vec<(String, i32, u32)> = c
+        .list_job_runs(ListJobRunsRequest {
+            header: Some(header()),
+        })
+        .await?
+        .into_inner()
+        .runs
+        .into_iter()
+        .map(|r| (r.run_id, r.state, r.queue_position))
+        .collect();
+    runs.sort();
+    Ok((leases, runs))
+}
+
+async fn fill(addr: &str) -> anyhow::Result<()> {
+    let mut c = coordinator_client(addr).await?;
+    for user in ["ana", "ben", "ana"] {
+        c.acquire_lease(AcquireLeaseRequest {
+            header: Some(header()),
+            pool: Pool::Interactive as i32,
+            user: user.into(),
+            vcores: 4,
+            ..Default::default()
+        })
+        .await?;
+    }
+    for i in 0..5 {
+        c.submit_job_run(SubmitJobRunRequest {
+            header: Some(header()),
+            name: format!("run{i}"),
+            user: "eng".into(),
+            vcores: 2,
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn survives_kill9(backend: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let etcd = match backend {
+        "etcd" => Some(Etcd::start().await?),
+        _ => None,
+    };
+    let location = match &etcd {
+        Some(e) => e.endpoint.clone(),
+        None => dir.path().join("state").display().to_string(),
+    };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("coordinator.log");
+    let mut first = coordinator(&addr, (backend, &location), &log)?;
+    eventually(Duration::from_secs(30), "the coordinator to lead", || async {
+        health(&addr).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+    announce(&addr, "i-1", Pool::Interactive, 16).await?;
+    announce(&addr, "j-1", Pool::Job, 8).await?;
+    fill(&addr).await?;
+    let before = snapshot(&addr).await?;
+    assert_eq!(before.0.len(), 3 + 3, "3 sessions and 3 running runs hold leases");
+    assert_eq!(before.1.iter().filter(|r| r.2 > 0).count(), 2, "2 runs queued");
+
+    first.kill9();
+    let mut second = coordinator(&addr, (backend, &location), &log)?;
+    let h = eventually(Duration::from_secs(30), "the restarted coordinator to lead", || async {
+        health(&addr).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+    assert_eq!(h.store, backend);
+    let after = snapshot(&addr).await?;
+    assert_eq!(before, after, "nothing lost across kill -9 ({backend})");
+
+    // The restored leases still count: 12 of 16 interactive vCores are
+    // leased, so 8 more are refused and 4 granted.
+    announce(&addr, "i-1", Pool::Interactive, 16).await?;
+    let mut c = coordinator_client(&addr).await?;
+    let refused = c
+        .acquire_lease(AcquireLeaseRequest {
+            header: Some(header()),
+            user: "cy".into(),
+            vcores: 8,
+            ..Default::default()
+        })
+        .await
+        .expect_err("only 4 vCores are free");
+    assert!(refused.message().contains("requested 8 vCores, 4 available"), "{}", refused.message());
+    // The renewed leases are known by id.
+    let gone = c
+        .renew_leases(RenewLeasesRequest {
+            header: Some(header()),
+            lease_ids: before.0.iter().map(|l| l.0.clone()).collect(),
+        })
+        .await?
+        .into_inner()
+        .gone;
+    assert!(gone.is_empty(), "{gone:?}");
+    second.kill9();
+    Ok(())
+}
+
+#[tokio::test]
+async fn embedded_store_survives_kill9() -> anyhow::Result<()> {
+    survives_kill9("embedded").await
+}
+
+#[tokio::test]
+async fn etcd_store_survives_kill9() -> anyhow::Result<()> {
+    survives_kill9("etcd").await
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow::Result<()> {
+    let etcd = Etcd::start().await?;
+    let dir = tempfile::tempdir()?;
+    let lake = demo_lake()?;
+    let lake = lake.to_str().expect("utf-8 path");
+    let a = format!("127.0.0.1:{}", free_port());
+    let b = format!("127.0.0.1:{}", free_port());
+    let both = format!("{a},{b}");
+    let mut coord_a = coordinator(&a, ("etcd", &etcd.endpoint), &dir.path().join("a.log"))?;
+    eventually(Duration::from_secs(30), "A to lead", || async {
+        health(&a).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+    let _coord_b = coordinator(&b, ("etcd", &etcd.endpoint), &dir.path().join("b.log"))?;
+    let standby = eventually(Duration::from_secs(30), "B to stand by", || async {
+        health(&b).await.filter(|h| h.role == "standby")
+    })
+    .await?;
+    assert_eq!(standby.leader, a, "the standby knows who leads");
+
+    let log = dir.path().join("roles.log");
+    let _interactive = Role::spawn_with(
+        &["executor", "--pool", "interactive", "--vcores", "4", "--coordinator", &both, "--lake", lake],
+        &[],
+        Some(&log),
+    )?;
+    let _job = Role::spawn_with(
+        &["executor", "--pool", "job", "--vcores", "4", "--coordinator", &both, "--lake", lake],
+        &[],
+        Some(&log),
+    )?;
+    let flight = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let _gateway = Role::spawn_with(
+        &[
+            "gateway", "--flight-addr", &flight, "--http-addr", &http, "--coordinator", &both,
+            "--lake", lake,
+        ],
+        &[],
+        Some(&log),
+    )?;
+    eventually(Duration::from_secs(60), "the gateway to be ready", || async {
+        http_get(&http, "/readyz").await.ok().filter(|(s, _)| *s == 200)
+    })
+    .await?;
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
+        .connect()
+        .await?;
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.handshake("ana", "dev").await?;
+    assert_eq!(
+        scalar_i64(&query(&mut client, "SELECT COUNT(*) FROM IdentityInfo").await?),
+        201
+    );
+    coordinator_client(&a)
+        .await?
+        .submit_job_run(SubmitJobRunRequest {
+            header: Some(header()),
+            name: "nightly".into(),
+            user: "eng".into(),
+            vcores: 2,
+            ..Default::default()
+        })
+        .await?;
+    let before = snapshot(&a).await?;
+    assert_eq!(before.0.len(), 2, "ana's session and the running run");
+
+    coord_a.kill9();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(10), "B to take over", || async {
+        health(&b).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+    let takeover = killed.elapsed();
+    assert!(takeover <= Duration::from_secs(10), "took {takeover:?}");
+    assert_eq!(snapshot(&b).await?, before, "the new leader has every lease and run");
+
+    // The same client session keeps working once executors and the
+    // gateway have followed the leader on their own.
+    let n = eventually(Duration::from_secs(30), "queries to work again", || {
+        let mut c = client.clone();
+        async move {
+            query(&mut c, "SELECT COUNT(*) FROM IdentityInfo")
+                .await
+                .ok()
+                .map(|b| scalar_i64(&b))
+        }
+    })
+    .await?;
+    assert_eq!(n, 201);
+    eprintln!(
+        "takeover in {} ms; queries served again {} ms after the kill",
+        takeover.as_millis(),
+        killed.elapsed().as_millis()
+    );
+    Ok(())
+}
