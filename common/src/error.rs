@@ -425,8 +425,7 @@ mod tests {
 
     #[test]
     fn a_status_round_trips_without_repeating_itself() {
-        let e = TarnError::new(ErrorCode::UserLimitReached, "10 users. Really")
-            .with_fix("wait");
+        let e = TarnError::new(ErrorCode::UserLimitReached, "10 users. Really").with_fix("wait");
         let back = TarnError::from_status(&e.to_status());
         assert_eq!(back, e);
         assert_eq!(back.to_string(), e.to_string());

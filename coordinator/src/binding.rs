@@ -29,7 +29,10 @@ use crate::registry::ExecutorRegistry;
 
 /// The lease id in a Ballista job name `query@lease`.
 pub fn lease_of_job(job_name: &str) -> Option<&str> {
-    job_name.rsplit_once('@').map(|(_, l)| l).filter(|l| !l.is_empty())
+    job_name
+        .rsplit_once('@')
+        .map(|(_, l)| l)
+        .filter(|l| !l.is_empty())
 }
 
 /// The query id in a Ballista job name `query@lease`.
@@ -68,7 +71,7 @@ impl DistributionPolicy for LeasePolicy {
         }
         // Largest executors first, as Ballista's bias policy does: a
         // stage's tasks pack onto few executors.
-        budgets.sort_by(|a, b| b.vcores.cmp(&a.vcores));
+        budgets.sort_by_key(|b| std::cmp::Reverse(b.vcores));
         let pools: Vec<Option<Pool>> = budgets
             .iter()
             .map(|b| self.registry.pool_of(&b.executor_id))
@@ -203,8 +206,8 @@ fn bind_one(
         task_attempt,
         global_input_partition_ids: input_partition_ids,
         vcores_consumed,
-        plan: running_stage.plan.clone(),
-        session_config: running_stage.session_config.clone(),
+        plan: Arc::clone(&running_stage.plan),
+        session_config: Arc::clone(&running_stage.session_config),
     };
     budget.vcores = budget.vcores.saturating_sub(vcores_consumed);
     Some((executor_id, task_desc))

@@ -90,7 +90,9 @@ impl SchedulerFront {
                 ErrorCode::InvalidArgument,
                 format!("job {name:?} names no vCore lease; jobs are named query@lease"),
             )
-            .with_fix("submit queries through the Tarn gateway, which runs them under a session's lease")
+            .with_fix(
+                "submit queries through the Tarn gateway, which runs them under a session's lease",
+            )
             .to_status());
         };
         if leading.ledger.lease_grant(lease).is_none() {

@@ -207,7 +207,8 @@ impl Draft {
     }
 
     fn put_lease(&mut self, l: Lease) {
-        self.ops.push(Op::Put(format!("{LEASES}{}", l.id), to_json(&l)));
+        self.ops
+            .push(Op::Put(format!("{LEASES}{}", l.id), to_json(&l)));
         self.book.leases.insert(l.id.clone(), l);
     }
 
@@ -219,7 +220,8 @@ impl Draft {
     }
 
     fn put_run(&mut self, r: JobRun) {
-        self.ops.push(Op::Put(format!("{RUNS}{}", r.id), to_json(&r)));
+        self.ops
+            .push(Op::Put(format!("{RUNS}{}", r.id), to_json(&r)));
         self.book.runs.insert(r.id.clone(), r);
     }
 
@@ -676,7 +678,12 @@ impl Ledger {
                 run_id: Some(head.id.clone()),
             });
             tracing::info!(run = %head.id, name = %head.name, seq = head.seq, "job run started");
-            *self.stats.lock().grants.entry(Pool::Job.label()).or_default() += 1;
+            *self
+                .stats
+                .lock()
+                .grants
+                .entry(Pool::Job.label())
+                .or_default() += 1;
             draft.put_run(JobRun {
                 state: RunState::Running,
                 started_ms: now,
@@ -972,7 +979,11 @@ mod tests {
         let e = l.acquire(req("u1", 760 - 88 + 1)).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::InsufficientVcores);
         assert!(
-            e.to_string().contains(&format!("requested {} vCores, {} available", 760 - 88 + 1, 760 - 88)),
+            e.to_string().contains(&format!(
+                "requested {} vCores, {} available",
+                760 - 88 + 1,
+                760 - 88
+            )),
             "{e}"
         );
         l.acquire(req("u1", 760 - 88)).await.unwrap();

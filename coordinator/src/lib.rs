@@ -65,7 +65,7 @@ pub struct Coordinator {
 /// The state store a coordinator was configured with.
 enum Store {
     Embedded(EmbeddedStore),
-    Etcd(EtcdStore),
+    Etcd(Box<EtcdStore>),
 }
 
 impl Coordinator {
@@ -95,7 +95,9 @@ impl Coordinator {
             "embedded" => Store::Embedded(EmbeddedStore::open(
                 std::path::Path::new(&opts.state_dir).join("tarn.redb"),
             )?),
-            "etcd" => Store::Etcd(EtcdStore::connect(&opts.etcd_endpoints, &opts.etcd_prefix).await?),
+            "etcd" => Store::Etcd(Box::new(
+                EtcdStore::connect(&opts.etcd_endpoints, &opts.etcd_prefix).await?,
+            )),
             other => {
                 return Err(Error::Config(format!(
                     "store must be \"embedded\" or \"etcd\", not {other:?}"
@@ -196,7 +198,10 @@ impl Coordinator {
         let all = async move {
             let mut first_err = None;
             for t in self.tasks {
-                let r = t.await.map_err(|e| Error::Task(e.to_string())).and_then(|r| r);
+                let r = t
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))
+                    .and_then(|r| r);
                 if let Err(e) = r {
                     shutdown.cancel();
                     first_err.get_or_insert(e);
@@ -253,11 +258,7 @@ struct Lead {
 }
 
 impl Lead {
-    async fn run(
-        self,
-        store: Store,
-        election: Option<Arc<tarn_state::Election>>,
-    ) -> Result<()> {
+    async fn run(self, store: Store, election: Option<Arc<tarn_state::Election>>) -> Result<()> {
         let (store, leadership): (Arc<dyn StateStore>, _) = match store {
             Store::Embedded(s) => (Arc::new(s), None),
             Store::Etcd(s) => {
@@ -267,7 +268,7 @@ impl Lead {
                     return Ok(());
                 };
                 s.fence_with(&l);
-                (Arc::new(s), Some(l))
+                (Arc::new(*s), Some(l))
             }
         };
         let started = std::time::Instant::now();
@@ -392,7 +393,8 @@ async fn cancel_released(
             let params = CancelJobParams {
                 job_id: job.job_id.to_string(),
             };
-            if let Err(e) = SchedulerGrpc::cancel_job(&scheduler, tonic::Request::new(params)).await {
+            if let Err(e) = SchedulerGrpc::cancel_job(&scheduler, tonic::Request::new(params)).await
+            {
                 warn!(%lease, error = %e, "could not cancel a job of an ended lease");
             } else {
                 info!(%lease, job = %job.job_id, "cancelled a job of an ended lease");

@@ -62,27 +62,77 @@ pub fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
     };
     let live = registry.live();
     let pools = pool_infos(registry, &leading.ledger, &live);
-    let gauge = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&tarn_proto::PoolInfo) -> u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for p in &pools {
-            let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", p.name, f(p));
-        }
-    };
-    gauge(&mut out, "tarn_pool_configured_vcores", "Configured pool size", &|p| p.configured_vcores as u64);
-    gauge(&mut out, "tarn_pool_offered_vcores", "vCores live executors offer", &|p| p.offered_vcores as u64);
-    gauge(&mut out, "tarn_pool_capacity_vcores", "min(configured, offered)", &|p| p.capacity_vcores as u64);
-    gauge(&mut out, "tarn_pool_leased_vcores", "vCores held by leases", &|p| p.leased_vcores as u64);
-    gauge(&mut out, "tarn_pool_free_vcores", "capacity minus leased", &|p| p.free_vcores as u64);
-    gauge(&mut out, "tarn_pool_leases", "Leases (sessions or running job runs)", &|p| p.leases as u64);
-    gauge(&mut out, "tarn_pool_users", "Distinct users holding leases", &|p| p.users as u64);
-    gauge(&mut out, "tarn_pool_queued_runs", "Job runs waiting", &|p| p.queued_runs as u64);
-    gauge(&mut out, "tarn_pool_running_runs", "Job runs running", &|p| p.running_runs as u64);
+    let gauge =
+        |out: &mut String, name: &str, help: &str, f: &dyn Fn(&tarn_proto::PoolInfo) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for p in &pools {
+                let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", p.name, f(p));
+            }
+        };
+    gauge(
+        &mut out,
+        "tarn_pool_configured_vcores",
+        "Configured pool size",
+        &|p| p.configured_vcores as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_offered_vcores",
+        "vCores live executors offer",
+        &|p| p.offered_vcores as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_capacity_vcores",
+        "min(configured, offered)",
+        &|p| p.capacity_vcores as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_leased_vcores",
+        "vCores held by leases",
+        &|p| p.leased_vcores as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_free_vcores",
+        "capacity minus leased",
+        &|p| p.free_vcores as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_leases",
+        "Leases (sessions or running job runs)",
+        &|p| p.leases as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_users",
+        "Distinct users holding leases",
+        &|p| p.users as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_queued_runs",
+        "Job runs waiting",
+        &|p| p.queued_runs as u64,
+    );
+    gauge(
+        &mut out,
+        "tarn_pool_running_runs",
+        "Job runs running",
+        &|p| p.running_runs as u64,
+    );
     let _ = writeln!(
         out,
         "# HELP tarn_pool_grants_total Leases granted since this coordinator started leading\n# TYPE tarn_pool_grants_total counter"
     );
     for p in &pools {
-        let _ = writeln!(out, "tarn_pool_grants_total{{pool=\"{}\"}} {}", p.name, p.grants);
+        let _ = writeln!(
+            out,
+            "tarn_pool_grants_total{{pool=\"{}\"}} {}",
+            p.name, p.grants
+        );
     }
     let _ = writeln!(
         out,

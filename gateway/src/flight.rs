@@ -116,9 +116,8 @@ impl TarnFlightSql {
 
     /// Drops prepared statements whose session has ended.
     pub fn purge_orphans(&self) {
-        self.prepared.retain(|_, p| {
-            self.sessions.is_open(&p.session_id)
-        });
+        self.prepared
+            .retain(|_, p| self.sessions.is_open(&p.session_id));
     }
 
     /// The session a request belongs to: its bearer token, or the

@@ -31,8 +31,8 @@ struct ApiError(TarnError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(self.0.to_json())).into_response()
     }
 }
@@ -69,8 +69,9 @@ pub async fn serve(
         .route("/v1/job-runs/{id}/finish", post(finish_run))
         .fallback(|| async {
             ApiError(
-                TarnError::new(ErrorCode::InvalidArgument, "no such endpoint")
-                    .with_fix("see the README for the REST API: /v1/pools, /v1/sessions, /v1/job-runs"),
+                TarnError::new(ErrorCode::InvalidArgument, "no such endpoint").with_fix(
+                    "see the README for the REST API: /v1/pools, /v1/sessions, /v1/job-runs",
+                ),
             )
             .into_response()
         })
@@ -87,8 +88,11 @@ fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> std::result::R
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError(
-            TarnError::new(ErrorCode::InvalidArgument, format!("the JSON body is invalid: {e}"))
-                .with_fix("send a JSON object with the documented fields"),
+            TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("the JSON body is invalid: {e}"),
+            )
+            .with_fix("send a JSON object with the documented fields"),
         )
     })
 }
@@ -406,11 +410,7 @@ fn yes() -> bool {
     true
 }
 
-async fn finish_run(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> ApiResult {
+async fn finish_run(State(s): State<AppState>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let req: FinishRun = if bytes.iter().all(u8::is_ascii_whitespace) {
         FinishRun {
             succeeded: true,

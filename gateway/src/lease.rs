@@ -35,7 +35,10 @@ fn unreachable(e: impl std::fmt::Display) -> TarnError {
 }
 
 fn from_status(s: tonic::Status) -> TarnError {
-    if s.metadata().get(tarn_common::error::ERROR_CODE_HEADER).is_some() {
+    if s.metadata()
+        .get(tarn_common::error::ERROR_CODE_HEADER)
+        .is_some()
+    {
         TarnError::from_status(&s)
     } else {
         unreachable(s.message())
@@ -46,7 +49,9 @@ impl LeaseClient {
     /// A client of the coordinator at `endpoint` (`host:port`); connects lazily.
     pub fn new(endpoint: &str, holder: String, default: LeaseWish) -> Result<Self, TarnError> {
         let channel = Channel::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("bad coordinator address: {e}")))?
+            .map_err(|e| {
+                TarnError::new(ErrorCode::Internal, format!("bad coordinator address: {e}"))
+            })?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .connect_lazy();

@@ -101,7 +101,9 @@ async fn probe(
 
 async fn is_leader(addr: &str) -> bool {
     let ask = async {
-        let mut c = CoordinatorClient::connect(format!("http://{addr}")).await.ok()?;
+        let mut c = CoordinatorClient::connect(format!("http://{addr}"))
+            .await
+            .ok()?;
         let h = c
             .health(HealthRequest {
                 header: Some(header()),

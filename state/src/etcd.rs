@@ -16,8 +16,11 @@ pub struct EtcdStore {
     prefix: String,
     /// The leader key and its creation revision: every commit is guarded
     /// by it, so only the current leader's writes land.
-    fence: std::sync::Arc<std::sync::Mutex<Option<(Vec<u8>, i64)>>>,
+    fence: std::sync::Arc<std::sync::Mutex<Option<Fence>>>,
 }
+
+/// The leader key and its creation revision.
+type Fence = (Vec<u8>, i64);
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,11 +121,7 @@ impl StateStore for EtcdStore {
                 Op::Delete(k) => TxnOp::delete(format!("{}{k}", self.prefix), None),
             })
             .collect();
-        let fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let fence = self.fence.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let txn = match fence {
             Some((key, rev)) => Txn::new()
                 .when([Compare::create_revision(key, CompareOp::Equal, rev)])

@@ -63,7 +63,9 @@ async fn announce(addr: &str, id: &str, pool: Pool, vcores: u32) -> anyhow::Resu
 
 /// Leases and runs as the coordinator reports them, comparable across a
 /// restart.
-async fn snapshot(addr: &str) -> anyhow::Result<(Vec<(String, String, u32)>, Vec<(String, i32, u32)>)> {
+async fn snapshot(
+    addr: &str,
+) -> anyhow::Result<(Vec<(String, String, u32)>, Vec<(String, i32, u32)>)> {
     let mut c = coordinator_client(addr).await?;
     let mut leases: Vec<(String, String, u32)> = c
         .list_leases(ListLeasesRequest {
@@ -129,22 +131,34 @@ async fn survives_kill9(backend: &str) -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("coordinator.log");
     let mut first = coordinator(&addr, (backend, &location), &log)?;
-    eventually(Duration::from_secs(30), "the coordinator to lead", || async {
-        health(&addr).await.filter(|h| h.role == "leader")
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the coordinator to lead",
+        || async { health(&addr).await.filter(|h| h.role == "leader") },
+    )
     .await?;
     announce(&addr, "i-1", Pool::Interactive, 16).await?;
     announce(&addr, "j-1", Pool::Job, 8).await?;
     fill(&addr).await?;
     let before = snapshot(&addr).await?;
-    assert_eq!(before.0.len(), 3 + 3, "3 sessions and 3 running runs hold leases");
-    assert_eq!(before.1.iter().filter(|r| r.2 > 0).count(), 2, "2 runs queued");
+    assert_eq!(
+        before.0.len(),
+        3 + 3,
+        "3 sessions and 3 running runs hold leases"
+    );
+    assert_eq!(
+        before.1.iter().filter(|r| r.2 > 0).count(),
+        2,
+        "2 runs queued"
+    );
 
     first.kill9();
     let mut second = coordinator(&addr, (backend, &location), &log)?;
-    let h = eventually(Duration::from_secs(30), "the restarted coordinator to lead", || async {
-        health(&addr).await.filter(|h| h.role == "leader")
-    })
+    let h = eventually(
+        Duration::from_secs(30),
+        "the restarted coordinator to lead",
+        || async { health(&addr).await.filter(|h| h.role == "leader") },
+    )
     .await?;
     assert_eq!(h.store, backend);
     let after = snapshot(&addr).await?;
@@ -163,7 +177,13 @@ async fn survives_kill9(backend: &str) -> anyhow::Result<()> {
         })
         .await
         .expect_err("only 4 vCores are free");
-    assert!(refused.message().contains("requested 8 vCores, 4 available"), "{}", refused.message());
+    assert!(
+        refused
+            .message()
+            .contains("requested 8 vCores, 4 available"),
+        "{}",
+        refused.message()
+    );
     // The renewed leases are known by id.
     let gone = c
         .renew_leases(RenewLeasesRequest {
@@ -211,12 +231,32 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
 
     let log = dir.path().join("roles.log");
     let _interactive = Role::spawn_with(
-        &["executor", "--pool", "interactive", "--vcores", "4", "--coordinator", &both, "--lake", lake],
+        &[
+            "executor",
+            "--pool",
+            "interactive",
+            "--vcores",
+            "4",
+            "--coordinator",
+            &both,
+            "--lake",
+            lake,
+        ],
         &[],
         Some(&log),
     )?;
     let _job = Role::spawn_with(
-        &["executor", "--pool", "job", "--vcores", "4", "--coordinator", &both, "--lake", lake],
+        &[
+            "executor",
+            "--pool",
+            "job",
+            "--vcores",
+            "4",
+            "--coordinator",
+            &both,
+            "--lake",
+            lake,
+        ],
         &[],
         Some(&log),
     )?;
@@ -224,15 +264,29 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
     let http = format!("127.0.0.1:{}", free_port());
     let _gateway = Role::spawn_with(
         &[
-            "gateway", "--flight-addr", &flight, "--http-addr", &http, "--coordinator", &both,
-            "--lake", lake,
+            "gateway",
+            "--flight-addr",
+            &flight,
+            "--http-addr",
+            &http,
+            "--coordinator",
+            &both,
+            "--lake",
+            lake,
         ],
         &[],
         Some(&log),
     )?;
-    eventually(Duration::from_secs(60), "the gateway to be ready", || async {
-        http_get(&http, "/readyz").await.ok().filter(|(s, _)| *s == 200)
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the gateway to be ready",
+        || async {
+            http_get(&http, "/readyz")
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        },
+    )
     .await?;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
@@ -265,7 +319,11 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
     .await?;
     let takeover = killed.elapsed();
     assert!(takeover <= Duration::from_secs(10), "took {takeover:?}");
-    assert_eq!(snapshot(&b).await?, before, "the new leader has every lease and run");
+    assert_eq!(
+        snapshot(&b).await?,
+        before,
+        "the new leader has every lease and run"
+    );
 
     // The same client session keeps working once executors and the
     // gateway have followed the leader on their own.

@@ -22,7 +22,9 @@ async fn session(
     if vcores > 0 {
         c.set_header("x-tarn-vcores", vcores.to_string());
     }
-    c.handshake(user, "dev").await.map_err(tarn_tests::to_status)?;
+    c.handshake(user, "dev")
+        .await
+        .map_err(tarn_tests::to_status)?;
     Ok(c)
 }
 
@@ -61,7 +63,11 @@ async fn a_lease_caps_the_tasks_a_session_runs_at_once() -> anyhow::Result<()> {
     // hold a session to 2.
     let cluster = Cluster::start_with(&demo_lake()?, &["--interactive-vcores", "12"], &[]).await?;
     let mut narrow = session(&cluster, "ana", 2).await?;
-    query(&mut narrow, "SET datafusion.execution.target_partitions = 16").await?;
+    query(
+        &mut narrow,
+        "SET datafusion.execution.target_partitions = 16",
+    )
+    .await?;
     let mut other = session(&cluster, "ben", 2).await?;
     let mut wide = session(&cluster, "cy", 8).await?;
     query(&mut wide, "SET datafusion.execution.target_partitions = 16").await?;
@@ -129,7 +135,10 @@ async fn a_lease_caps_the_tasks_a_session_runs_at_once() -> anyhow::Result<()> {
     // measurement can see concurrency when there is some.
     let wide_tasks = scan_stage(&lease_of("cy").0);
     let (_, wide_vcores) = peak(&wide_tasks.iter().collect::<Vec<_>>());
-    assert!(wide_vcores > 2, "an 8-vCore lease used only {wide_vcores} at once");
+    assert!(
+        wide_vcores > 2,
+        "an 8-vCore lease used only {wide_vcores} at once"
+    );
     eprintln!("peak at once: 2-vCore lease {tasks} tasks / {vcores} vCores; 8-vCore lease {wide_vcores} vCores");
     assert!(wide_vcores <= 8);
 
@@ -172,7 +181,11 @@ async fn the_eleventh_user_is_refused_until_one_leaves() -> anyhow::Result<()> {
         "RESOURCE_EXHAUSTED: {}",
         refused.message()
     );
-    assert!(refused.message().contains("TARN-2304"), "{}", refused.message());
+    assert!(
+        refused.message().contains("TARN-2304"),
+        "{}",
+        refused.message()
+    );
     assert!(refused.message().contains("Fix:"), "{}", refused.message());
 
     // The REST view and the coordinator's metrics agree.
@@ -182,14 +195,20 @@ async fn the_eleventh_user_is_refused_until_one_leaves() -> anyhow::Result<()> {
     assert_eq!(interactive["name"], "interactive");
     assert_eq!(interactive["users"], 10);
     assert_eq!(interactive["leases"], 11);
-    assert_eq!(interactive["leased_vcores"], 22, "11 small sessions of 2 vCores");
+    assert_eq!(
+        interactive["leased_vcores"], 22,
+        "11 small sessions of 2 vCores"
+    );
     assert_eq!(interactive["refusals"]["user_limit"], 1);
     let (_, metrics) = http_get(&cluster.metrics, "/metrics").await?;
     assert!(
         metrics.contains("tarn_pool_refusals_total{pool=\"interactive\",reason=\"user_limit\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("tarn_pool_leased_vcores{pool=\"interactive\"} 22"), "{metrics}");
+    assert!(
+        metrics.contains("tarn_pool_leased_vcores{pool=\"interactive\"} 22"),
+        "{metrics}"
+    );
 
     // One user leaves (REST close of their session) and the 11th gets in.
     let (_, sessions) = http_json(&cluster.http, "GET", "/v1/sessions", None).await?;
@@ -199,12 +218,24 @@ async fn the_eleventh_user_is_refused_until_one_leaves() -> anyhow::Result<()> {
         .and_then(|s| s["session_id"].as_str())
         .expect("user3's session")
         .to_string();
-    let (status, _) = http_json(&cluster.http, "DELETE", &format!("/v1/sessions/{user3}"), None).await?;
+    let (status, _) = http_json(
+        &cluster.http,
+        "DELETE",
+        &format!("/v1/sessions/{user3}"),
+        None,
+    )
+    .await?;
     assert_eq!(status, 204);
     let mut late = session(&cluster, "user10", 0).await?;
     assert_eq!(scalar_i64(&query(&mut late, "SELECT 7").await?), 7);
     // The closed session's token no longer works.
-    let (status, body) = http_json(&cluster.http, "DELETE", &format!("/v1/sessions/{user3}"), None).await?;
+    let (status, body) = http_json(
+        &cluster.http,
+        "DELETE",
+        &format!("/v1/sessions/{user3}"),
+        None,
+    )
+    .await?;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], 2302);
     Ok(())
@@ -279,7 +310,10 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
         .await?
         .into_inner();
     let interactive = &pools.pools[0];
-    assert_eq!(interactive.leased_vcores, total, "the ledger agrees with the grants");
+    assert_eq!(
+        interactive.leased_vcores, total,
+        "the ledger agrees with the grants"
+    );
     assert_eq!(interactive.users, 10);
 
     // The job pool: 40 runs at once; 3 run, the rest queue in submission
@@ -321,12 +355,18 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
         let positions: Vec<u32> = queued.iter().map(|r| r.queue_position).collect();
         assert_eq!(positions, (1..=queued.len() as u32).collect::<Vec<_>>());
         let seqs: Vec<u64> = queued.iter().map(|r| r.seq).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "queue in order: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "queue in order: {seqs:?}"
+        );
         let newest_running = running.iter().map(|r| r.seq).max().unwrap_or(0);
         assert!(seqs.first().is_none_or(|s| *s > newest_running), "FIFO");
         // Finish the earliest running run; the head of the queue starts.
         let head = queued[0].run_id.clone();
-        let first = running.iter().min_by_key(|r| r.seq).map(|r| r.run_id.clone());
+        let first = running
+            .iter()
+            .min_by_key(|r| r.seq)
+            .map(|r| r.run_id.clone());
         c.finish_job_run(FinishJobRunRequest {
             header: Some(header()),
             run_id: first.expect("a running run"),
@@ -363,7 +403,8 @@ async fn job_runs_over_rest_queue_cancel_and_finish() -> anyhow::Result<()> {
         ids.push(run["run_id"].as_str().expect("run id").to_string());
     }
     let state = |v: &serde_json::Value| v["state"].as_str().unwrap_or_default().to_string();
-    let get = |id: String| async move { http_json(h, "GET", &format!("/v1/job-runs/{id}"), None).await };
+    let get =
+        |id: String| async move { http_json(h, "GET", &format!("/v1/job-runs/{id}"), None).await };
     assert_eq!(state(&get(ids[2].clone()).await?.1), "running");
     let (_, fourth) = get(ids[3].clone()).await?;
     assert_eq!(state(&fourth), "queued");
@@ -410,14 +451,36 @@ async fn job_runs_over_rest_queue_cancel_and_finish() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 400);
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("5000"), "{err}");
-    let (status, err) = http_json(h, "POST", "/v1/sessions", Some(r#"{"user": "x", "size": "giant"}"#)).await?;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("5000"),
+        "{err}"
+    );
+    let (status, err) = http_json(
+        h,
+        "POST",
+        "/v1/sessions",
+        Some(r#"{"user": "x", "size": "giant"}"#),
+    )
+    .await?;
     assert_eq!(status, 400, "{err}");
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("small"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("small"),
+        "{err}"
+    );
     let (_, runs) = http_json(h, "GET", "/v1/job-runs", None).await?;
     let active = runs["runs"]
         .as_array()
-        .map(|r| r.iter().filter(|r| r["state"] == "running" || r["state"] == "queued").count())
+        .map(|r| {
+            r.iter()
+                .filter(|r| r["state"] == "running" || r["state"] == "queued")
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(active, 2);
     Ok(())

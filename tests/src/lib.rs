@@ -563,7 +563,10 @@ impl Drop for Etcd {
 pub async fn coordinator_client(
     addr: &str,
 ) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
-    Ok(tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{addr}")).await?)
+    Ok(
+        tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{addr}"))
+            .await?,
+    )
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `limit`.
@@ -608,7 +611,10 @@ pub async fn http_json(
         .and_then(|c| c.parse().ok())
         .context("no HTTP status")?;
     let raw = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    Ok((status, serde_json::from_str(raw).unwrap_or(serde_json::Value::Null)))
+    Ok((
+        status,
+        serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 /// Polls a `host:port` HTTP path until it answers, returning (status, body).
