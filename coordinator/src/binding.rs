@@ -77,9 +77,11 @@ impl DistributionPolicy for LeasePolicy {
             .map(|b| self.registry.pool_of(&b.executor_id))
             .collect();
 
-        // vCores each lease's tasks hold right now, across its jobs.
+        // vCores each lease's tasks hold right now, across its jobs, and
+        // each job's own share.
         let mut in_use: HashMap<String, u32> = HashMap::new();
-        for job in running_jobs.values() {
+        let mut job_held: HashMap<&JobId, (u32, u64)> = HashMap::new();
+        for (job_id, job) in running_jobs.iter() {
             let graph = job.execution_graph.read().await;
             let Some(lease) = lease_of_job(graph.job_name()) else {
                 continue;
@@ -90,12 +92,14 @@ impl DistributionPolicy for LeasePolicy {
                 .map(|t| graph.task_vcores(t.stage_id, t.task_id).unwrap_or(1))
                 .sum();
             *in_use.entry(lease.to_string()).or_default() += held;
+            job_held.insert(job_id, (held, graph.start_time()));
         }
 
-        // Oldest jobs first, so a session's earlier query is not starved by
-        // its later ones.
+        // Jobs holding the least first (then the oldest): when a session
+        // runs several queries, a freed vCore goes to the one starved of
+        // them, so a long query does not lock its session's others out.
         let mut jobs: Vec<(&JobId, &JobInfoCache)> = running_jobs.iter().collect();
-        jobs.sort_by_key(|(id, _)| id.to_string());
+        jobs.sort_by_key(|(id, _)| job_held.get(id).copied().unwrap_or((0, 0)));
         for (job_id, job) in jobs {
             if !matches!(job.status, Some(job_status::Status::Running(_))) {
                 continue;

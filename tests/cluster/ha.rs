@@ -345,3 +345,108 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lake = demo_lake()?;
+    let lake = lake.to_str().expect("utf-8 path");
+    let coord = format!("127.0.0.1:{}", free_port());
+    let state = dir.path().join("state").display().to_string();
+    let log = dir.path().join("roles.log");
+    let _coordinator = Role::spawn_with(
+        &[
+            "coordinator",
+            "--bind",
+            &coord,
+            "--http-bind",
+            "",
+            "--state-dir",
+            &state,
+            "--lake",
+            lake,
+        ],
+        &[("TARN_COORDINATOR__LEASE_TTL", "2s")],
+        Some(&log),
+    )?;
+    let _executor = Role::spawn_with(
+        &[
+            "executor",
+            "--pool",
+            "interactive",
+            "--vcores",
+            "8",
+            "--coordinator",
+            &coord,
+            "--lake",
+            lake,
+        ],
+        &[],
+        Some(&log),
+    )?;
+    let flight = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut gateway = Role::spawn_with(
+        &[
+            "gateway",
+            "--flight-addr",
+            &flight,
+            "--http-addr",
+            &http,
+            "--coordinator",
+            &coord,
+            "--lake",
+            lake,
+        ],
+        &[("TARN_GATEWAY__LEASE_RENEW_INTERVAL", "500ms")],
+        Some(&log),
+    )?;
+    eventually(
+        Duration::from_secs(60),
+        "the gateway to be ready",
+        || async {
+            http_get(&http, "/readyz")
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        },
+    )
+    .await?;
+    let (status, opened) = tarn_tests::http_json(
+        &http,
+        "POST",
+        "/v1/sessions",
+        Some(r#"{"user": "ana", "vcores": 8}"#),
+    )
+    .await?;
+    assert_eq!(status, 201, "{opened}");
+    let leased = |addr: String| async move {
+        let mut c = coordinator_client(&addr).await.ok()?;
+        let p = c
+            .get_pools(GetPoolsRequest {
+                header: Some(header()),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        Some(p.pools[0].leased_vcores)
+    };
+    // Renewed by the heartbeat, the lease outlives its 2 s TTL.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(leased(coord.clone()).await, Some(8));
+
+    // The gateway dies without a word; within a TTL the vCores are back.
+    gateway.kill9();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(10), "the lease to expire", || {
+        let c = coord.clone();
+        async move { leased(c).await.filter(|v| *v == 0) }
+    })
+    .await?;
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    Ok(())
+}

@@ -264,19 +264,40 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
         }
     };
 
-    // 500 distinct users at once: exactly 10 get in.
+    // 500 distinct users open sessions at once (REST, as a client would):
+    // exactly 10 get in, every other one is told why.
     let storm: Vec<_> = (0..500)
-        .map(|i| tokio::spawn(acquire(format!("u{i}"), 2)))
+        .map(|i| {
+            let http = cluster.http.clone();
+            tokio::spawn(async move {
+                let body = format!(r#"{{"user": "u{i}", "vcores": 2}}"#);
+                http_json(&http, "POST", "/v1/sessions", Some(&body)).await
+            })
+        })
         .collect();
-    let mut granted = Vec::new();
+    let mut users = HashSet::new();
     for h in storm {
-        match h.await? {
-            Ok(l) => granted.push(l.into_inner()),
-            Err(s) => assert!(s.message().contains("TARN-2304"), "{}", s.message()),
+        let (status, body) = h.await??;
+        match status {
+            201 => assert!(users.insert(body["user"].as_str().unwrap_or_default().to_string())),
+            _ => {
+                assert_eq!(status, 429, "{body}");
+                assert_eq!(body["error"]["code"], 2304, "{body}");
+            }
         }
     }
-    let users: HashSet<String> = granted.iter().map(|l| l.user.clone()).collect();
     assert_eq!(users.len(), 10, "exactly the user limit is admitted");
+    let mut granted: Vec<LeaseInfo> = cluster
+        .coordinator()
+        .await?
+        .list_leases(ListLeasesRequest {
+            header: Some(header()),
+            pool: Pool::Interactive as i32,
+        })
+        .await?
+        .into_inner()
+        .leases;
+    assert_eq!(granted.len(), 10);
 
     // Those 10 users ask for 500 more leases of 1–4 vCores at once: the
     // pool fills to at most 760 and every refusal says why.

@@ -106,7 +106,11 @@ async fn a_session_streaming_a_long_query_is_not_idle() -> anyhow::Result<()> {
     )
     .await?;
     let mut c = cluster.flight_sql().await?;
+    // A lease of 4 vCores with queries of 2 partitions: the long query
+    // leaves room in the lease for the session's next one.
+    c.set_header("x-tarn-vcores", "4");
     c.handshake("alice", "dev").await?;
+    query(&mut c, "SET datafusion.execution.target_partitions = 2").await?;
     let info = c
         .execute(
             "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.EventID + b.EventID > 0".into(),
