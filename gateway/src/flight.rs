@@ -827,6 +827,19 @@ impl FlightSqlService for TarnFlightSql {
                 Ok(out)
             }))));
         }
+        if action.r#type == "CloseSession" {
+            // Flight's CloseSession: the session ends and its vCores return
+            // now rather than after the idle timeout.
+            self.sessions.close(&session.id).await;
+            self.purge_orphans();
+            // CloseSessionResult { status: CLOSED (1) }, field 1 as a varint.
+            let out = arrow_flight::Result {
+                body: vec![0x08, 0x01].into(),
+            };
+            return Ok(Response::new(Box::pin(futures::stream::once(async {
+                Ok(out)
+            }))));
+        }
         Err(TarnError::new(
             ErrorCode::Unsupported,
             format!("action '{}' is not supported", action.r#type),

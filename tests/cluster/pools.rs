@@ -228,6 +228,23 @@ async fn the_eleventh_user_is_refused_until_one_leaves() -> anyhow::Result<()> {
     assert_eq!(status, 204);
     let mut late = session(&cluster, "user10", 0).await?;
     assert_eq!(scalar_i64(&query(&mut late, "SELECT 7").await?), 7);
+    // Flight's CloseSession action gives a session's vCores back at once.
+    let before = http_json(&cluster.http, "GET", "/v1/pools", None).await?.1["pools"][0]
+        ["leased_vcores"]
+        .clone();
+    futures::TryStreamExt::try_collect::<Vec<_>>(
+        late.do_action(arrow_flight::Action::new("CloseSession", Vec::<u8>::new()))
+            .await?,
+    )
+    .await?;
+    let after = http_json(&cluster.http, "GET", "/v1/pools", None).await?.1["pools"][0]
+        ["leased_vcores"]
+        .clone();
+    assert_eq!(
+        before.as_u64().map(|v| v - 2),
+        after.as_u64(),
+        "{before} → {after}"
+    );
     // The closed session's token no longer works.
     let (status, body) = http_json(
         &cluster.http,
