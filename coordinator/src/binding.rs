@@ -109,7 +109,9 @@ impl DistributionPolicy for LeasePolicy {
                 continue;
             };
             let Some((pool, vcores)) = self.ledger.lease_grant(&lease) else {
-                tracing::debug!(%job_id, %lease, "job's lease is gone; binding nothing");
+                // It would wait forever: have it cancelled.
+                tracing::info!(%job_id, %lease, "job's lease is gone; cancelling it");
+                self.ledger.cancel_jobs_of(&lease);
                 continue;
             };
             let used = in_use.entry(lease.clone()).or_default();

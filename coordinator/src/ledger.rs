@@ -307,7 +307,7 @@ fn store_error(e: tarn_state::Error) -> TarnError {
         ),
         other => TarnError::new(
             ErrorCode::StateStoreUnavailable,
-            format!("the state store refused the change, so nothing was granted: {other}"),
+            format!("the state store did not confirm the change, so it was not granted: {other}"),
         ),
     }
 }
@@ -607,7 +607,10 @@ impl Ledger {
     }
 
     /// Ends leases whose holders stopped renewing; returns how many.
+    /// Commits in small batches: etcd caps the operations of one
+    /// transaction, and a dead gateway can leave hundreds of leases.
     pub async fn expire(&self) -> Result<usize, TarnError> {
+        const BATCH: usize = 50;
         let now = now_ms();
         let due: Vec<String> = self
             .expiry
@@ -616,36 +619,51 @@ impl Ledger {
             .filter(|(_, t)| **t < now)
             .map(|(k, _)| k.clone())
             .collect();
-        let _w = self.writer.lock().await;
-        let mut draft = Draft::new(&self.book.read());
         let mut n = 0;
-        for id in due {
-            // A renewal may have landed since the scan.
-            if self.expiry.lock().get(&id).is_some_and(|t| *t >= now) {
-                continue;
-            }
-            let Some(lease) = draft.book.leases.get(&id).cloned() else {
-                self.expiry.lock().remove(&id);
-                continue;
-            };
-            match &lease.run_id {
-                Some(run) => {
-                    draft.end_run(
-                        run,
-                        RunState::Expired,
-                        "its holder stopped renewing the lease",
-                        now,
-                    );
-                }
-                None => draft.del_lease(&id),
-            }
-            tracing::info!(lease = %id, user = %lease.user, "lease expired");
-            n += 1;
+        let mut chunks: Vec<&[String]> = due.chunks(BATCH).collect();
+        if chunks.is_empty() {
+            // Nothing due: still start queued runs that now fit (executors
+            // may have joined since the last change).
+            chunks.push(&[]);
         }
-        // Executors may have joined since the last change: start what fits.
-        self.admit(&mut draft);
-        self.commit(draft).await?;
+        for chunk in chunks {
+            let _w = self.writer.lock().await;
+            let mut draft = Draft::new(&self.book.read());
+            for id in chunk {
+                // A renewal may have landed since the scan.
+                if self.expiry.lock().get(id).is_some_and(|t| *t >= now) {
+                    continue;
+                }
+                let Some(lease) = draft.book.leases.get(id).cloned() else {
+                    self.expiry.lock().remove(id);
+                    continue;
+                };
+                match &lease.run_id {
+                    Some(run) => {
+                        draft.end_run(
+                            run,
+                            RunState::Expired,
+                            "its holder stopped renewing the lease",
+                            now,
+                        );
+                    }
+                    None => draft.del_lease(id),
+                }
+                tracing::info!(lease = %id, user = %lease.user, "lease expired");
+                n += 1;
+            }
+            self.admit(&mut draft);
+            self.commit(draft).await?;
+        }
         Ok(n)
+    }
+
+    /// Asks for the Ballista jobs of a lease to be cancelled (task binding
+    /// found a job whose lease is gone).
+    pub fn cancel_jobs_of(&self, lease: &str) {
+        if let Some(tx) = &self.released {
+            let _ = tx.send(lease.to_string());
+        }
     }
 
     /// Starts queued runs, in order, while the running limit and the job
@@ -709,6 +727,21 @@ impl Ledger {
                 Pool::Job,
                 "invalid",
                 TarnError::new(ErrorCode::InvalidArgument, "a job run needs a user"),
+            ));
+        }
+        let capacity = self.capacity(Pool::Job);
+        if capacity > 0 && vcores > capacity {
+            // It could never start, and the queue never skips its head.
+            return Err(self.refuse(
+                Pool::Job,
+                "insufficient_vcores",
+                TarnError::new(
+                    ErrorCode::InsufficientVcores,
+                    format!(
+                        "requested {vcores} vCores, but the job pool's executors offer {capacity} in all"
+                    ),
+                )
+                .with_fix(format!("ask for at most {capacity} vCores")),
             ));
         }
         let _w = self.writer.lock().await;
@@ -1098,6 +1131,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(next.seq, 5);
+    }
+
+    #[tokio::test]
+    async fn runs_larger_than_the_live_job_pool_are_refused_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path(), limits(), registry(760, 8)).await;
+        let e = l
+            .submit("big".into(), "e".into(), "w".into(), 32, "")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InsufficientVcores);
+        assert!(
+            l.runs().is_empty(),
+            "nothing queued behind an impossible head"
+        );
+    }
+
+    #[tokio::test]
+    async fn hundreds_of_expiries_commit_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lim = limits();
+        lim.lease_ttl = Duration::from_millis(100);
+        lim.max_interactive_users = 1000;
+        let l = ledger(dir.path(), lim, registry(760, 240)).await;
+        for i in 0..300 {
+            l.acquire(req(&format!("u{i}"), 1)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(l.expire().await.unwrap(), 300);
+        assert_eq!(l.pool_figures(Pool::Interactive).leased, 0);
     }
 
     #[tokio::test]

@@ -195,28 +195,36 @@ impl Coordinator {
     pub async fn wait(self) -> Result<()> {
         let shutdown = self.shutdown.clone();
         let drain = self.drain_timeout;
+        // Whichever task ends first with an error (leadership lost, the
+        // store unusable) stops the whole coordinator: a process that can
+        // neither lead nor stand by must exit so it is restarted.
+        let failed: Arc<parking_lot::Mutex<Option<Error>>> = Arc::default();
+        let record = Arc::clone(&failed);
         let all = async move {
-            let mut first_err = None;
-            for t in self.tasks {
-                let r = t
-                    .await
-                    .map_err(|e| Error::Task(e.to_string()))
-                    .and_then(|r| r);
-                if let Err(e) = r {
+            let mut tasks = self.tasks;
+            while !tasks.is_empty() {
+                let (r, _, rest) = futures::future::select_all(tasks).await;
+                tasks = rest;
+                if let Err(e) = r.map_err(|e| Error::Task(e.to_string())).and_then(|r| r) {
+                    error!(error = %e, "coordinator stopping");
                     shutdown.cancel();
-                    first_err.get_or_insert(e);
+                    record.lock().get_or_insert(e);
+                    // No drain: a coordinator that lost leadership must stop
+                    // serving at once, before a standby takes over.
+                    return;
                 }
             }
-            first_err.map_or(Ok(()), Err)
         };
         let deadline = async {
             self.shutdown.cancelled().await;
             tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = all => r,
-            _ = deadline => Ok(()),
+            _ = all => {}
+            _ = deadline => {}
         }
+        let outcome = failed.lock().take();
+        outcome.map_or(Ok(()), Err)
     }
 }
 

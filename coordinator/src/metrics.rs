@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::front::LeaderSlot;
 use crate::registry::ExecutorRegistry;
-use crate::service::pool_infos;
+use crate::service::{live_executors, pool_infos};
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -44,12 +44,12 @@ pub async fn serve(
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&s.registry, &s.slot),
+        render(&s.registry, &s.slot).await,
     )
 }
 
 /// The exposition text.
-pub fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
+pub async fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
     let mut out = String::new();
     let leader = slot.is_leader();
     let _ = writeln!(
@@ -60,7 +60,7 @@ pub fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
     let Ok(leading) = slot.get() else {
         return out;
     };
-    let live = registry.live();
+    let live = live_executors(registry, slot).await;
     let pools = pool_infos(registry, &leading.ledger, &live);
     let gauge =
         |out: &mut String, name: &str, help: &str, f: &dyn Fn(&tarn_proto::PoolInfo) -> u64| {

@@ -55,23 +55,29 @@ impl CoordinatorService {
 
     /// Live executors, each marked with whether Ballista also sees it.
     async fn executors(&self) -> Vec<ExecutorInfo> {
-        let alive: HashSet<String> = match self.slot.get() {
-            Ok(l) => l
-                .scheduler
-                .state
-                .executor_manager
-                .get_executors_state()
-                .await
-                .map(|v| v.into_iter().map(|(m, _, _)| m.id).collect())
-                .unwrap_or_default(),
-            Err(_) => HashSet::new(),
-        };
-        let mut live = self.registry.live();
-        for e in &mut live {
-            e.scheduler_alive = alive.contains(&e.executor_id);
-        }
-        live
+        live_executors(&self.registry, &self.slot).await
     }
+}
+
+/// Executors announced to Tarn, each marked with whether Ballista's
+/// scheduler also sees it alive.
+pub async fn live_executors(registry: &ExecutorRegistry, slot: &LeaderSlot) -> Vec<ExecutorInfo> {
+    let alive: HashSet<String> = match slot.get() {
+        Ok(l) => l
+            .scheduler
+            .state
+            .executor_manager
+            .get_executors_state()
+            .await
+            .map(|v| v.into_iter().map(|(m, _, _)| m.id).collect())
+            .unwrap_or_default(),
+        Err(_) => HashSet::new(),
+    };
+    let mut live = registry.live();
+    for e in &mut live {
+        e.scheduler_alive = alive.contains(&e.executor_id);
+    }
+    live
 }
 
 fn check_header(h: &Option<RequestHeader>) -> Result<(), Status> {

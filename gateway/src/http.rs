@@ -67,6 +67,7 @@ pub async fn serve(
         .route("/v1/job-runs", get(list_runs).post(submit_run))
         .route("/v1/job-runs/{id}", get(get_run).delete(cancel_run))
         .route("/v1/job-runs/{id}/finish", post(finish_run))
+        .route("/v1/job-runs/{id}/heartbeat", post(heartbeat_run))
         .fallback(|| async {
             ApiError(
                 TarnError::new(ErrorCode::InvalidArgument, "no such endpoint").with_fix(
@@ -395,6 +396,22 @@ async fn cancel_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
         .await?
         .into_inner();
     Ok(Json(run_json(&r)).into_response())
+}
+
+/// The holder of a running run keeps its lease alive (within the
+/// coordinator's lease TTL, 30 s by default).
+async fn heartbeat_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let gone = s.sessions.leases().renew(vec![id.clone()]).await?;
+    if !gone.is_empty() {
+        return Err(ApiError(
+            TarnError::new(
+                ErrorCode::JobRunNotFound,
+                format!("job run {id:?} is not running (queued, ended or unknown)"),
+            )
+            .with_fix("heartbeat a run only while GET /v1/job-runs/{id} says it is running"),
+        ));
+    }
+    get_run(State(s), Path(id)).await
 }
 
 #[derive(Deserialize, Default)]

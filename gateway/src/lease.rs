@@ -53,6 +53,11 @@ impl LeaseClient {
                 TarnError::new(ErrorCode::Internal, format!("bad coordinator address: {e}"))
             })?
             .connect_timeout(Duration::from_secs(3))
+            // A coordinator that stops answering must not stall the lease
+            // heartbeat, idle sweep or shutdown behind one call.
+            .timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {

@@ -72,15 +72,23 @@ impl EtcdStore {
 }
 
 async fn connect(endpoints: &str) -> Result<Client> {
+    connect_with(endpoints, Some(Duration::from_secs(5))).await
+}
+
+/// A client; `timeout` bounds each request (none for campaigns, which etcd
+/// answers only once the candidate wins).
+async fn connect_with(endpoints: &str, timeout: Option<Duration>) -> Result<Client> {
     let list: Vec<String> = endpoints
         .split(',')
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
         .collect();
-    let opts = ConnectOptions::new()
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(5))
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+    if let Some(t) = timeout {
+        opts = opts.with_timeout(t);
+    }
     Client::connect(list, Some(opts))
         .await
         .map_err(|e| Error::Etcd {
@@ -168,8 +176,27 @@ impl Election {
             .map(str::to_string)
     }
 
-    /// Waits until this candidate leads (or `cancel` fires: `None`).
+    /// Waits until this candidate leads (or `cancel` fires: `None`),
+    /// retrying after etcd errors: a standby must keep standing by through
+    /// an etcd restart.
     pub async fn campaign(&self, cancel: &CancellationToken) -> Result<Option<Leadership>> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.campaign_once(cancel).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    warn!(error = %e, "campaign failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn campaign_once(&self, cancel: &CancellationToken) -> Result<Option<Leadership>> {
         let err = |e: etcd_client::Error| Error::Etcd {
             endpoints: self.endpoints.clone(),
             message: e.to_string(),
@@ -186,10 +213,27 @@ impl Election {
             self.ttl,
             lost.clone(),
         ));
-        let mut election = self.client.election_client();
+        // Its own client: the shared one's request timeout would end a
+        // campaign that is simply waiting for the leader to go.
+        let waiting = match connect_with(&self.endpoints, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                lost.cancel();
+                let _ = lease_client.revoke(lease).await;
+                return Err(e);
+            }
+        };
+        let mut election = waiting.election_client();
         let campaign = election.campaign(self.name.clone(), self.value.clone(), lease);
         let resp = tokio::select! {
-            r = campaign => r.map_err(err)?,
+            r = campaign => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    lost.cancel();
+                    let _ = lease_client.revoke(lease).await;
+                    return Err(err(e));
+                }
+            },
             _ = cancel.cancelled() => {
                 lost.cancel();
                 let _ = lease_client.revoke(lease).await;
@@ -216,40 +260,58 @@ impl Election {
 }
 
 /// Renews `lease` every third of its TTL; cancels `lost` when a renewal
-/// reports the lease gone, or none succeeded for a whole TTL.
+/// reports the lease gone, or when no renewal was sent successfully for
+/// most of a TTL — before etcd itself can expire the lease and let a
+/// standby win, so two coordinators never both believe they lead for long.
 async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: CancellationToken) {
     let period = (ttl / 3).max(Duration::from_millis(300));
-    let mut last_ok = tokio::time::Instant::now();
+    // Counted from when the last successful renewal was *sent*.
+    let mut deadline = tokio::time::Instant::now() + ttl.mul_f32(0.8);
     let mut stream = None;
     loop {
-        if lost.is_cancelled() {
-            return;
-        }
-        if last_ok.elapsed() > ttl {
-            warn!(lease, "election lease could not be renewed for a whole TTL");
-            lost.cancel();
-            return;
-        }
-        if stream.is_none() {
-            stream = client.lease_client().keep_alive(lease).await.ok();
-        }
-        if let Some((keeper, responses)) = stream.as_mut() {
+        let round = async {
+            if stream.is_none() {
+                stream = client.lease_client().keep_alive(lease).await.ok();
+            }
+            let sent = tokio::time::Instant::now();
+            let (keeper, responses) = stream.as_mut()?;
             let renewed = async {
                 keeper.keep_alive().await?;
                 responses.message().await
             };
             match tokio::time::timeout(period, renewed).await {
-                Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = tokio::time::Instant::now(),
-                Ok(Ok(Some(_))) => {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => Some(Ok(sent)),
+                Ok(Ok(Some(_))) => Some(Err(())),
+                _ => {
+                    stream = None;
+                    None
+                }
+            }
+        };
+        tokio::select! {
+            _ = lost.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!(lease, "election lease could not be renewed in time");
+                lost.cancel();
+                return;
+            }
+            r = round => match r {
+                Some(Ok(sent)) => deadline = sent + ttl.mul_f32(0.8),
+                Some(Err(())) => {
                     warn!(lease, "election lease expired");
                     lost.cancel();
                     return;
                 }
-                _ => stream = None,
-            }
+                None => {}
+            },
         }
         tokio::select! {
             _ = lost.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!(lease, "election lease could not be renewed in time");
+                lost.cancel();
+                return;
+            }
             _ = tokio::time::sleep(period) => {}
         }
     }

@@ -228,6 +228,10 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
     })
     .await?;
     assert_eq!(standby.leader, a, "the standby knows who leads");
+    // A standby keeps standing by however long the leader lives (a
+    // campaign is a request etcd answers only on winning).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(health(&b).await.map(|h| h.role).as_deref(), Some("standby"));
 
     let log = dir.path().join("roles.log");
     let _interactive = Role::spawn_with(

@@ -449,6 +449,25 @@ async fn job_runs_over_rest_queue_cancel_and_finish() -> anyhow::Result<()> {
     assert_eq!(fourth["queue_position"], 1);
     assert_eq!(get(ids[4].clone()).await?.1["queue_position"], 2);
 
+    // A running run's holder heartbeats its lease; a queued one has none.
+    let (status, _) = http_json(
+        h,
+        "POST",
+        &format!("/v1/job-runs/{}/heartbeat", ids[0]),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let (status, err) = http_json(
+        h,
+        "POST",
+        &format!("/v1/job-runs/{}/heartbeat", ids[3]),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    assert_eq!(err["error"]["code"], 2306);
+
     // Cancel the queued 4th: the 5th moves up.
     let (status, cancelled) =
         http_json(h, "DELETE", &format!("/v1/job-runs/{}", ids[3]), None).await?;
