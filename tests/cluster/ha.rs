@@ -46,6 +46,31 @@ async fn health(addr: &str) -> Option<HealthResponse> {
     .map(|r| r.into_inner())
 }
 
+/// Waits until `coordinator` sees executors of both counts, so the ports
+/// they picked are bound before the test picks the gateway's (a port
+/// picked free and bound later can otherwise collide).
+async fn executors_up(
+    coordinator: &str,
+    interactive: u32,
+    job: u32,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(60), "executors to register", || async {
+        health(coordinator)
+            .await
+            .filter(|h| h.interactive_executors >= interactive && h.job_executors >= job)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(log)))?;
+    Ok(())
+}
+
+fn tail(log: &std::path::Path) -> String {
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 async fn announce(addr: &str, id: &str, pool: Pool, vcores: u32) -> anyhow::Result<()> {
     // What an executor's announcer sends; the ledger's capacity follows it.
     coordinator_client(addr)
@@ -264,6 +289,7 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
         &[],
         Some(&log),
     )?;
+    executors_up(&a, 1, 1, &log).await?;
     let flight = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let _gateway = Role::spawn_with(
@@ -291,7 +317,8 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
                 .filter(|(s, _)| *s == 200)
         },
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
         .connect()
@@ -388,6 +415,7 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
         &[],
         Some(&log),
     )?;
+    executors_up(&coord, 1, 0, &log).await?;
     let flight = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let mut gateway = Role::spawn_with(
@@ -415,7 +443,8 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
                 .filter(|(s, _)| *s == 200)
         },
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
     let (status, opened) = tarn_tests::http_json(
         &http,
         "POST",
