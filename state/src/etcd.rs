@@ -259,6 +259,11 @@ impl Election {
     }
 }
 
+fn lapse(lease: i64, lost: &CancellationToken) {
+    warn!(lease, "election lease could not be renewed in time");
+    lost.cancel();
+}
+
 /// Renews `lease` every third of its TTL; cancels `lost` when a renewal
 /// reports the lease gone, or when no renewal was sent successfully for
 /// most of a TTL — before etcd itself can expire the lease and let a
@@ -290,11 +295,7 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: Cancellatio
         };
         tokio::select! {
             _ = lost.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                warn!(lease, "election lease could not be renewed in time");
-                lost.cancel();
-                return;
-            }
+            _ = tokio::time::sleep_until(deadline) => return lapse(lease, &lost),
             r = round => match r {
                 Some(Ok(sent)) => deadline = sent + ttl.mul_f32(0.8),
                 Some(Err(())) => {
@@ -307,11 +308,7 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: Cancellatio
         }
         tokio::select! {
             _ = lost.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                warn!(lease, "election lease could not be renewed in time");
-                lost.cancel();
-                return;
-            }
+            _ = tokio::time::sleep_until(deadline) => return lapse(lease, &lost),
             _ = tokio::time::sleep(period) => {}
         }
     }

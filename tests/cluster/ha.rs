@@ -65,6 +65,46 @@ async fn executors_up(
     Ok(())
 }
 
+/// Starts a gateway on fresh ports and waits until it is ready:
+/// (process, Flight SQL address, HTTP address).
+async fn start_gateway(
+    coordinators: &str,
+    lake: &str,
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> anyhow::Result<(Role, String, String)> {
+    let flight = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let role = Role::spawn_with(
+        &[
+            "gateway",
+            "--flight-addr",
+            &flight,
+            "--http-addr",
+            &http,
+            "--coordinator",
+            coordinators,
+            "--lake",
+            lake,
+        ],
+        env,
+        Some(log),
+    )?;
+    eventually(
+        Duration::from_secs(60),
+        "the gateway to be ready",
+        || async {
+            http_get(&http, "/readyz")
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(log)))?;
+    Ok((role, flight, http))
+}
+
 fn tail(log: &std::path::Path) -> String {
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).to_string();
     let lines: Vec<&str> = text.lines().collect();
@@ -290,35 +330,7 @@ async fn a_standby_takes_over_within_ten_seconds_and_nothing_is_lost() -> anyhow
         Some(&log),
     )?;
     executors_up(&a, 1, 1, &log).await?;
-    let flight = format!("127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let _gateway = Role::spawn_with(
-        &[
-            "gateway",
-            "--flight-addr",
-            &flight,
-            "--http-addr",
-            &http,
-            "--coordinator",
-            &both,
-            "--lake",
-            lake,
-        ],
-        &[],
-        Some(&log),
-    )?;
-    eventually(
-        Duration::from_secs(60),
-        "the gateway to be ready",
-        || async {
-            http_get(&http, "/readyz")
-                .await
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
+    let (_gateway, flight, _http) = start_gateway(&both, lake, &[], &log).await?;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
         .connect()
@@ -416,35 +428,13 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
         Some(&log),
     )?;
     executors_up(&coord, 1, 0, &log).await?;
-    let flight = format!("127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut gateway = Role::spawn_with(
-        &[
-            "gateway",
-            "--flight-addr",
-            &flight,
-            "--http-addr",
-            &http,
-            "--coordinator",
-            &coord,
-            "--lake",
-            lake,
-        ],
+    let (mut gateway, _flight, http) = start_gateway(
+        &coord,
+        lake,
         &[("TARN_GATEWAY__LEASE_RENEW_INTERVAL", "500ms")],
-        Some(&log),
-    )?;
-    eventually(
-        Duration::from_secs(60),
-        "the gateway to be ready",
-        || async {
-            http_get(&http, "/readyz")
-                .await
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        },
+        &log,
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
+    .await?;
     let (status, opened) = tarn_tests::http_json(
         &http,
         "POST",

@@ -295,22 +295,12 @@ impl Drop for Cluster {
                 Path::new(&dir).join(format!("cluster-{}.log", self.child.id())),
             );
         }
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        if !terminate(&mut self.child, Duration::from_secs(15)) {
+            eprintln!(
+                "tarn standalone ignored SIGTERM for 15s and was killed. Log tail:\n{}",
+                self.log_tail()
+            );
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "tarn standalone ignored SIGTERM for 15s; killing it. Log tail:\n{}",
-            self.log_tail()
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -403,6 +393,24 @@ pub fn delta_row_count(table_dir: &Path) -> anyhow::Result<i64> {
     Ok(live.values().sum())
 }
 
+/// SIGTERM, then SIGKILL after `grace`; reaps the child either way.
+/// Returns false when it had to be killed.
+fn terminate(child: &mut Child, grace: Duration) -> bool {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
 /// A role process started directly (not through `standalone`), killed on
 /// drop.
 pub struct Role(Child);
@@ -460,18 +468,7 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        terminate(&mut self.0, Duration::from_secs(5));
     }
 }
 
@@ -544,18 +541,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(5));
     }
 }
 
@@ -594,34 +580,31 @@ pub async fn http_json(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, raw) = http_request(addr, method, path, body.unwrap_or("")).await?;
+    Ok((
+        status,
+        serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// A plain HTTP GET: (status, body).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "GET", path, "").await
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    let raw = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    Ok((
-        status,
-        serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
-    ))
-}
-
-/// Polls a `host:port` HTTP path until it answers, returning (status, body).
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
