@@ -48,7 +48,8 @@ def start(tarn, lake):
     log = tempfile.NamedTemporaryFile(prefix="tarn-bench-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [tarn, "standalone", "--lake", lake, "--flight-addr", f"127.0.0.1:{flight}",
-         "--http-addr", f"127.0.0.1:{http}", "--coordinator-addr", f"127.0.0.1:{coord}"],
+         "--http-addr", f"127.0.0.1:{http}", "--coordinator-addr", f"127.0.0.1:{coord}",
+         "--state-dir", tempfile.mkdtemp(prefix="tarn-bench-state-")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=dict(os.environ, RUST_LOG="warn"),
     )
@@ -57,6 +58,7 @@ def start(tarn, lake):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=2) as r:
                 if r.status == 200:
+                    proc.http_url = f"http://127.0.0.1:{http}"
                     return proc, f"grpc://127.0.0.1:{flight}"
         except Exception:
             time.sleep(0.05)
