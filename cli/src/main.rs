@@ -91,6 +91,29 @@ enum Command {
         /// asks for none (0: the coordinator's default size).
         #[arg(long)]
         session_vcores: Option<u32>,
+        /// `token` (every request needs a signed token) or `dev`
+        /// (requests without credentials run as `anonymous`).
+        #[arg(long)]
+        auth: Option<String>,
+        /// File with the token signing key.
+        #[arg(long)]
+        auth_key_file: Option<String>,
+    },
+    /// Mints a bearer token for a user, signed with the deployment's key.
+    Token {
+        /// The user the token names.
+        #[arg(long)]
+        user: Option<String>,
+        /// File with the signing key (the gateway's auth_key_file).
+        #[arg(long, env = "TARN_AUTH_KEY_FILE")]
+        key_file: PathBuf,
+        /// How long the token is valid (the gateway also caps credentials
+        /// at its credential_lifetime, 1h by default).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Create the key file with a fresh random key if it does not exist.
+        #[arg(long)]
+        create_key: bool,
     },
     /// (Re)generates the demo workspace in the lake.
     Demo {
@@ -171,8 +194,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             coordinator,
             lake,
             session_vcores,
+            auth,
+            auth_key_file,
         } => {
             let mut o: tarn_gateway::GatewayOptions = config::load("gateway", file)?;
+            set(&mut o.auth, auth);
+            set(&mut o.auth_key_file, auth_key_file);
             set(&mut o.flight_addr, flight_addr);
             set(&mut o.http_addr, http_addr);
             set(&mut o.coordinator, coordinator);
@@ -181,6 +208,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = tarn_common::shutdown::install_signal_handlers();
             let g = tarn_gateway::Gateway::start(Arc::new(o), shutdown).await?;
             g.wait().await?;
+            Ok(())
+        }
+        Command::Token {
+            user,
+            key_file,
+            ttl,
+            create_key,
+        } => {
+            let key = if create_key {
+                tarn_common::auth::TokenKey::load_or_create(&key_file)?
+            } else {
+                tarn_common::auth::TokenKey::load(&key_file)?
+            };
+            match user {
+                Some(user) if !user.trim().is_empty() => {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("{}", key.mint(user.trim(), ttl));
+                    }
+                }
+                Some(_) => anyhow::bail!("--user must name someone"),
+                None if create_key => {
+                    tracing::info!(key_file = %key_file.display(), "signing key ready")
+                }
+                None => anyhow::bail!("--user is required (or --create-key alone to make a key)"),
+            }
             Ok(())
         }
         Command::Demo {

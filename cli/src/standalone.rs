@@ -52,6 +52,18 @@ pub struct Args {
     /// Do not create the demo workspace.
     #[arg(long)]
     no_demo: bool,
+    /// `dev`: requests without credentials run as user `anonymous` (and a
+    /// token is printed for trying tokens); `token`: every request needs a
+    /// signed token.
+    #[arg(long, default_value = "dev")]
+    auth: String,
+    /// Token signing key; created when missing (default:
+    /// `<state-dir>/gateway.key`).
+    #[arg(long)]
+    auth_key_file: Option<String>,
+    /// User the printed token names.
+    #[arg(long, default_value = "analyst")]
+    token_user: String,
     /// Seconds to wait for readiness before giving up.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
@@ -231,6 +243,16 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         args.metrics_addr.clone()
     };
 
+    // One key per state directory, so tokens survive restarts.
+    let key_file = args.auth_key_file.clone().unwrap_or_else(|| {
+        Path::new(&args.state_dir)
+            .join("gateway.key")
+            .display()
+            .to_string()
+    });
+    let key = tarn_common::auth::TokenKey::load_or_create(Path::new(&key_file))
+        .context("cannot prepare the token signing key")?;
+
     let mut children = Children(Vec::new());
     let s = |v: &str| v.to_string();
     children
@@ -296,12 +318,17 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
                 lake.clone(),
                 s("--session-vcores"),
                 args.session_vcores.to_string(),
+                s("--auth"),
+                args.auth.clone(),
+                s("--auth-key-file"),
+                key_file.clone(),
             ],
             file,
         )
         .await?;
 
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    let token = key.mint(&args.token_user, Duration::from_secs(3600));
     loop {
         if http_status(&args.http_addr, "/readyz").await == Some(200)
             && both_pools_up(&coordinator).await
@@ -342,7 +369,18 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         println!("  metrics    : http://{metrics}/metrics");
         println!("  state      : {} (embedded store)", args.state_dir);
         println!("  lake       : {lake}");
-        println!("  dev mode   : no authentication; any user name opens a session");
+        println!(
+            "  Jupyter    : jupyter server --gateway-url=http://{} --GatewayClient.auth_token=<token>",
+            args.http_addr
+        );
+        if args.auth == "dev" {
+            println!("  dev mode   : requests without credentials run as 'anonymous'");
+        }
+        println!("  token      : {token}");
+        println!(
+            "               (user '{}', valid 1h; more: tarn token --key-file {key_file} --user <name>)",
+            args.token_user
+        );
         println!("Press Ctrl-C to stop.");
     }
 

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     CredentialsExpired,
     /// The caller lacks the role the operation needs.
     AccessDenied,
+    /// A token is malformed or not signed with this deployment's key.
+    InvalidToken,
     /// No executor of the needed pool is available.
     PoolNotAvailable,
     /// The session is unknown, closed or timed out.
@@ -38,6 +40,14 @@ pub enum ErrorCode {
     JobQuotaExceeded,
     /// A job run id is unknown (or its run ended long ago).
     JobRunNotFound,
+    /// The session ended because nobody used it for the inactivity limit.
+    SessionTimedOut,
+    /// A kernel id is unknown, or its kernel was shut down.
+    KernelNotFound,
+    /// A kernel already has a websocket; a second one is refused.
+    KernelAlreadyConnected,
+    /// A websocket reached its maximum lifetime and was closed.
+    ConnectionLifetimeReached,
     /// The statement is not valid SQL.
     SqlSyntax,
     /// The statement is valid SQL but cannot be planned.
@@ -52,6 +62,8 @@ pub enum ErrorCode {
     ExecutionFailed,
     /// A prepared statement handle is unknown or was closed.
     PreparedStatementNotFound,
+    /// An interactive query ran longer than the query time limit.
+    QueryTimeout,
     /// Something inside Tarn failed; this is a bug or an outage.
     Internal,
     /// This coordinator is a standby; another one leads.
@@ -78,12 +90,17 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::CredentialsExpired,
         ErrorCode::AccessDenied,
+        ErrorCode::InvalidToken,
         ErrorCode::PoolNotAvailable,
         ErrorCode::SessionNotFound,
         ErrorCode::InsufficientVcores,
         ErrorCode::UserLimitReached,
         ErrorCode::JobQuotaExceeded,
         ErrorCode::JobRunNotFound,
+        ErrorCode::SessionTimedOut,
+        ErrorCode::KernelNotFound,
+        ErrorCode::KernelAlreadyConnected,
+        ErrorCode::ConnectionLifetimeReached,
         ErrorCode::SqlSyntax,
         ErrorCode::InvalidQuery,
         ErrorCode::Unsupported,
@@ -91,6 +108,7 @@ impl ErrorCode {
         ErrorCode::InvalidArgument,
         ErrorCode::ExecutionFailed,
         ErrorCode::PreparedStatementNotFound,
+        ErrorCode::QueryTimeout,
         ErrorCode::Internal,
         ErrorCode::NotLeader,
         ErrorCode::StateStoreUnavailable,
@@ -139,13 +157,19 @@ impl ErrorCode {
                 2202,
                 G::Unauthenticated,
                 401,
-                "obtain a new token and reconnect",
+                "mint a new token (`tarn token --key-file <key> --user <name>`) and reconnect with it",
             ),
             ErrorCode::AccessDenied => s(
                 2203,
                 G::PermissionDenied,
                 403,
                 "ask a workspace owner for the role named in the message",
+            ),
+            ErrorCode::InvalidToken => s(
+                2204,
+                G::Unauthenticated,
+                401,
+                "use a token minted with this deployment's key (`tarn token --key-file <key> --user <name>`)",
             ),
             ErrorCode::PoolNotAvailable => s(
                 2301,
@@ -185,6 +209,31 @@ impl ErrorCode {
                 404,
                 "list job runs (GET /v1/job-runs) and use an id from there",
             ),
+            // UNAUTHENTICATED like 2302, so drivers open a new session.
+            ErrorCode::SessionTimedOut => s(
+                2307,
+                G::Unauthenticated,
+                410,
+                "start a new session (or kernel); run something at least every inactivity period to keep one",
+            ),
+            ErrorCode::KernelNotFound => s(
+                2308,
+                G::NotFound,
+                404,
+                "list kernels (GET /api/kernels) or start a new one",
+            ),
+            ErrorCode::KernelAlreadyConnected => s(
+                2309,
+                G::FailedPrecondition,
+                409,
+                "close the other connection to this kernel first, or start another kernel",
+            ),
+            ErrorCode::ConnectionLifetimeReached => s(
+                2310,
+                G::Unavailable,
+                503,
+                "reconnect: the kernel and its session are still running",
+            ),
             ErrorCode::SqlSyntax => s(
                 2801,
                 G::InvalidArgument,
@@ -221,6 +270,12 @@ impl ErrorCode {
                 G::NotFound,
                 404,
                 "prepare the statement again; handles end with their session",
+            ),
+            ErrorCode::QueryTimeout => s(
+                2808,
+                G::DeadlineExceeded,
+                408,
+                "narrow the query (filter by TimeGenerated, fewer columns) or run it as a job, which has a longer limit",
             ),
             ErrorCode::Internal => s(
                 2901,
@@ -273,12 +328,17 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::CredentialsExpired => "CREDENTIALS_EXPIRED",
             ErrorCode::AccessDenied => "ACCESS_DENIED",
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
             ErrorCode::PoolNotAvailable => "POOL_NOT_AVAILABLE",
             ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
             ErrorCode::InsufficientVcores => "INSUFFICIENT_VCORES",
             ErrorCode::UserLimitReached => "USER_LIMIT_REACHED",
             ErrorCode::JobQuotaExceeded => "JOB_QUOTA_EXCEEDED",
             ErrorCode::JobRunNotFound => "JOB_RUN_NOT_FOUND",
+            ErrorCode::SessionTimedOut => "SESSION_TIMED_OUT",
+            ErrorCode::KernelNotFound => "KERNEL_NOT_FOUND",
+            ErrorCode::KernelAlreadyConnected => "KERNEL_ALREADY_CONNECTED",
+            ErrorCode::ConnectionLifetimeReached => "CONNECTION_LIFETIME_REACHED",
             ErrorCode::SqlSyntax => "SQL_SYNTAX",
             ErrorCode::InvalidQuery => "INVALID_QUERY",
             ErrorCode::Unsupported => "UNSUPPORTED",
@@ -286,6 +346,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::PreparedStatementNotFound => "PREPARED_STATEMENT_NOT_FOUND",
+            ErrorCode::QueryTimeout => "QUERY_TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::StateStoreUnavailable => "STATE_STORE_UNAVAILABLE",

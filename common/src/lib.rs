@@ -4,6 +4,7 @@
 //! This crate stays small on purpose: anything that knows about DataFusion,
 //! Ballista or the lake lives in the crate that owns that concern.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod shutdown;

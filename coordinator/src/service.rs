@@ -242,6 +242,69 @@ impl CoordinatorApi for CoordinatorService {
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
+    async fn get_query_progress(
+        &self,
+        request: Request<GetQueryProgressRequest>,
+    ) -> Result<Response<QueryProgress>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        if r.query_id.is_empty() {
+            return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
+        }
+        let leading = self.leading()?;
+        let jobs = leading
+            .scheduler
+            .state
+            .task_manager
+            .get_all_jobs()
+            .await
+            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
+        let mut p = QueryProgress::default();
+        for job in jobs
+            .into_iter()
+            .filter(|j| query_of_job(&j.job_name) == r.query_id)
+        {
+            p.jobs += 1;
+            let Ok(Some(graph)) = leading.jobs.get_execution_graph(&job.job_id).await else {
+                p.stages_total += job.num_stages as u32;
+                continue;
+            };
+            for stage in graph.stages().values() {
+                p.stages_total += 1;
+                let done_parts =
+                    |infos: &[ballista_scheduler::state::execution_stage::TaskInfo]| {
+                        infos
+                            .iter()
+                            .filter(|t| matches!(t.task_status, task_status::Status::Successful(_)))
+                            .map(|t| t.global_input_partition_ids.len().max(1) as u32)
+                            .sum::<u32>()
+                    };
+                match stage {
+                    ExecutionStage::UnResolved(_) => {}
+                    ExecutionStage::Resolved(s) => p.tasks_total += s.partitions as u32,
+                    ExecutionStage::Running(s) => {
+                        p.tasks_total += s.partitions as u32;
+                        let done = done_parts(&s.task_infos);
+                        p.tasks_done += done;
+                        p.tasks_running += s
+                            .task_infos
+                            .iter()
+                            .filter(|t| matches!(t.task_status, task_status::Status::Running(_)))
+                            .map(|t| t.global_input_partition_ids.len().max(1) as u32)
+                            .sum::<u32>();
+                    }
+                    ExecutionStage::Successful(s) => {
+                        p.stages_done += 1;
+                        p.tasks_total += s.partitions as u32;
+                        p.tasks_done += s.partitions as u32;
+                    }
+                    ExecutionStage::Failed(s) => p.tasks_total += s.partitions as u32,
+                }
+            }
+        }
+        Ok(Response::new(p))
+    }
+
     #[instrument(skip_all, fields(query_id = %request.get_ref().query_id))]
     async fn cancel_query(
         &self,

@@ -20,6 +20,9 @@ pub enum Error {
     /// The lake root is unusable.
     #[error("lake: {0}")]
     Lake(tarn_lake::Error),
+    /// The configuration is unusable (names the setting).
+    #[error("configuration: {0}")]
+    Config(String),
     /// A server failed.
     #[error("gateway server failed: {0}")]
     Serve(String),

@@ -26,18 +26,18 @@ use arrow_flight::{
     SchemaAsIpc, Ticket,
 };
 use dashmap::DashMap;
-use datafusion::dataframe::DataFrame;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tarn_common::{ErrorCode, TarnError, CATALOG};
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info_span, Instrument};
 
+use crate::auth::Authenticator;
 use crate::error::from_datafusion;
 use crate::lease::LeaseWish;
+use crate::query::{new_query_id, Queries};
 use crate::session::{bind_parameters, Session, Sessions};
 
 /// Header selecting the workspace for one request.
@@ -68,20 +68,24 @@ struct Prepared {
 /// The Flight SQL service.
 pub struct TarnFlightSql {
     sessions: Arc<Sessions>,
-    coordinator: String,
-    pool: PoolProbe,
+    queries: Arc<Queries>,
+    auth: Arc<Authenticator>,
     prepared: DashMap<String, Arc<Prepared>>,
-    running: Arc<DashMap<String, Run>>,
     sql_info: SqlInfoData,
-    /// The session of requests without credentials (dev mode), opened on
-    /// first use and reopened if its lease ends.
-    anonymous: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// Sessions of requests that carry a token rather than a session id
+    /// (ADBC's bearer header), and of dev-mode requests without
+    /// credentials (key ""): opened on first use, reopened if they end.
+    implicit: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Session>>>,
 }
 
 impl TarnFlightSql {
     /// A service over `sessions`. Requests without credentials share one
     /// anonymous session (standalone dev mode).
-    pub fn new(sessions: Arc<Sessions>, coordinator: String) -> Result<Self, TarnError> {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        queries: Arc<Queries>,
+        auth: Arc<Authenticator>,
+    ) -> Result<Self, TarnError> {
         let mut b = SqlInfoDataBuilder::new();
         b.append(SqlInfo::FlightSqlServerName, "Tarn");
         b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -100,18 +104,12 @@ impl TarnFlightSql {
             .map_err(|e| TarnError::new(ErrorCode::Internal, format!("sql info: {e}")))?;
         Ok(Self {
             sessions,
-            coordinator: format!("http://{coordinator}"),
-            pool: PoolProbe::new(format!("http://{coordinator}")),
+            queries,
+            auth,
             prepared: DashMap::new(),
-            running: Arc::new(DashMap::new()),
             sql_info,
-            anonymous: tokio::sync::Mutex::new(None),
+            implicit: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         })
-    }
-
-    /// Whether a session has a query streaming right now.
-    pub fn is_busy(&self, session_id: &str) -> bool {
-        self.running.iter().any(|r| r.session_id == session_id)
     }
 
     /// Drops prepared statements whose session has ended.
@@ -120,38 +118,25 @@ impl TarnFlightSql {
             .retain(|_, p| self.sessions.is_open(&p.session_id));
     }
 
-    /// The session a request belongs to: its bearer token, or the
-    /// anonymous session when it carries none.
+    /// The session a request belongs to: the session id a handshake
+    /// returned, or the session of the token (or, in dev mode, of no
+    /// credentials at all) it carries.
     async fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
-        let Some(auth) = md.get("authorization").and_then(|v| v.to_str().ok()) else {
-            let mut anon = self.anonymous.lock().await;
-            if let Some(s) = anon.as_ref().filter(|s| self.sessions.is_open(&s.id)) {
-                let s = Arc::clone(s);
-                drop(anon);
-                // Touch it, so the idle sweep sees it in use.
-                return Ok(self.sessions.get(&s.id).unwrap_or(s));
-            }
-            let s = self.sessions.open("anonymous", &lease_wish(md)?).await?;
-            *anon = Some(Arc::clone(&s));
-            return Ok(s);
-        };
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Status::from(TarnError::new(
-                    ErrorCode::Unauthenticated,
-                    "the authorization header is not a bearer token",
-                ))
-            })?;
-        self.sessions.get(token.trim()).ok_or_else(|| {
-            TarnError::new(
-                ErrorCode::SessionNotFound,
-                "the session for this token has ended",
-            )
-            .with_fix("reconnect: the client's handshake opens a new session")
-            .into()
-        })
+        let auth = md.get("authorization").and_then(|v| v.to_str().ok());
+        if let Some(id) = auth.and_then(session_id_of) {
+            return Ok(self.sessions.lookup(id)?);
+        }
+        let who = self.auth.identify(auth, None)?;
+        let key = who.token.clone().unwrap_or_default();
+        let mut implicit = self.implicit.lock().await;
+        implicit.retain(|_, s| self.sessions.is_open(&s.id));
+        if let Some(s) = implicit.get(&key) {
+            // Touch it, so the idle sweep sees it in use.
+            return Ok(self.sessions.get(&s.id).unwrap_or_else(|| Arc::clone(s)));
+        }
+        let s = self.sessions.open(&who, &lease_wish(md)?).await?;
+        implicit.insert(key, Arc::clone(&s));
+        Ok(s)
     }
 
     fn workspace(&self, session: &Session, md: &MetadataMap) -> String {
@@ -239,71 +224,21 @@ impl TarnFlightSql {
         // Each DoGet is its own run with a server-made id (the Ballista job
         // name): a replayed or forged ticket can never share or cancel
         // someone else's job.
-        let run_id = new_query_id();
-        let planned = self
-            .sessions
-            .plan(session, &t.workspace, &t.sql, &run_id)
+        let q = self
+            .queries
+            .start(session, &t.workspace, &t.sql, params.as_ref(), &t.query_id)
             .await?;
-        let plan = bind_parameters(planned.plan, params.as_ref())?;
-        // A job submitted with no executor to run it would wait forever;
-        // say so at once instead.
-        self.pool.check().await?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
-        let df = DataFrame::new(planned.state, plan);
-        let stream = df
-            .execute_stream()
-            .await
-            .map_err(|e| Status::from(from_datafusion(&e)))?;
-
-        let token = CancellationToken::new();
-        self.running.insert(
-            run_id.clone(),
-            Run {
-                ticket_id: t.query_id.clone(),
-                session_id: session.id.clone(),
-                token: token.clone(),
-            },
-        );
-        let mut guard = Some(RunningGuard {
-            running: Arc::clone(&self.running),
-            run_id: run_id.clone(),
-            coordinator: self.coordinator.clone(),
-            finished: false,
-        });
-        let query_id = run_id;
-        let was_cancelled = token.clone();
-        // A cancelled query ends with an error, never with a silently
-        // truncated result.
-        let tail = futures::stream::once(async move {
-            was_cancelled.is_cancelled().then(|| {
-                Err(FlightError::Tonic(Box::new(Status::from(TarnError::new(
-                    ErrorCode::Cancelled,
-                    "the query was cancelled by the client",
-                )))))
-            })
-        })
-        .filter_map(futures::future::ready);
-        let batches = stream
-            .map_err(|e| FlightError::Tonic(Box::new(Status::from(from_datafusion(&e)))))
-            .take_until(token.cancelled_owned())
-            .chain(tail)
-            .chain(futures::stream::poll_fn(move |_| {
-                // Reached only when the stream ran to its end; a stream
-                // dropped before (client gone) leaves `finished` false and
-                // the guard cancels the job.
-                if let Some(g) = guard.as_mut() {
-                    g.finished = true;
-                }
-                std::task::Poll::Ready(None)
-            }));
+        tracing::debug!(run_id = %q.run_id, "streaming results");
+        let batches = q
+            .stream
+            .map_err(|e| FlightError::Tonic(Box::new(Status::from(e))));
         let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
+            .with_schema(q.schema)
             .build(batches)
             .map_err(|e| match e {
                 FlightError::Tonic(s) => *s,
                 other => Status::internal(format!("TARN-2901 INTERNAL: {other}")),
             });
-        tracing::debug!(%query_id, "streaming results");
         Ok(Box::pin(flight))
     }
 
@@ -318,17 +253,7 @@ impl TarnFlightSql {
         else {
             return false;
         };
-        let runs: Vec<(String, CancellationToken)> = self
-            .running
-            .iter()
-            .filter(|r| r.ticket_id == t.query_id && r.session_id == session.id)
-            .map(|r| (r.key().clone(), r.token.clone()))
-            .collect();
-        for (run_id, token) in &runs {
-            token.cancel();
-            tokio::spawn(cancel_jobs(self.coordinator.clone(), run_id.clone()));
-        }
-        !runs.is_empty()
+        self.queries.cancel_ticket(&t.query_id, &session.id)
     }
 
     /// FlightInfo for a metadata command: its result schema, and the
@@ -367,121 +292,6 @@ impl TarnFlightSql {
     }
 }
 
-/// Knows, to within a second, whether the interactive pool has executors.
-struct PoolProbe {
-    coordinator: String,
-    last: parking_lot::Mutex<Option<(std::time::Instant, Result<u32, String>)>>,
-}
-
-impl PoolProbe {
-    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
-
-    fn new(coordinator: String) -> Self {
-        Self {
-            coordinator,
-            last: parking_lot::Mutex::new(None),
-        }
-    }
-
-    async fn check(&self) -> Result<(), TarnError> {
-        let cached = self
-            .last
-            .lock()
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < Self::FRESH)
-            .map(|(_, r)| r.clone());
-        let result = match cached {
-            Some(r) => r,
-            None => {
-                let r = self.ask().await;
-                *self.last.lock() = Some((std::time::Instant::now(), r.clone()));
-                r
-            }
-        };
-        match result {
-            Ok(n) if n > 0 => Ok(()),
-            Ok(_) => Err(TarnError::new(
-                ErrorCode::PoolNotAvailable,
-                "no executor of the interactive pool is running",
-            )),
-            Err(e) => Err(TarnError::new(
-                ErrorCode::PoolNotAvailable,
-                format!("the coordinator is unreachable: {e}"),
-            )
-            .with_fix("retry shortly; if it persists, ask an operator to check the coordinator")),
-        }
-    }
-
-    async fn ask(&self) -> Result<u32, String> {
-        let mut c =
-            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-        c.health(tarn_proto::HealthRequest {
-            header: Some(tarn_proto::header()),
-        })
-        .await
-        .map(|r| r.into_inner().interactive_executors)
-        .map_err(|e| e.message().to_string())
-    }
-}
-
-/// One DoGet in flight.
-struct Run {
-    /// The ticket it came from (what cancel requests name).
-    ticket_id: String,
-    /// Only its own session may cancel it.
-    session_id: String,
-    token: CancellationToken,
-}
-
-/// Removes a run from the running set when its stream ends or is dropped,
-/// and cancels its Ballista job if it did not run to completion (client
-/// gone). An explicit cancel already cancelled the job.
-struct RunningGuard {
-    running: Arc<DashMap<String, Run>>,
-    run_id: String,
-    coordinator: String,
-    finished: bool,
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        let cancelled = self
-            .running
-            .remove(&self.run_id)
-            .map(|(_, r)| r.token.is_cancelled())
-            .unwrap_or(false);
-        tracing::debug!(run_id = %self.run_id, finished = self.finished, cancelled, "query stream closed");
-        if !self.finished && !cancelled {
-            let coordinator = self.coordinator.clone();
-            let query_id = self.run_id.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(cancel_jobs(coordinator, query_id));
-            }
-        }
-    }
-}
-
-/// Asks the coordinator to cancel the Ballista jobs of a query, so an
-/// abandoned query stops using executors.
-async fn cancel_jobs(coordinator: String, query_id: String) {
-    let result = async {
-        let mut c = tarn_proto::coordinator_client::CoordinatorClient::connect(coordinator).await?;
-        c.cancel_query(tarn_proto::CancelQueryRequest {
-            header: Some(tarn_proto::header()),
-            query_id: query_id.clone(),
-        })
-        .await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    }
-    .await;
-    match result {
-        Ok(()) => tracing::info!(%query_id, "query's jobs cancelled"),
-        Err(e) => tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs"),
-    }
-}
-
 /// Session size a client asks for at handshake: `x-tarn-vcores: N` or
 /// `x-tarn-session-size: small|medium|large`.
 fn lease_wish(md: &MetadataMap) -> Result<LeaseWish, TarnError> {
@@ -501,57 +311,21 @@ fn lease_wish(md: &MetadataMap) -> Result<LeaseWish, TarnError> {
     })
 }
 
+/// The session id in a bearer header, if that is what it carries (signed
+/// tokens start with `tarn.`; session ids are plain hex).
+fn session_id_of(header: &str) -> Option<&str> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(value)
+}
+
 /// Handshake header: vCores the new session leases.
 pub const VCORES_HEADER: &str = "x-tarn-vcores";
 /// Handshake header: named session size.
 pub const SIZE_HEADER: &str = "x-tarn-session-size";
-
-fn new_query_id() -> String {
-    format!("tarn-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn decode_basic(header: &str) -> Option<(String, String)> {
-    use base64_lite::decode;
-    let b64 = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
-    let raw = decode(b64.trim())?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
-}
-
-/// Just enough base64 for the Basic scheme, without another dependency.
-mod base64_lite {
-    pub fn decode(s: &str) -> Option<Vec<u8>> {
-        let val = |c: u8| -> Option<u32> {
-            Some(match c {
-                b'A'..=b'Z' => (c - b'A') as u32,
-                b'a'..=b'z' => (c - b'a' + 26) as u32,
-                b'0'..=b'9' => (c - b'0' + 52) as u32,
-                b'+' | b'-' => 62,
-                b'/' | b'_' => 63,
-                _ => return None,
-            })
-        };
-        let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-        for chunk in bytes.chunks(4) {
-            let mut acc = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                acc |= val(c)? << (18 - 6 * i);
-            }
-            out.push((acc >> 16) as u8);
-            if chunk.len() > 2 {
-                out.push((acc >> 8) as u8);
-            }
-            if chunk.len() > 3 {
-                out.push(acc as u8);
-            }
-        }
-        Some(out)
-    }
-}
 
 #[tonic::async_trait]
 impl FlightSqlService for TarnFlightSql {
@@ -564,18 +338,19 @@ impl FlightSqlService for TarnFlightSql {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // Dev mode: any user name opens a session; the token is its id.
-        let user = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(decode_basic)
-            .map(|(u, _)| u)
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "anonymous".to_string());
+        // Basic credentials (the password a token) or a bearer token open
+        // a session; its id is the bearer the client sends from then on.
+        // Dev mode also takes any user name, or none.
+        let who = self.auth.identify(
+            request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            None,
+        )?;
         let session = self
             .sessions
-            .open(&user, &lease_wish(request.metadata())?)
+            .open(&who, &lease_wish(request.metadata())?)
             .await?;
         let token = session.id.clone();
         let resp = HandshakeResponse {

@@ -1,15 +1,21 @@
-//! The gateway's HTTP port: health, readiness, and the REST API for pools,
-//! sessions and job runs. Errors are JSON bodies with a stable code:
-//! `{"error": {"code": 2303, "name": "INSUFFICIENT_VCORES", ...}}`.
+//! The gateway's HTTP port: health, readiness, the REST API for pools,
+//! sessions and job runs, and the Jupyter Server kernels API with its
+//! websocket. Errors are JSON bodies with a stable code:
+//! `{"error": {"code": 2303, "name": "INSUFFICIENT_VCORES", ...}}`; every
+//! route but `/healthz`, `/readyz` and `/api` needs credentials outside dev
+//! mode.
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tarn_common::{ErrorCode, TarnError};
@@ -17,13 +23,48 @@ use tarn_proto::*;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticator, Identity, ANONYMOUS};
 use crate::error::{Error, Result};
+use crate::kernel::{Kernels, KERNEL_NAME};
 use crate::lease::{coordinator_error, LeaseWish};
 use crate::session::Sessions;
 
 #[derive(Clone)]
 struct AppState {
     sessions: Arc<Sessions>,
+    kernels: Arc<Kernels>,
+    auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    /// The caller, from the `Authorization` header (`Bearer` or Jupyter's
+    /// `token` scheme) or a `token` query parameter.
+    fn caller(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+    ) -> std::result::Result<Identity, ApiError> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(self
+            .auth
+            .identify(header, query.get("token").map(String::as_str))?)
+    }
+}
+
+/// A dev-mode caller without a token may act for a user it names.
+fn acting_user(who: &Identity, named: &str) -> String {
+    if who.token.is_none() && who.user == ANONYMOUS && !named.trim().is_empty() {
+        named.trim().to_string()
+    } else {
+        who.user.clone()
+    }
+}
+
+/// Whether `who` may see a session of `user`.
+fn may_see(who: &Identity, user: &str) -> bool {
+    who.user == user || (who.token.is_none() && who.user == ANONYMOUS)
 }
 
 /// A REST error: the code's HTTP status and its JSON form.
@@ -33,7 +74,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0.to_json())).into_response()
+        let mut response = (status, Json(self.0.to_json())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme re-authenticates.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(
+                    "Bearer realm=\"tarn\", error=\"invalid_token\"",
+                ),
+            );
+        }
+        response
     }
 }
 
@@ -55,11 +106,16 @@ type ApiResult = std::result::Result<Response, ApiError>;
 pub async fn serve(
     listener: TcpListener,
     sessions: Arc<Sessions>,
+    kernels: Arc<Kernels>,
+    auth: Arc<Authenticator>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let state = AppState {
+        sessions,
+        kernels,
+        auth,
+    };
+    let guarded = Router::new()
         .route("/v1/pools", get(pools))
         .route("/v1/leases", get(leases))
         .route("/v1/sessions", get(list_sessions).post(open_session))
@@ -68,19 +124,57 @@ pub async fn serve(
         .route("/v1/job-runs/{id}", get(get_run).delete(cancel_run))
         .route("/v1/job-runs/{id}/finish", post(finish_run))
         .route("/v1/job-runs/{id}/heartbeat", post(heartbeat_run))
+        .route("/api/kernelspecs", get(kernelspecs))
+        .route("/api/kernelspecs/{name}", get(kernelspec))
+        .route("/kernelspecs/{name}/{*resource}", get(kernelspec_resource))
+        .route("/api/kernels", get(list_kernels).post(start_kernel))
+        .route("/api/kernels/{id}", get(get_kernel).delete(delete_kernel))
+        .route("/api/kernels/{id}/interrupt", post(interrupt_kernel))
+        .route("/api/kernels/{id}/restart", post(restart_kernel))
+        .route("/api/kernels/{id}/channels", get(channels))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api", get(api_version))
+        .merge(guarded)
         .fallback(|| async {
             ApiError(
                 TarnError::new(ErrorCode::InvalidArgument, "no such endpoint").with_fix(
-                    "see the README for the REST API: /v1/pools, /v1/sessions, /v1/job-runs",
+                    "see the README for the REST API: /v1/pools, /v1/sessions, /v1/job-runs, /api/kernels",
                 ),
             )
             .into_response()
         })
-        .with_state(AppState { sessions });
+        .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(|e| Error::Serve(e.to_string()))
+}
+
+/// Every guarded route runs as the caller its credentials name; the
+/// request fails with 401 and a JSON body saying how to authenticate
+/// otherwise.
+async fn authenticate(
+    State(s): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    match s.caller(req.headers(), &query) {
+        Ok(who) => {
+            let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), user = %who.user);
+            req.extensions_mut().insert(who);
+            tracing::Instrument::instrument(next.run(req), span).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> std::result::Result<T, ApiError> {
@@ -217,6 +311,8 @@ async fn leases(State(s): State<AppState>) -> ApiResult {
 
 fn session_json(s: &crate::session::Session) -> serde_json::Value {
     json!({
+        "idle_ms": s.idle_for().as_millis() as u64,
+        "credential_expires_unix_ms": s.credential_expires_ms,
         "session_id": s.id,
         "user": s.user,
         "vcores": s.vcores,
@@ -226,8 +322,17 @@ fn session_json(s: &crate::session::Session) -> serde_json::Value {
     })
 }
 
-async fn list_sessions(State(s): State<AppState>) -> ApiResult {
-    let list: Vec<_> = s.sessions.list().iter().map(|x| session_json(x)).collect();
+async fn list_sessions(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+) -> ApiResult {
+    let list: Vec<_> = s
+        .sessions
+        .list()
+        .iter()
+        .filter(|x| may_see(&who, &x.user))
+        .map(|x| session_json(x))
+        .collect();
     Ok(Json(json!({ "sessions": list })).into_response())
 }
 
@@ -242,17 +347,20 @@ struct OpenSession {
     size: String,
 }
 
-async fn open_session(State(s): State<AppState>, bytes: Bytes) -> ApiResult {
+async fn open_session(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    bytes: Bytes,
+) -> ApiResult {
     let req: OpenSession = body(&bytes)?;
-    let user = if req.user.trim().is_empty() {
-        "anonymous".to_string()
-    } else {
-        req.user
+    let who = Identity {
+        user: acting_user(&who, &req.user),
+        ..who
     };
     let session = s
         .sessions
         .open(
-            &user,
+            &who,
             &LeaseWish {
                 vcores: req.vcores,
                 size: req.size,
@@ -260,7 +368,7 @@ async fn open_session(State(s): State<AppState>, bytes: Bytes) -> ApiResult {
         )
         .await?;
     let mut v = session_json(&session);
-    // Dev mode: the session id is the bearer token Flight SQL accepts.
+    // The session id is a bearer Flight SQL accepts for this session.
     v["token"] = json!(session.id);
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -272,13 +380,30 @@ fn session_gone(id: &str) -> ApiError {
     ))
 }
 
-async fn get_session(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let session = s.sessions.get(&id).ok_or_else(|| session_gone(&id))?;
+async fn get_session(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let session = s
+        .sessions
+        .get(&id)
+        .filter(|x| may_see(&who, &x.user))
+        .ok_or_else(|| session_gone(&id))?;
     Ok(Json(session_json(&session)).into_response())
 }
 
-async fn close_session(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    if s.sessions.close(&id).await {
+async fn close_session(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let mine = s
+        .sessions
+        .list()
+        .iter()
+        .any(|x| x.id == id && may_see(&who, &x.user));
+    if mine && s.sessions.close(&id).await {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(session_gone(&id))
@@ -341,7 +466,11 @@ struct SubmitRun {
     size: String,
 }
 
-async fn submit_run(State(s): State<AppState>, bytes: Bytes) -> ApiResult {
+async fn submit_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    bytes: Bytes,
+) -> ApiResult {
     let req: SubmitRun = body(&bytes)?;
     if req.name.trim().is_empty() {
         return Err(ApiError(
@@ -356,11 +485,7 @@ async fn submit_run(State(s): State<AppState>, bytes: Bytes) -> ApiResult {
         .submit_job_run(SubmitJobRunRequest {
             header: Some(header()),
             name: req.name,
-            user: if req.user.is_empty() {
-                "anonymous".into()
-            } else {
-                req.user
-            },
+            user: acting_user(&who, &req.user),
             workspace: req.workspace,
             vcores: req.vcores,
             size: req.size,
@@ -449,4 +574,177 @@ async fn finish_run(State(s): State<AppState>, Path(id): Path<String>, bytes: By
         .await?
         .into_inner();
     Ok(Json(run_json(&r)).into_response())
+}
+
+/// Jupyter clients read the server version from here.
+async fn api_version() -> impl IntoResponse {
+    Json(json!({"version": "2.14.0", "tarn_version": env!("CARGO_PKG_VERSION")}))
+}
+
+fn spec_json() -> serde_json::Value {
+    json!({
+        "name": KERNEL_NAME,
+        "spec": {
+            "argv": ["tarn", "kernel"],
+            "display_name": "Tarn SQL",
+            "language": "sql",
+            "interrupt_mode": "message",
+            "env": {},
+            "metadata": {"tarn": {"row_limit": "per result, with the true row count"}},
+        },
+        "resources": {},
+    })
+}
+
+async fn kernelspecs() -> impl IntoResponse {
+    Json(json!({"default": KERNEL_NAME, "kernelspecs": {KERNEL_NAME: spec_json()}}))
+}
+
+fn no_spec(name: &str) -> ApiError {
+    ApiError(
+        TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("there is no kernelspec {name:?}; this gateway offers {KERNEL_NAME:?}"),
+        )
+        .with_fix("GET /api/kernelspecs lists the kernels"),
+    )
+}
+
+async fn kernelspec(Path(name): Path<String>) -> ApiResult {
+    if name == KERNEL_NAME {
+        Ok(Json(spec_json()).into_response())
+    } else {
+        Err(no_spec(&name))
+    }
+}
+
+/// The kernelspec has no logos or other resources.
+async fn kernelspec_resource(Path((name, resource)): Path<(String, String)>) -> ApiResult {
+    // 404, which notebook front ends expect for a missing logo.
+    Err(ApiError(
+        TarnError::new(
+            ErrorCode::KernelNotFound,
+            format!("kernelspec {name:?} has no resource {resource:?}"),
+        )
+        .with_fix("none needed: the kernel has no logos"),
+    ))
+}
+
+async fn list_kernels(State(s): State<AppState>, Extension(who): Extension<Identity>) -> ApiResult {
+    let list: Vec<_> = s.kernels.list(&who).iter().map(|k| k.model()).collect();
+    Ok(Json(serde_json::Value::Array(list)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct StartKernel {
+    #[serde(default)]
+    name: String,
+    /// `KERNEL_*` variables from the notebook server; Tarn reads
+    /// `KERNEL_TARN_VCORES` and `KERNEL_TARN_SESSION_SIZE` (the lease), and
+    /// in dev mode `KERNEL_USERNAME`.
+    #[serde(default)]
+    env: HashMap<String, serde_json::Value>,
+}
+
+async fn start_kernel(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: StartKernel = body(&bytes)?;
+    let env = |k: &str| {
+        req.env.get(k).map(|v| match v {
+            serde_json::Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        })
+    };
+    let vcores = match env("KERNEL_TARN_VCORES").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => v.parse().ok().filter(|n: &u32| *n > 0).ok_or_else(|| {
+            ApiError(TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("KERNEL_TARN_VCORES must be a positive number, not {v:?}"),
+            ))
+        })?,
+    };
+    let wish = LeaseWish {
+        vcores,
+        size: env("KERNEL_TARN_SESSION_SIZE").unwrap_or_default(),
+    };
+    let who = Identity {
+        user: acting_user(&who, &env("KERNEL_USERNAME").unwrap_or_default()),
+        ..who
+    };
+    let kernel = s.kernels.start(&who, &req.name, &wish).await?;
+    Ok((StatusCode::CREATED, Json(kernel.model())).into_response())
+}
+
+async fn get_kernel(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(Json(s.kernels.get(&id, &who)?.model()).into_response())
+}
+
+async fn delete_kernel(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let k = s.kernels.get(&id, &who)?;
+    s.kernels.shutdown(&k).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn interrupt_kernel(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let k = s.kernels.get(&id, &who)?;
+    s.kernels.interrupt(&k);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restart_kernel(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let k = s.kernels.get(&id, &who)?;
+    s.kernels.restart(&k);
+    Ok(Json(k.model()).into_response())
+}
+
+/// The kernel's websocket (Jupyter messaging 5.3, JSON text frames).
+async fn channels(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    ws: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> ApiResult {
+    let kernel = s.kernels.get(&id, &who)?;
+    let ws = ws.map_err(|e| {
+        ApiError(
+            TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("this endpoint is a websocket: {e}"),
+            )
+            .with_fix("connect with a websocket client (ws://…/api/kernels/{id}/channels)"),
+        )
+    })?;
+    let limit = s.kernels.options().max_message_bytes;
+    // The library's own cap sits above ours, so an oversized message is
+    // read, measured and refused with a reason instead of a bare error.
+    let hard = limit.saturating_mul(2).max(limit + 64 * 1024);
+    let kernels = Arc::clone(&s.kernels);
+    Ok(ws
+        .max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| async move { kernels.connect(kernel, socket).await })
+        .into_response())
 }

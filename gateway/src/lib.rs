@@ -1,16 +1,20 @@
 //! The Tarn gateway: the only public door.
 //!
 //! It speaks Arrow Flight SQL (queries, prepared statements, metadata,
-//! cancel) and HTTP (`/healthz`, `/readyz`). Statements are planned here
+//! cancel), REST, and the Jupyter Server kernels API with its websocket,
+//! all behind the same signed bearer tokens. Statements are planned here
 //! against the lake catalog and executed as Ballista jobs through the
 //! coordinator; result batches stream from the executors through the
 //! gateway to the client without being gathered first.
 
+pub mod auth;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod kernel;
 pub mod lease;
 pub mod options;
+pub mod query;
 pub mod session;
 
 pub use error::{Error, Result};
@@ -24,8 +28,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::flight::TarnFlightSql;
+use crate::kernel::{KernelOptions, Kernels};
 use crate::lease::{LeaseClient, LeaseWish};
+use crate::query::Queries;
 use crate::session::Sessions;
 
 /// A running gateway.
@@ -58,6 +65,20 @@ impl Gateway {
             source,
         })?;
 
+        let key = if opts.auth_key_file.is_empty() {
+            None
+        } else {
+            Some(
+                tarn_common::auth::TokenKey::load(std::path::Path::new(&opts.auth_key_file))
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )
+        };
+        let auth = Arc::new(
+            Authenticator::new(&opts.auth, key, opts.credential_lifetime).map_err(Error::Config)?,
+        );
+        if auth.is_dev() {
+            tracing::warn!("dev mode: requests without credentials run as user 'anonymous'");
+        }
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
         // Several coordinators: dial a local proxy that follows the leader.
@@ -84,15 +105,41 @@ impl Gateway {
             leases,
             opts.default_workspace.clone(),
         ));
+        let queries = Arc::new(Queries::new(
+            Arc::clone(&sessions),
+            &coordinator,
+            opts.query_timeout,
+        ));
         let service = Arc::new(
-            TarnFlightSql::new(Arc::clone(&sessions), coordinator.clone())
-                .map_err(|e| Error::Serve(e.to_string()))?,
+            TarnFlightSql::new(
+                Arc::clone(&sessions),
+                Arc::clone(&queries),
+                Arc::clone(&auth),
+            )
+            .map_err(|e| Error::Serve(e.to_string()))?,
+        );
+        let kernels = Kernels::new(
+            Arc::clone(&sessions),
+            Arc::clone(&queries),
+            KernelOptions {
+                websocket_lifetime: opts.websocket_lifetime,
+                max_message_bytes: opts.max_message_bytes,
+                max_result_rows: opts.max_result_rows,
+                max_output_bytes: 8 * 1024 * 1024,
+                flight_url: format!("grpc://{flight_addr}"),
+                idle_timeout: opts.session_idle_timeout,
+            },
         );
         let sweeper = tokio::spawn(sweep_sessions(
             Arc::clone(&sessions),
             Arc::clone(&service),
-            opts.session_idle_timeout,
-            opts.lease_renew_interval,
+            Arc::clone(&queries),
+            Arc::clone(&kernels),
+            Sweep {
+                idle: opts.session_idle_timeout,
+                warning: opts.idle_warning,
+                renew: opts.lease_renew_interval,
+            },
             shutdown.clone(),
         ));
 
@@ -121,6 +168,8 @@ impl Gateway {
         let http = tokio::spawn(http::serve(
             http_listener,
             Arc::clone(&sessions),
+            kernels,
+            auth,
             shutdown.clone(),
         ));
         info!(%flight_addr, %http_addr, "gateway listening");
@@ -157,17 +206,26 @@ impl Gateway {
     }
 }
 
+/// Timings of the session sweep.
+struct Sweep {
+    idle: std::time::Duration,
+    warning: std::time::Duration,
+    renew: std::time::Duration,
+}
+
 /// Until shutdown: renews the sessions' leases (ending sessions whose
-/// lease is gone) and ends idle sessions, giving their leases back. On
-/// shutdown every lease is given back, so vCores return at once.
+/// lease is gone), warns kernels whose session is about to time out, and
+/// ends idle sessions, giving their leases back. On shutdown every lease
+/// is given back, so vCores return at once.
 async fn sweep_sessions(
     sessions: Arc<Sessions>,
     service: Arc<TarnFlightSql>,
-    idle: std::time::Duration,
-    renew: std::time::Duration,
+    queries: Arc<Queries>,
+    kernels: Arc<Kernels>,
+    t: Sweep,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let period = (idle / 4).min(renew).clamp(
+    let period = (t.idle / 8).min(t.renew).clamp(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(30),
     );
@@ -180,7 +238,7 @@ async fn sweep_sessions(
             }
             _ = tokio::time::sleep(period) => {}
         }
-        if last_renew.elapsed() >= renew {
+        if last_renew.elapsed() >= t.renew {
             match sessions.heartbeat().await {
                 Ok(0) => {}
                 Ok(ended) => {
@@ -191,7 +249,18 @@ async fn sweep_sessions(
             }
             last_renew = tokio::time::Instant::now();
         }
-        let ended = sessions.expire_idle(idle, |id| service.is_busy(id)).await;
+        if !t.warning.is_zero() && t.warning < t.idle {
+            let due: Vec<String> = sessions
+                .to_warn(t.idle - t.warning)
+                .iter()
+                .filter(|s| !queries.is_busy(&s.id))
+                .map(|s| s.id.clone())
+                .collect();
+            if !due.is_empty() {
+                kernels.warn_idle(&due, t.warning);
+            }
+        }
+        let ended = sessions.expire_idle(t.idle, |id| queries.is_busy(id)).await;
         if ended > 0 {
             tracing::info!(ended, "idle sessions ended");
             service.purge_orphans();

@@ -33,10 +33,38 @@ pub struct GatewayOptions {
     /// before open connections are dropped.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: std::time::Duration,
-    /// A session nobody used for this long ends (with its prepared
-    /// statements).
+    /// A session (or kernel) nobody used for this long ends, with its
+    /// prepared statements, and its vCores return to the pool.
     #[serde(with = "humantime_serde")]
     pub session_idle_timeout: std::time::Duration,
+    /// How long before the inactivity timeout a kernel's notebook is
+    /// warned (0 s: no warning).
+    #[serde(with = "humantime_serde")]
+    pub idle_warning: std::time::Duration,
+    /// An interactive query running longer is cancelled with QUERY_TIMEOUT.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: std::time::Duration,
+    /// A kernel websocket is closed after this long (close code 4001); the
+    /// kernel lives on and a new websocket can attach.
+    #[serde(with = "humantime_serde")]
+    pub websocket_lifetime: std::time::Duration,
+    /// Largest websocket message accepted, in bytes; a bigger one closes
+    /// the websocket with code 1009.
+    pub max_message_bytes: usize,
+    /// Rows a notebook cell shows per result; the rest are counted, and the
+    /// whole result is available over Flight SQL.
+    pub max_result_rows: usize,
+    /// `token`: every request needs a token signed with `auth_key_file`.
+    /// `dev`: requests without credentials are served as user `anonymous`
+    /// and basic credentials name any user (tokens are still checked).
+    pub auth: String,
+    /// File holding the token signing key (base64, 32+ bytes); `tarn
+    /// token --key-file F --create-key` makes one.
+    pub auth_key_file: String,
+    /// Credentials older than this are refused (401 CREDENTIALS_EXPIRED)
+    /// whatever their own expiry; queries already running finish.
+    #[serde(with = "humantime_serde")]
+    pub credential_lifetime: std::time::Duration,
 }
 
 impl Default for GatewayOptions {
@@ -52,6 +80,14 @@ impl Default for GatewayOptions {
             lease_renew_interval: std::time::Duration::from_secs(5),
             drain_timeout: std::time::Duration::from_secs(5),
             session_idle_timeout: std::time::Duration::from_secs(20 * 60),
+            idle_warning: std::time::Duration::from_secs(5 * 60),
+            query_timeout: std::time::Duration::from_secs(2 * 3600),
+            websocket_lifetime: std::time::Duration::from_secs(2 * 3600),
+            max_message_bytes: 1024 * 1024,
+            max_result_rows: 10_000,
+            auth: "token".into(),
+            auth_key_file: String::new(),
+            credential_lifetime: std::time::Duration::from_secs(3600),
         }
     }
 }

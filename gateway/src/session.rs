@@ -21,8 +21,13 @@ use datafusion::sql::parser::Statement as DFStatement;
 use tarn_common::{ErrorCode, TarnError, CATALOG};
 use tarn_lake::{Lake, LakeCatalog, LakeLogicalCodec};
 
+use crate::auth::Identity;
 use crate::error::from_datafusion;
 use crate::lease::{LeaseClient, LeaseWish};
+
+/// How many ended sessions are remembered, so a late request learns why
+/// its session ended rather than only that it is unknown.
+const REMEMBER_ENDED: usize = 4096;
 
 /// Session settings `SET` may change; everything else is fixed by Tarn.
 const SETTABLE: &[&str] = &[
@@ -43,12 +48,47 @@ pub struct Session {
     pub vcores: u32,
     /// When it opened (ms since epoch).
     pub opened_ms: u64,
+    /// When the credential that opened it stops being accepted (ms since
+    /// the epoch); `None` in dev mode without a token.
+    pub credential_expires_ms: Option<u64>,
+    /// The token that opened it, for requests that send the token itself
+    /// rather than the session id.
+    pub token: Option<String>,
+    /// Whether the idle warning was given since the last use.
+    warned: std::sync::atomic::AtomicBool,
     /// Default workspace for unqualified table names.
     pub workspace: parking_lot::RwLock<String>,
     /// The Ballista-upgraded state statements are planned with.
     state: parking_lot::RwLock<SessionState>,
     /// When a request last used the session.
     last_used: parking_lot::Mutex<std::time::Instant>,
+}
+
+impl Session {
+    /// Marks the session used now (and owed a new idle warning).
+    pub fn touch(&self) {
+        *self.last_used.lock() = std::time::Instant::now();
+        self.warned
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How long nobody used it.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_used.lock().elapsed()
+    }
+
+    /// The default workspace for unqualified names.
+    pub fn workspace(&self) -> String {
+        self.workspace.read().clone()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A planned statement, ready to run.
@@ -68,6 +108,10 @@ pub struct Sessions {
     leases: LeaseClient,
     default_workspace: String,
     sessions: DashMap<String, Arc<Session>>,
+    /// Why recently ended sessions ended.
+    ended: DashMap<String, TarnError>,
+    /// Every session that ends, with why (kernels close their websockets).
+    events: tokio::sync::broadcast::Sender<(String, TarnError)>,
 }
 
 impl Sessions {
@@ -85,7 +129,22 @@ impl Sessions {
             leases,
             default_workspace,
             sessions: DashMap::new(),
+            ended: DashMap::new(),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Sessions ending from now on, with why.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(String, TarnError)> {
+        self.events.subscribe()
+    }
+
+    fn ended(&self, id: &str, why: TarnError) {
+        if self.ended.len() >= REMEMBER_ENDED {
+            self.ended.clear();
+        }
+        self.ended.insert(id.to_string(), why.clone());
+        let _ = self.events.send((id.to_string(), why));
     }
 
     /// The lease client.
@@ -106,9 +165,24 @@ impl Sessions {
         let ids: Vec<String> = self.sessions.iter().map(|s| s.lease_id.clone()).collect();
         let gone = self.leases.renew(ids).await?;
         let gone: std::collections::HashSet<String> = gone.into_iter().collect();
-        let before = self.sessions.len();
-        self.sessions.retain(|_, s| !gone.contains(&s.lease_id));
-        Ok(before - self.sessions.len())
+        let mut ended = Vec::new();
+        self.sessions.retain(|id, s| {
+            let keep = !gone.contains(&s.lease_id);
+            if !keep {
+                ended.push(id.clone());
+            }
+            keep
+        });
+        for id in &ended {
+            self.ended(
+                id,
+                TarnError::new(
+                    ErrorCode::SessionNotFound,
+                    "the session ended: its vCore lease expired at the coordinator",
+                ),
+            );
+        }
+        Ok(ended.len())
     }
 
     /// The lake.
@@ -116,9 +190,10 @@ impl Sessions {
         &self.lake
     }
 
-    /// Opens a session for `user`: takes a lease (or returns the
+    /// Opens a session for `who`: takes a lease (or returns the
     /// coordinator's refusal: capacity, user limit, no executors).
-    pub async fn open(&self, user: &str, wish: &LeaseWish) -> Result<Arc<Session>, TarnError> {
+    pub async fn open(&self, who: &Identity, wish: &LeaseWish) -> Result<Arc<Session>, TarnError> {
+        let user = who.user.as_str();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let lease = self
             .leases
@@ -137,6 +212,9 @@ impl Sessions {
             lease_id: lease.lease_id,
             vcores: lease.vcores,
             opened_ms: lease.created_unix_ms,
+            credential_expires_ms: who.expires_ms,
+            token: who.token.clone(),
+            warned: std::sync::atomic::AtomicBool::new(false),
             workspace: parking_lot::RwLock::new(self.default_workspace.clone()),
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
@@ -149,8 +227,48 @@ impl Sessions {
     /// A session by id; using it keeps it alive.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.sessions.get(id).map(|s| Arc::clone(&s))?;
-        *s.last_used.lock() = std::time::Instant::now();
+        s.touch();
         Some(s)
+    }
+
+    /// A session by id for a request: refused once the credential that
+    /// opened it expired, and with the reason if it ended.
+    pub fn lookup(&self, id: &str) -> Result<Arc<Session>, TarnError> {
+        let Some(s) = self.sessions.get(id).map(|s| Arc::clone(&s)) else {
+            return Err(self
+                .ended
+                .get(id)
+                .map(|e| e.clone())
+                .unwrap_or_else(|| TarnError::new(ErrorCode::SessionNotFound, "no such session")));
+        };
+        if let Some(exp) = s.credential_expires_ms {
+            if now_ms() >= exp {
+                return Err(TarnError::new(
+                    ErrorCode::CredentialsExpired,
+                    format!(
+                        "the credential of '{}' that opened this session has expired",
+                        s.user
+                    ),
+                )
+                .with_fix(format!(
+                    "mint a new token (`tarn token --key-file <key> --user {}`) and connect again",
+                    s.user
+                )));
+            }
+        }
+        s.touch();
+        Ok(s)
+    }
+
+    /// Sessions idle for at least `after` that were not warned since they
+    /// were last used; each is marked warned.
+    pub fn to_warn(&self, after: std::time::Duration) -> Vec<Arc<Session>> {
+        self.sessions
+            .iter()
+            .filter(|s| s.idle_for() >= after)
+            .filter(|s| !s.warned.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .map(|s| Arc::clone(&s))
+            .collect()
     }
 
     /// Ends sessions unused for longer than `max_idle`, except those
@@ -165,12 +283,23 @@ impl Sessions {
         self.sessions.retain(|id, s| {
             let keep = s.last_used.lock().elapsed() <= max_idle || busy(id);
             if !keep {
-                ended.push(s.lease_id.clone());
+                ended.push((id.clone(), s.lease_id.clone()));
             }
             keep
         });
         let n = ended.len();
-        for lease in ended {
+        for (id, lease) in ended {
+            self.ended(
+                &id,
+                TarnError::new(
+                    ErrorCode::SessionTimedOut,
+                    format!(
+                        "the session ended after {} of inactivity, and its vCores went back to the pool",
+                        tarn_common::auth::human(max_idle.as_secs())
+                    ),
+                ),
+            );
+            tracing::info!(session = %id, "session ended after inactivity");
             self.leases.release(lease).await;
         }
         n
@@ -185,6 +314,10 @@ impl Sessions {
     pub async fn close(&self, id: &str) -> bool {
         match self.sessions.remove(id) {
             Some((_, s)) => {
+                self.ended(
+                    id,
+                    TarnError::new(ErrorCode::SessionNotFound, "the session was closed"),
+                );
                 self.leases.release(s.lease_id.clone()).await;
                 tracing::info!(session = %id, "session closed");
                 true

@@ -86,6 +86,8 @@ async fn start_gateway(
             coordinators,
             "--lake",
             lake,
+            "--auth",
+            "dev",
         ],
         env,
         Some(log),

@@ -60,6 +60,8 @@ async fn queries_without_executors_fail_fast_with_pool_not_available() -> anyhow
         &coordinator,
         "--lake",
         lake,
+        "--auth",
+        "dev",
     ])?;
 
     // Not ready: no interactive executor has registered.

@@ -38,11 +38,39 @@ def lake():
 
 @pytest.fixture(scope="session")
 def tarn(lake):
+    """Standalone in dev mode with the default limits."""
+    yield from running(lake)
+
+
+# Limits shrunk to seconds so each timeout can be watched firing.
+STRICT_ENV = {
+    "TARN_GATEWAY__SESSION_IDLE_TIMEOUT": "6s",
+    "TARN_GATEWAY__IDLE_WARNING": "3s",
+    "TARN_GATEWAY__QUERY_TIMEOUT": "5s",
+    "TARN_GATEWAY__WEBSOCKET_LIFETIME": "60s",
+    "TARN_GATEWAY__CREDENTIAL_LIFETIME": "20s",
+    "TARN_GATEWAY__MAX_MESSAGE_BYTES": "65536",
+}
+
+
+@pytest.fixture(scope="session")
+def strict(lake):
+    """Standalone requiring tokens, with every timeout in seconds."""
+    yield from running(lake, ["--auth", "token"], STRICT_ENV)
+
+
+@pytest.fixture(scope="module")
+def brief(lake):
+    """Like `strict`, with websockets that live two seconds."""
+    yield from running(lake, ["--auth", "token"], dict(STRICT_ENV, TARN_GATEWAY__WEBSOCKET_LIFETIME="2s"))
+
+
+def running(lake, extra=(), env=None):
     assert TARN.exists(), f"{TARN} missing: run `cargo build -p tarn-cli` first"
     # Free ports are only bound later by the roles; if another process took
     # one meanwhile the start dies early, and a retry on fresh ports is fair.
     for attempt in range(3):
-        started = start(lake, last=attempt == 2)
+        started = start(lake, last=attempt == 2, extra=extra, env=env)
         if started:
             break
     proc, info = started
@@ -55,15 +83,25 @@ def tarn(lake):
         proc.wait()
 
 
-def start(lake, last):
+def mint(info, user, ttl="1h"):
+    """A token from `tarn token`, signed with this instance's key."""
+    out = subprocess.run(
+        [str(TARN), "token", "--key-file", info["key"], "--user", user, "--ttl", ttl],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+def start(lake, last, extra=(), env=None):
     flight, http, coord = free_port(), free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="tarn-py-", suffix=".log", delete=False)
     state = tempfile.mkdtemp(prefix="tarn-py-state-")
-    env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms")
+    env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms",
+               **(env or {}))
     proc = subprocess.Popen(
         [str(TARN), "standalone", "--no-demo", "--lake", str(lake),
          "--flight-addr", f"127.0.0.1:{flight}", "--http-addr", f"127.0.0.1:{http}",
-         "--coordinator-addr", f"127.0.0.1:{coord}", "--state-dir", state],
+         "--coordinator-addr", f"127.0.0.1:{coord}", "--state-dir", state, *extra],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )
     deadline = time.time() + 90
@@ -80,4 +118,5 @@ def start(lake, last):
             proc.kill()
             raise RuntimeError("tarn standalone did not become ready:\n" + open(log.name, errors="replace").read()[-4000:])
         time.sleep(0.05)
-    return proc, {"uri": f"grpc://127.0.0.1:{flight}", "http": f"http://127.0.0.1:{http}", "lake": lake}
+    return proc, {"uri": f"grpc://127.0.0.1:{flight}", "http": f"http://127.0.0.1:{http}", "lake": lake,
+                  "key": os.path.join(state, "gateway.key"), "log": log.name}

@@ -214,6 +214,32 @@ pub struct CancelQueryRequest {
     pub query_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetQueryProgressRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub query_id: ::prost::alloc::string::String,
+}
+/// Summed over the query's jobs. Stages whose inputs are not ready yet count
+/// in stages_total but not in tasks_total (their task count is unknown).
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct QueryProgress {
+    #[prost(uint32, tag = "1")]
+    pub jobs: u32,
+    #[prost(uint32, tag = "2")]
+    pub stages_total: u32,
+    #[prost(uint32, tag = "3")]
+    pub stages_done: u32,
+    #[prost(uint32, tag = "4")]
+    pub tasks_total: u32,
+    #[prost(uint32, tag = "5")]
+    pub tasks_done: u32,
+    #[prost(uint32, tag = "6")]
+    pub tasks_running: u32,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CancelQueryResponse {
     #[prost(uint32, tag = "1")]
@@ -708,6 +734,28 @@ pub mod coordinator_client {
                 .insert(GrpcMethod::new("tarn.v1.Coordinator", "CancelQuery"));
             self.inner.unary(req, path, codec).await
         }
+        /// Stages and tasks done so far for the Ballista jobs of a gateway query.
+        pub async fn get_query_progress(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetQueryProgressRequest>,
+        ) -> std::result::Result<tonic::Response<super::QueryProgress>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/GetQueryProgress",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "GetQueryProgress"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Takes a lease of vCores from a pool for a session (interactive pool),
         /// or is refused with a coded error (capacity, user limit, no executors).
         pub async fn acquire_lease(
@@ -999,6 +1047,11 @@ pub mod coordinator_server {
             tonic::Response<super::CancelQueryResponse>,
             tonic::Status,
         >;
+        /// Stages and tasks done so far for the Ballista jobs of a gateway query.
+        async fn get_query_progress(
+            &self,
+            request: tonic::Request<super::GetQueryProgressRequest>,
+        ) -> std::result::Result<tonic::Response<super::QueryProgress>, tonic::Status>;
         /// Takes a lease of vCores from a pool for a session (interactive pool),
         /// or is refused with a coded error (capacity, user limit, no executors).
         async fn acquire_lease(
@@ -1354,6 +1407,52 @@ pub mod coordinator_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CancelQuerySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/GetQueryProgress" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetQueryProgressSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::GetQueryProgressRequest>
+                    for GetQueryProgressSvc<T> {
+                        type Response = super::QueryProgress;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetQueryProgressRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::get_query_progress(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetQueryProgressSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,302 @@
+//! Signed bearer tokens.
+//!
+//! A token is `tarn.<claims>.<signature>`: the claims are base64url JSON
+//! (`sub` the user, `iat` and `exp` in seconds since the epoch), the
+//! signature an HMAC-SHA256 over `tarn.<claims>` with the deployment's key.
+//! Any gateway holding the key verifies a token without shared state, and
+//! `tarn token` mints one offline. Roles come with the lake's access model;
+//! until then a token carries identity only.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, TarnError};
+
+const PREFIX: &str = "tarn.";
+/// Shortest key accepted, in bytes: HMAC-SHA256 wants at least its output.
+const MIN_KEY_BYTES: usize = 32;
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Why a key could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file holds something other than a base64 key of 32+ bytes.
+    #[error("key file {path} does not hold a base64 key of at least {MIN_KEY_BYTES} bytes; create one with `tarn token --key-file {path} --create-key`")]
+    Invalid {
+        /// The file.
+        path: String,
+    },
+}
+
+/// A deployment's signing key.
+pub struct TokenKey {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenKey {
+    /// A key from raw secret bytes.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// Reads a key file (base64 text of the secret).
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let secret = B64
+            .decode(text.trim().trim_end_matches('='))
+            .ok()
+            .filter(|s| s.len() >= MIN_KEY_BYTES)
+            .ok_or(KeyError::Invalid { path: shown })?;
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// Reads the key file, creating it with a fresh random key (readable by
+    /// its owner only) when it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut secret = [0u8; MIN_KEY_BYTES];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| io(std::io::Error::other("no system randomness")))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(path) {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, format!("{}\n", B64.encode(secret)).as_bytes())
+                    .map_err(io)?;
+                Ok(Self::from_secret(&secret))
+            }
+            // Someone else created it meanwhile: theirs wins.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// A token for `user`, valid for `ttl` from now.
+    pub fn mint(&self, user: &str, ttl: Duration) -> String {
+        let iat = now_secs();
+        self.sign(&Claims {
+            sub: user.to_string(),
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+        })
+    }
+
+    /// Signs `claims` as a token.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let body = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let signed = format!("{PREFIX}{body}");
+        let tag = hmac::sign(&self.key, signed.as_bytes());
+        format!("{signed}.{}", B64.encode(tag.as_ref()))
+    }
+
+    /// Checks a token's signature and age: it must not be past its `exp`,
+    /// nor older than `max_lifetime` (the gateway's credential lifetime,
+    /// which caps tokens minted with a longer expiry).
+    pub fn verify(
+        &self,
+        token: &str,
+        max_lifetime: Duration,
+        now: u64,
+    ) -> Result<Claims, TarnError> {
+        let invalid = |why: &str| {
+            TarnError::new(
+                ErrorCode::InvalidToken,
+                format!("the token is not valid: {why}"),
+            )
+        };
+        let rest = token
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| invalid("it does not start with 'tarn.'"))?;
+        let (body, sig) = rest
+            .split_once('.')
+            .ok_or_else(|| invalid("it has no signature part"))?;
+        let sig = B64
+            .decode(sig)
+            .map_err(|_| invalid("its signature is not base64url"))?;
+        hmac::verify(&self.key, format!("{PREFIX}{body}").as_bytes(), &sig)
+            .map_err(|_| invalid("it was not signed with this deployment's key"))?;
+        let claims: Claims = B64
+            .decode(body)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| invalid("its claims are not readable"))?;
+        let cap = claims.iat.saturating_add(max_lifetime.as_secs());
+        let ends = claims.exp.min(cap);
+        if now >= ends {
+            let why = if claims.exp <= cap {
+                format!("expired {} ago", human(now - claims.exp))
+            } else {
+                format!(
+                    "was issued {} ago and credentials last at most {}",
+                    human(now - claims.iat),
+                    human(max_lifetime.as_secs())
+                )
+            };
+            return Err(TarnError::new(
+                ErrorCode::CredentialsExpired,
+                format!("the token of '{}' {why}", claims.sub),
+            )
+            .with_fix(format!(
+                "mint a new token (`tarn token --key-file <key> --user {}`) and reconnect with it",
+                claims.sub
+            )));
+        }
+        Ok(Claims {
+            exp: ends,
+            ..claims
+        })
+    }
+}
+
+/// `90` → `1m30s`.
+pub fn human(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_minted_token_verifies_and_names_its_user() {
+        let key = TokenKey::from_secret(&[7; 32]);
+        let t = key.mint("alice", HOUR);
+        let c = key.verify(&t, HOUR, now_secs()).expect("valid");
+        assert_eq!(c.sub, "alice");
+    }
+
+    #[test]
+    fn another_key_or_a_changed_claim_is_refused() {
+        let key = TokenKey::from_secret(&[7; 32]);
+        let other = TokenKey::from_secret(&[8; 32]);
+        let t = key.mint("alice", HOUR);
+        let e = other.verify(&t, HOUR, now_secs()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidToken);
+        // Swap in claims naming someone else, keeping alice's signature.
+        let forged_body = B64.encode(
+            serde_json::to_vec(&Claims {
+                sub: "mallory".into(),
+                iat: now_secs(),
+                exp: now_secs() + 3600,
+            })
+            .unwrap(),
+        );
+        let sig = t.rsplit_once('.').unwrap().1;
+        let forged = format!("tarn.{forged_body}.{sig}");
+        assert_eq!(
+            key.verify(&forged, HOUR, now_secs()).unwrap_err().code,
+            ErrorCode::InvalidToken
+        );
+        assert_eq!(
+            key.verify("garbage", HOUR, now_secs()).unwrap_err().code,
+            ErrorCode::InvalidToken
+        );
+    }
+
+    #[test]
+    fn expiry_and_the_lifetime_cap_both_end_a_token() {
+        let key = TokenKey::from_secret(&[7; 32]);
+        let now = now_secs();
+        let t = key.sign(&Claims {
+            sub: "bob".into(),
+            iat: now - 100,
+            exp: now - 10,
+        });
+        let e = key.verify(&t, HOUR, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CredentialsExpired);
+        assert!(e.message.contains("expired 10s ago"), "{}", e.message);
+        // Minted for a day, but the gateway accepts credentials for an hour.
+        let t = key.sign(&Claims {
+            sub: "bob".into(),
+            iat: now - 3700,
+            exp: now + 86_400,
+        });
+        let e = key.verify(&t, HOUR, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CredentialsExpired);
+        assert!(e.message.contains("at most 1h"), "{}", e.message);
+        let ok = key.verify(&t, 2 * HOUR, now).expect("within two hours");
+        assert_eq!(ok.exp, now - 3700 + 7200);
+    }
+
+    #[test]
+    fn key_files_are_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/gateway.key");
+        let a = TokenKey::load_or_create(&path).unwrap();
+        let b = TokenKey::load(&path).unwrap();
+        let t = a.mint("carol", HOUR);
+        assert!(b.verify(&t, HOUR, now_secs()).is_ok());
+        std::fs::write(&path, "short").unwrap();
+        assert!(matches!(
+            TokenKey::load(&path),
+            Err(KeyError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,330 @@
+//! Running queries: every protocol (Flight SQL, Jupyter kernels) plans
+//! and runs statements here, so the time limit, cancellation and the
+//! "is this session busy" answer are the same everywhere.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use dashmap::DashMap;
+use datafusion::dataframe::DataFrame;
+use futures::{Stream, StreamExt};
+use tarn_common::{ErrorCode, TarnError};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::from_datafusion;
+use crate::session::{bind_parameters, Session, Sessions};
+
+/// Result batches of a running query, ending with an error if it was
+/// cancelled or timed out (never silently cut short).
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, TarnError>> + Send>>;
+
+/// A started query.
+pub struct Query {
+    /// The server-made id of this run (it names the Ballista jobs).
+    pub run_id: String,
+    /// The result schema.
+    pub schema: SchemaRef,
+    /// The result batches as executors produce them.
+    pub stream: BatchStream,
+}
+
+/// Stages and tasks done so far.
+pub type Progress = tarn_proto::QueryProgress;
+
+/// Queries in flight on this gateway.
+pub struct Queries {
+    sessions: Arc<Sessions>,
+    coordinator: String,
+    pool: PoolProbe,
+    running: Arc<DashMap<String, Run>>,
+    timeout: Duration,
+}
+
+const STOP_NONE: u8 = 0;
+const STOP_CANCELLED: u8 = 1;
+const STOP_TIMED_OUT: u8 = 2;
+
+impl Queries {
+    /// Queries of `sessions`' sessions, cancelled through the coordinator
+    /// at `coordinator` (host:port), each limited to `timeout`.
+    pub fn new(sessions: Arc<Sessions>, coordinator: &str, timeout: Duration) -> Self {
+        Self {
+            sessions,
+            coordinator: format!("http://{coordinator}"),
+            pool: PoolProbe::new(format!("http://{coordinator}")),
+            running: Arc::new(DashMap::new()),
+            timeout,
+        }
+    }
+
+    /// The time limit of a query.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether a session has a query running (or streaming) right now.
+    pub fn is_busy(&self, session_id: &str) -> bool {
+        self.running.iter().any(|r| r.session_id == session_id)
+    }
+
+    /// Plans `sql` in `session` and starts it. `ticket_id` groups the runs
+    /// of one Flight ticket, so a cancel naming the ticket reaches them.
+    pub async fn start(
+        &self,
+        session: &Session,
+        workspace: &str,
+        sql: &str,
+        params: Option<&RecordBatch>,
+        ticket_id: &str,
+    ) -> Result<Query, TarnError> {
+        let run_id = new_query_id();
+        let planned = self.sessions.plan(session, workspace, sql, &run_id).await?;
+        let plan = bind_parameters(planned.plan, params)?;
+        // A job submitted with no executor to run it would wait forever;
+        // say so at once instead.
+        self.pool.check().await?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let df = DataFrame::new(planned.state, plan);
+        let stream = df.execute_stream().await.map_err(|e| from_datafusion(&e))?;
+
+        let token = CancellationToken::new();
+        self.running.insert(
+            run_id.clone(),
+            Run {
+                ticket_id: ticket_id.to_string(),
+                session_id: session.id.clone(),
+                token: token.clone(),
+            },
+        );
+        let mut guard = Some(RunningGuard {
+            running: Arc::clone(&self.running),
+            run_id: run_id.clone(),
+            coordinator: self.coordinator.clone(),
+            finished: false,
+        });
+
+        // Why the stream stopped early, if it did: the stop future records
+        // it before `take_until` ends the stream.
+        let why = Arc::new(AtomicU8::new(STOP_NONE));
+        let stop = {
+            let why = Arc::clone(&why);
+            let token = token.clone();
+            let limit = self.timeout;
+            async move {
+                tokio::select! {
+                    _ = token.cancelled() => why.store(STOP_CANCELLED, Ordering::SeqCst),
+                    _ = tokio::time::sleep(limit) => why.store(STOP_TIMED_OUT, Ordering::SeqCst),
+                }
+            }
+        };
+        let tail = {
+            let coordinator = self.coordinator.clone();
+            let run = run_id.clone();
+            let limit = self.timeout;
+            futures::stream::once(async move {
+                match why.load(Ordering::SeqCst) {
+                    STOP_CANCELLED => Some(Err(TarnError::new(
+                        ErrorCode::Cancelled,
+                        "the query was cancelled by the client",
+                    ))),
+                    STOP_TIMED_OUT => {
+                        // The executors stop too, not just the stream.
+                        token.cancel();
+                        tokio::spawn(cancel_jobs(coordinator, run));
+                        Some(Err(TarnError::new(
+                            ErrorCode::QueryTimeout,
+                            format!(
+                                "the query ran longer than the interactive query limit of {} and was cancelled",
+                                tarn_common::auth::human(limit.as_secs())
+                            ),
+                        )))
+                    }
+                    _ => None,
+                }
+            })
+            .filter_map(futures::future::ready)
+        };
+        let batches = stream
+            .map(|r| r.map_err(|e| from_datafusion(&e)))
+            .take_until(Box::pin(stop))
+            .chain(tail)
+            .chain(futures::stream::poll_fn(move |_| {
+                // Reached only when the stream ran to its end; a stream
+                // dropped before (client gone) leaves `finished` false and
+                // the guard cancels the job.
+                if let Some(g) = guard.as_mut() {
+                    g.finished = true;
+                }
+                std::task::Poll::Ready(None)
+            }));
+        Ok(Query {
+            run_id,
+            schema,
+            stream: Box::pin(batches),
+        })
+    }
+
+    /// Cancels one run: its stream ends with CANCELLED and its Ballista
+    /// jobs are cancelled on the executors at once.
+    pub fn cancel_run(&self, run_id: &str) -> bool {
+        let Some(token) = self.running.get(run_id).map(|r| r.token.clone()) else {
+            return false;
+        };
+        token.cancel();
+        tokio::spawn(cancel_jobs(self.coordinator.clone(), run_id.to_string()));
+        true
+    }
+
+    /// Cancels a session's runs of a ticket; returns whether any ran.
+    pub fn cancel_ticket(&self, ticket_id: &str, session_id: &str) -> bool {
+        let runs: Vec<String> = self
+            .running
+            .iter()
+            .filter(|r| r.ticket_id == ticket_id && r.session_id == session_id)
+            .map(|r| r.key().clone())
+            .collect();
+        for run in &runs {
+            self.cancel_run(run);
+        }
+        !runs.is_empty()
+    }
+
+    /// How far a run's jobs are, as the coordinator sees them.
+    pub async fn progress(&self, run_id: &str) -> Result<Progress, String> {
+        let mut c =
+            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        c.get_query_progress(tarn_proto::GetQueryProgressRequest {
+            header: Some(tarn_proto::header()),
+            query_id: run_id.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|e| e.message().to_string())
+    }
+}
+
+/// Knows, to within a second, whether the interactive pool has executors.
+struct PoolProbe {
+    coordinator: String,
+    last: parking_lot::Mutex<Option<(std::time::Instant, Result<u32, String>)>>,
+}
+
+impl PoolProbe {
+    const FRESH: Duration = Duration::from_secs(1);
+
+    fn new(coordinator: String) -> Self {
+        Self {
+            coordinator,
+            last: parking_lot::Mutex::new(None),
+        }
+    }
+
+    async fn check(&self) -> Result<(), TarnError> {
+        let cached = self
+            .last
+            .lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < Self::FRESH)
+            .map(|(_, r)| r.clone());
+        let result = match cached {
+            Some(r) => r,
+            None => {
+                let r = self.ask().await;
+                *self.last.lock() = Some((std::time::Instant::now(), r.clone()));
+                r
+            }
+        };
+        match result {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err(TarnError::new(
+                ErrorCode::PoolNotAvailable,
+                "no executor of the interactive pool is running",
+            )),
+            Err(e) => Err(TarnError::new(
+                ErrorCode::PoolNotAvailable,
+                format!("the coordinator is unreachable: {e}"),
+            )
+            .with_fix("retry shortly; if it persists, ask an operator to check the coordinator")),
+        }
+    }
+
+    async fn ask(&self) -> Result<u32, String> {
+        let mut c =
+            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        c.health(tarn_proto::HealthRequest {
+            header: Some(tarn_proto::header()),
+        })
+        .await
+        .map(|r| r.into_inner().interactive_executors)
+        .map_err(|e| e.message().to_string())
+    }
+}
+
+/// One query in flight.
+struct Run {
+    /// The ticket it came from (what Flight cancel requests name).
+    ticket_id: String,
+    /// Only its own session may cancel it by ticket.
+    session_id: String,
+    token: CancellationToken,
+}
+
+/// Removes a run from the running set when its stream ends or is dropped,
+/// and cancels its Ballista job if it did not run to completion (client
+/// gone). An explicit cancel already cancelled the job.
+struct RunningGuard {
+    running: Arc<DashMap<String, Run>>,
+    run_id: String,
+    coordinator: String,
+    finished: bool,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let cancelled = self
+            .running
+            .remove(&self.run_id)
+            .map(|(_, r)| r.token.is_cancelled())
+            .unwrap_or(false);
+        tracing::debug!(run_id = %self.run_id, finished = self.finished, cancelled, "query stream closed");
+        if !self.finished && !cancelled {
+            let coordinator = self.coordinator.clone();
+            let query_id = self.run_id.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(cancel_jobs(coordinator, query_id));
+            }
+        }
+    }
+}
+
+/// Asks the coordinator to cancel the Ballista jobs of a query, so an
+/// abandoned query stops using executors.
+async fn cancel_jobs(coordinator: String, query_id: String) {
+    let result = async {
+        let mut c = tarn_proto::coordinator_client::CoordinatorClient::connect(coordinator).await?;
+        c.cancel_query(tarn_proto::CancelQueryRequest {
+            header: Some(tarn_proto::header()),
+            query_id: query_id.clone(),
+        })
+        .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    match result {
+        Ok(()) => tracing::info!(%query_id, "query's jobs cancelled"),
+        Err(e) => tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs"),
+    }
+}
+
+/// A fresh query id (also the prefix of its Ballista job names).
+pub fn new_query_id() -> String {
+    format!("tarn-{}", uuid::Uuid::new_v4().simple())
+}
