@@ -341,13 +341,14 @@ impl FlightSqlService for TarnFlightSql {
         // Basic credentials (the password a token) or a bearer token open
         // a session; its id is the bearer the client sends from then on.
         // Dev mode also takes any user name, or none.
-        let who = self.auth.identify(
-            request
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-            None,
-        )?;
+        // A client reconnecting may resend its old session id; that names
+        // no one, so it counts as no credentials.
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| session_id_of(h).is_none());
+        let who = self.auth.identify(header, None)?;
         let session = self
             .sessions
             .open(&who, &lease_wish(request.metadata())?)

@@ -22,8 +22,10 @@ async fn idle_sessions_end_and_say_how_to_come_back() -> anyhow::Result<()> {
         .await
         .expect_err("the idle session has ended");
     assert_eq!(err.code(), Code::Unauthenticated, "{}", err.message());
-    assert!(err.message().contains("TARN-2302"), "{}", err.message());
-    assert!(err.message().contains("reconnect"), "{}", err.message());
+    // The error says why the session ended and how to get a new one.
+    assert!(err.message().contains("TARN-2307"), "{}", err.message());
+    assert!(err.message().contains("inactivity"), "{}", err.message());
+    assert!(err.message().contains("new session"), "{}", err.message());
 
     // A new handshake opens a new session.
     c.handshake("alice", "dev").await?;
