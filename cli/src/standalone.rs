@@ -54,9 +54,10 @@ pub struct Args {
     no_demo: bool,
     /// `dev`: requests without credentials run as user `anonymous` (and a
     /// token is printed for trying tokens); `token`: every request needs a
-    /// signed token.
-    #[arg(long, default_value = "dev")]
-    auth: String,
+    /// signed token. Default: `dev`, unless the config file or
+    /// TARN_GATEWAY__AUTH says otherwise.
+    #[arg(long)]
+    auth: Option<String>,
     /// Token signing key; created when missing (default:
     /// `<state-dir>/gateway.key`).
     #[arg(long)]
@@ -243,6 +244,29 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         args.metrics_addr.clone()
     };
 
+    // Dev mode unless asked otherwise — by flag, or by the gateway's own
+    // configuration (file or environment), which a default must not override.
+    let auth = match &args.auth {
+        Some(a) => a.clone(),
+        None => {
+            let configured: tarn_gateway::GatewayOptions =
+                tarn_common::config::load("gateway", file)?;
+            let explicit = std::env::var_os("TARN_GATEWAY__AUTH").is_some()
+                || file
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .is_some_and(|t| {
+                        t.lines().any(|l| {
+                            l.trim_start().starts_with("auth ")
+                                || l.trim_start().starts_with("auth=")
+                        })
+                    });
+            if explicit {
+                configured.auth
+            } else {
+                "dev".to_string()
+            }
+        }
+    };
     // One key per state directory, so tokens survive restarts.
     let key_file = args.auth_key_file.clone().unwrap_or_else(|| {
         Path::new(&args.state_dir)
@@ -319,7 +343,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
                 s("--session-vcores"),
                 args.session_vcores.to_string(),
                 s("--auth"),
-                args.auth.clone(),
+                auth.clone(),
                 s("--auth-key-file"),
                 key_file.clone(),
             ],
@@ -373,7 +397,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             "  Jupyter    : jupyter server --gateway-url=http://{} --GatewayClient.auth_token=<token>",
             args.http_addr
         );
-        if args.auth == "dev" {
+        if auth == "dev" {
             println!("  dev mode   : requests without credentials run as 'anonymous'");
         }
         println!("  token      : {token}");

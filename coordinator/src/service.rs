@@ -49,6 +49,34 @@ impl CoordinatorService {
         self.slot.get()
     }
 
+    /// The leader's Ballista jobs of a gateway query (named `query@lease`).
+    async fn jobs_of_query(
+        &self,
+        query_id: &str,
+    ) -> Result<
+        (
+            &Leading,
+            Vec<ballista_scheduler::state::task_manager::JobOverview>,
+        ),
+        Status,
+    > {
+        if query_id.is_empty() {
+            return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
+        }
+        let leading = self.leading()?;
+        let jobs = leading
+            .scheduler
+            .state
+            .task_manager
+            .get_all_jobs()
+            .await
+            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?
+            .into_iter()
+            .filter(|j| query_of_job(&j.job_name) == query_id)
+            .collect();
+        Ok((leading, jobs))
+    }
+
     fn ledger(&self) -> Result<&Arc<Ledger>, Status> {
         Ok(&self.slot.get()?.ledger)
     }
@@ -248,22 +276,9 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<QueryProgress>, Status> {
         let r = request.into_inner();
         check_header(&r.header)?;
-        if r.query_id.is_empty() {
-            return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
-        }
-        let leading = self.leading()?;
-        let jobs = leading
-            .scheduler
-            .state
-            .task_manager
-            .get_all_jobs()
-            .await
-            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
+        let (leading, jobs) = self.jobs_of_query(&r.query_id).await?;
         let mut p = QueryProgress::default();
-        for job in jobs
-            .into_iter()
-            .filter(|j| query_of_job(&j.job_name) == r.query_id)
-        {
+        for job in jobs {
             p.jobs += 1;
             let Ok(Some(graph)) = leading.jobs.get_execution_graph(&job.job_id).await else {
                 p.stages_total += job.num_stages as u32;
@@ -312,17 +327,7 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<CancelQueryResponse>, Status> {
         let r = request.into_inner();
         check_header(&r.header)?;
-        if r.query_id.is_empty() {
-            return Err(TarnError::new(ErrorCode::InvalidArgument, "query_id is empty").into());
-        }
-        let leading = self.leading()?;
-        let running = leading
-            .scheduler
-            .state
-            .task_manager
-            .get_all_jobs()
-            .await
-            .map_err(|e| TarnError::new(ErrorCode::Internal, format!("cannot list jobs: {e}")))?;
+        let (leading, running) = self.jobs_of_query(&r.query_id).await?;
         let mut cancelled_jobs = 0;
         let active = |j: &ballista_scheduler::state::task_manager::JobOverview| {
             matches!(
@@ -330,10 +335,7 @@ impl CoordinatorApi for CoordinatorService {
                 Some(job_status::Status::Queued(_)) | Some(job_status::Status::Running(_))
             )
         };
-        for job in running
-            .into_iter()
-            .filter(|j| query_of_job(&j.job_name) == r.query_id && active(j))
-        {
+        for job in running.into_iter().filter(active) {
             let params = CancelJobParams {
                 job_id: job.job_id.to_string(),
             };

@@ -75,7 +75,10 @@ pub struct TarnFlightSql {
     /// Sessions of requests that carry a token rather than a session id
     /// (ADBC's bearer header), and of dev-mode requests without
     /// credentials (key ""): opened on first use, reopened if they end.
-    implicit: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Session>>>,
+    #[allow(clippy::type_complexity)]
+    implicit: parking_lot::Mutex<
+        std::collections::HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Session>>>>>,
+    >,
 }
 
 impl TarnFlightSql {
@@ -108,7 +111,7 @@ impl TarnFlightSql {
             auth,
             prepared: DashMap::new(),
             sql_info,
-            implicit: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            implicit: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -127,15 +130,27 @@ impl TarnFlightSql {
             return Ok(self.sessions.lookup(id)?);
         }
         let who = self.auth.identify(auth, None)?;
-        let key = who.token.clone().unwrap_or_default();
-        let mut implicit = self.implicit.lock().await;
-        implicit.retain(|_, s| self.sessions.is_open(&s.id));
-        if let Some(s) = implicit.get(&key) {
-            // Touch it, so the idle sweep sees it in use.
-            return Ok(self.sessions.get(&s.id).unwrap_or_else(|| Arc::clone(s)));
+        let key = who
+            .token
+            .clone()
+            .unwrap_or_else(|| format!("dev:{}", who.user));
+        // One opener per key at a time, without holding up other keys
+        // while the coordinator grants (or refuses) a lease.
+        let slot = {
+            let mut implicit = self.implicit.lock();
+            implicit.retain(|_, s| {
+                s.try_lock()
+                    .map(|g| g.as_ref().is_some_and(|s| self.sessions.is_open(&s.id)))
+                    .unwrap_or(true)
+            });
+            Arc::clone(implicit.entry(key).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(s) = slot.as_ref().and_then(|s| self.sessions.get(&s.id)) {
+            return Ok(s);
         }
         let s = self.sessions.open(&who, &lease_wish(md)?).await?;
-        implicit.insert(key, Arc::clone(&s));
+        *slot = Some(Arc::clone(&s));
         Ok(s)
     }
 

@@ -294,7 +294,7 @@ fn lease_json(l: &LeaseInfo) -> serde_json::Value {
     })
 }
 
-async fn leases(State(s): State<AppState>) -> ApiResult {
+async fn leases(State(s): State<AppState>, Extension(who): Extension<Identity>) -> ApiResult {
     let r = s
         .sessions
         .leases()
@@ -305,7 +305,13 @@ async fn leases(State(s): State<AppState>) -> ApiResult {
         })
         .await?
         .into_inner();
-    let leases: Vec<_> = r.leases.iter().map(lease_json).collect();
+    // A caller sees their own leases (dev mode without a token: all).
+    let leases: Vec<_> = r
+        .leases
+        .iter()
+        .filter(|l| may_see(&who, &l.user))
+        .map(lease_json)
+        .collect();
     Ok(Json(json!({ "leases": leases })).into_response())
 }
 
@@ -437,7 +443,7 @@ fn run_json(r: &JobRunInfo) -> serde_json::Value {
     })
 }
 
-async fn list_runs(State(s): State<AppState>) -> ApiResult {
+async fn list_runs(State(s): State<AppState>, Extension(who): Extension<Identity>) -> ApiResult {
     let r = s
         .sessions
         .leases()
@@ -447,7 +453,12 @@ async fn list_runs(State(s): State<AppState>) -> ApiResult {
         })
         .await?
         .into_inner();
-    let runs: Vec<_> = r.runs.iter().map(run_json).collect();
+    let runs: Vec<_> = r
+        .runs
+        .iter()
+        .filter(|x| may_see(&who, &x.user))
+        .map(run_json)
+        .collect();
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
@@ -495,21 +506,46 @@ async fn submit_run(
     Ok((StatusCode::CREATED, Json(run_json(&r))).into_response())
 }
 
-async fn get_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+/// A job run the caller may act on; others' runs look unknown.
+async fn own_run(
+    s: &AppState,
+    who: &Identity,
+    id: &str,
+) -> std::result::Result<JobRunInfo, ApiError> {
     let r = s
         .sessions
         .leases()
         .api()
         .get_job_run(GetJobRunRequest {
             header: Some(header()),
-            run_id: id,
+            run_id: id.to_string(),
         })
         .await?
         .into_inner();
-    Ok(Json(run_json(&r)).into_response())
+    if may_see(who, &r.user) {
+        Ok(r)
+    } else {
+        Err(ApiError(TarnError::new(
+            ErrorCode::JobRunNotFound,
+            format!("no job run {id:?}"),
+        )))
+    }
 }
 
-async fn cancel_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn get_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(Json(run_json(&own_run(&s, &who, &id).await?)).into_response())
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    own_run(&s, &who, &id).await?;
     let r = s
         .sessions
         .leases()
@@ -525,7 +561,12 @@ async fn cancel_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
 
 /// The holder of a running run keeps its lease alive (within the
 /// coordinator's lease TTL, 30 s by default).
-async fn heartbeat_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn heartbeat_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    own_run(&s, &who, &id).await?;
     let gone = s.sessions.leases().renew(vec![id.clone()]).await?;
     if !gone.is_empty() {
         return Err(ApiError(
@@ -536,7 +577,7 @@ async fn heartbeat_run(State(s): State<AppState>, Path(id): Path<String>) -> Api
             .with_fix("heartbeat a run only while GET /v1/job-runs/{id} says it is running"),
         ));
     }
-    get_run(State(s), Path(id)).await
+    get_run(State(s), Extension(who), Path(id)).await
 }
 
 #[derive(Deserialize, Default)]
@@ -552,7 +593,13 @@ fn yes() -> bool {
     true
 }
 
-async fn finish_run(State(s): State<AppState>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn finish_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    own_run(&s, &who, &id).await?;
     let req: FinishRun = if bytes.iter().all(u8::is_ascii_whitespace) {
         FinishRun {
             succeeded: true,
@@ -742,9 +789,10 @@ async fn channels(
     // read, measured and refused with a reason instead of a bare error.
     let hard = limit.saturating_mul(2).max(limit + 64 * 1024);
     let kernels = Arc::clone(&s.kernels);
+    let expires = who.expires_ms;
     Ok(ws
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| async move { kernels.connect(kernel, socket).await })
+        .on_upgrade(move |socket| async move { kernels.connect(kernel, socket, expires).await })
         .into_response())
 }

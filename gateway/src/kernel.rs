@@ -34,6 +34,8 @@ pub const CLOSE_LIFETIME: u16 = 4001;
 pub const CLOSE_SESSION_ENDED: u16 = 4000;
 /// Close code: the kernel was shut down.
 pub const CLOSE_SHUTDOWN: u16 = 4004;
+/// Close code: the credential the websocket connected with expired.
+pub const CLOSE_CREDENTIALS_EXPIRED: u16 = 4401;
 /// Close code: another websocket is attached to the kernel.
 pub const CLOSE_ALREADY_CONNECTED: u16 = 4409;
 /// Close code (RFC 6455): a message was larger than accepted.
@@ -88,8 +90,13 @@ pub struct Kernel {
     out: parking_lot::Mutex<Option<(u64, mpsc::UnboundedSender<Outgoing>)>>,
     /// The cell running now: its interrupt token and current run id.
     current: parking_lot::Mutex<Option<(CancellationToken, Option<String>)>>,
-    /// Cells take turns.
-    turn: tokio::sync::Mutex<()>,
+    /// Cells waiting to run, in arrival order, each with its number.
+    cells: mpsc::UnboundedSender<(u64, Value)>,
+    /// Number of the last cell queued.
+    queued: AtomicU64,
+    /// Cells numbered up to this are answered `aborted` instead of run
+    /// (after an error with stop_on_error, a restart or a shutdown).
+    abort_upto: AtomicU64,
     /// The header of the last execute request (idle warnings go under it).
     last_parent: parking_lot::Mutex<Value>,
     /// Cancelled when the kernel ends; the websocket closes with `ended`.
@@ -176,6 +183,25 @@ impl Kernel {
         }
     }
 
+    /// Every cell queued so far is answered `aborted` instead of run.
+    fn abort_queued(&self) {
+        self.abort_upto
+            .fetch_max(self.queued.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Answers a queued cell that will not run, as Jupyter expects.
+    fn abort(&self, parent: &Value) {
+        let count = self.execution_count.load(Ordering::SeqCst);
+        self.status(parent, "busy");
+        self.emit(
+            "shell",
+            "execute_reply",
+            parent,
+            json!({"status": "aborted", "execution_count": count}),
+        );
+        self.status(parent, "idle");
+    }
+
     fn end(&self, code: u16, reason: String) {
         *self.ended.lock() = Some((code, reason));
         self.closed.cancel();
@@ -209,13 +235,27 @@ impl Kernels {
         let weak = Arc::downgrade(&k);
         tokio::spawn(async move {
             loop {
-                let (session_id, why) = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
+                let event = events.recv().await;
                 let Some(k) = weak.upgrade() else { return };
-                k.session_ended(&session_id, why);
+                match event {
+                    Ok((session_id, why)) => k.session_ended(&session_id, why),
+                    // Missed some: end every kernel whose session is gone.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let gone: Vec<String> = k
+                            .kernels
+                            .iter()
+                            .filter(|x| !k.sessions.is_open(&x.session.id))
+                            .map(|x| x.session.id.clone())
+                            .collect();
+                        for id in gone {
+                            k.session_ended(
+                                &id,
+                                TarnError::new(ErrorCode::SessionNotFound, "the session ended"),
+                            );
+                        }
+                    }
+                    Err(_) => return,
+                }
             }
         });
         k
@@ -235,6 +275,7 @@ impl Kernels {
             .collect();
         for id in ids {
             if let Some((_, k)) = self.kernels.remove(&id) {
+                k.interrupt(&self.queries);
                 let timed_out = why.code == ErrorCode::SessionTimedOut;
                 // The whole story goes to the notebook; the close reason
                 // is short (websocket reasons are at most 123 bytes).
@@ -276,7 +317,7 @@ impl Kernels {
 
     /// Starts a kernel for `who`: opens its session (taking a lease).
     pub async fn start(
-        &self,
+        self: &Arc<Self>,
         who: &Identity,
         name: &str,
         wish: &LeaseWish,
@@ -291,6 +332,7 @@ impl Kernels {
             )));
         }
         let session = self.sessions.open(who, wish).await?;
+        let (cells, mut queue) = mpsc::unbounded_channel();
         let kernel = Arc::new(Kernel {
             id: uuid::Uuid::new_v4().to_string(),
             session,
@@ -300,12 +342,33 @@ impl Kernels {
             execution_count: AtomicU32::new(0),
             out: parking_lot::Mutex::new(None),
             current: parking_lot::Mutex::new(None),
-            turn: tokio::sync::Mutex::new(()),
+            cells,
+            queued: AtomicU64::new(0),
+            abort_upto: AtomicU64::new(0),
             last_parent: parking_lot::Mutex::new(json!({})),
             closed: CancellationToken::new(),
             ended: parking_lot::Mutex::new(None),
         });
         self.kernels.insert(kernel.id.clone(), Arc::clone(&kernel));
+        // One runner per kernel: cells run one at a time, in the order
+        // they arrived.
+        let me = Arc::clone(self);
+        let k = Arc::clone(&kernel);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = k.closed.cancelled() => return,
+                    next = queue.recv() => next,
+                };
+                let Some((seq, msg)) = next else { return };
+                if seq <= k.abort_upto.load(Ordering::SeqCst) {
+                    k.abort(&msg);
+                } else if me.execute(&k, msg).await {
+                    // Stop on error: the cells queued behind it are aborted.
+                    k.abort_queued();
+                }
+            }
+        });
         tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, "kernel started");
         Ok(kernel)
     }
@@ -332,6 +395,7 @@ impl Kernels {
     /// Shuts a kernel down: its cell is interrupted, its session closed
     /// and its lease released.
     pub async fn shutdown(&self, kernel: &Kernel) {
+        kernel.abort_queued();
         kernel.interrupt(&self.queries);
         if self.kernels.remove(&kernel.id).is_some() {
             self.remember(
@@ -350,11 +414,10 @@ impl Kernels {
     /// Restart: the running cell is interrupted and the execution count
     /// starts again; the session and its lease stay.
     pub fn restart(&self, kernel: &Kernel) {
+        kernel.abort_queued();
         kernel.interrupt(&self.queries);
         kernel.execution_count.store(0, Ordering::SeqCst);
-        let parent = json!({});
-        kernel.status(&parent, "restarting");
-        kernel.status(&parent, "idle");
+        kernel.status(&json!({}), "idle");
     }
 
     /// Interrupts a kernel's running cell.
@@ -388,6 +451,7 @@ impl Kernels {
         self: &Arc<Self>,
         kernel: Arc<Kernel>,
         socket: axum::extract::ws::WebSocket,
+        credential_expires_ms: Option<u64>,
     ) {
         use axum::extract::ws::{CloseFrame, Message};
         let (mut sink, mut incoming) = socket.split();
@@ -419,6 +483,14 @@ impl Kernels {
         tracing::info!(kernel = %kernel.id, conn, "websocket attached");
         let lifetime = tokio::time::sleep(self.opts.websocket_lifetime);
         tokio::pin!(lifetime);
+        // The credential it connected with ends the websocket too (a
+        // running cell finishes; a new websocket with a fresh token sees
+        // its output).
+        let credential = credential_expires_ms
+            .map(|exp| Duration::from_millis(exp.saturating_sub(crate::session::now_ms())));
+        let credential =
+            tokio::time::sleep(credential.unwrap_or(Duration::from_secs(10 * 365 * 86_400)));
+        tokio::pin!(credential);
         let why = loop {
             tokio::select! {
                 _ = &mut lifetime => {
@@ -426,6 +498,10 @@ impl Kernels {
                         "TARN-2310 CONNECTION_LIFETIME_REACHED: websocket closed after {}; reconnect, the kernel is running",
                         tarn_common::auth::human(self.opts.websocket_lifetime.as_secs())
                     )));
+                }
+                _ = &mut credential => {
+                    break Some((CLOSE_CREDENTIALS_EXPIRED,
+                        "TARN-2202 CREDENTIALS_EXPIRED: reconnect with a new token; the kernel is running".into()));
                 }
                 _ = kernel.closed.cancelled() => {
                     // Flush what the kernel said last, then close.
@@ -436,7 +512,14 @@ impl Kernels {
                 }
                 out = rx.recv() => match out {
                     Some(Outgoing::Text(t)) => {
-                        if futures::SinkExt::send(&mut sink, Message::Text(t.into())).await.is_err() {
+                        // A client that stops reading loses its websocket,
+                        // not the gateway's memory.
+                        let sent = tokio::time::timeout(
+                            Duration::from_secs(30),
+                            futures::SinkExt::send(&mut sink, Message::Text(t.into())),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
                             break None;
                         }
                     }
@@ -528,28 +611,32 @@ impl Kernels {
         }
         kernel.touch();
         let content = msg.get("content").cloned().unwrap_or_else(|| json!({}));
+        // Busy/idle around a reply only while no cell runs: front ends
+        // take every status at face value.
         let reply = |content: Value| {
             let reply_type = msg_type.replace("_request", "_reply");
-            kernel.status(&msg, "busy");
+            let quiet = kernel.busy.load(Ordering::SeqCst);
+            if !quiet {
+                kernel.status(&msg, "busy");
+            }
             kernel.emit(&channel, &reply_type, &msg, content);
-            kernel.status(&msg, "idle");
+            if !quiet {
+                kernel.status(&msg, "idle");
+            }
         };
         match msg_type.as_str() {
             "kernel_info_request" => reply(kernel_info()),
             "execute_request" => {
                 *kernel.last_parent.lock() = msg.clone();
-                let me = Arc::clone(self);
-                let kernel = Arc::clone(kernel);
-                tokio::spawn(async move { me.execute(kernel, msg, content).await });
+                let seq = kernel.queued.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = kernel.cells.send((seq, msg));
             }
             "complete_request" => {
                 let me = Arc::clone(self);
                 let kernel = Arc::clone(kernel);
                 tokio::spawn(async move {
                     let c = me.complete(&kernel, &content).await;
-                    kernel.status(&msg, "busy");
                     kernel.emit(&channel, "complete_reply", &msg, c);
-                    kernel.status(&msg, "idle");
                 });
             }
             "is_complete_request" => reply(json!({"status": "complete"})),
@@ -607,7 +694,10 @@ impl Kernels {
         }
     }
 
-    async fn execute(self: Arc<Self>, kernel: Arc<Kernel>, parent: Value, content: Value) {
+    /// Runs one cell; returns whether the cells queued behind it should
+    /// be aborted (it failed and asked to stop on error).
+    async fn execute(&self, kernel: &Kernel, parent: Value) -> bool {
+        let content = parent.get("content").cloned().unwrap_or_else(|| json!({}));
         let code = content
             .get("code")
             .and_then(Value::as_str)
@@ -626,7 +716,6 @@ impl Kernels {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let token = CancellationToken::new();
-        let _turn = kernel.turn.lock().await;
         let count = if store && !silent {
             kernel.execution_count.fetch_add(1, Ordering::SeqCst) + 1
         } else {
@@ -654,7 +743,7 @@ impl Kernels {
                 ));
                 break;
             }
-            match self.run_statement(&kernel, &parent, sql, &token).await {
+            match self.run_statement(kernel, &parent, sql, &token).await {
                 Ok(Some(data)) if !silent => {
                     if i == last {
                         kernel.emit(
@@ -681,6 +770,7 @@ impl Kernels {
             kernel.touch();
         }
         *kernel.current.lock() = None;
+        let stop = failure.is_some() && stop_on_error;
         match failure {
             None => kernel.emit(
                 "shell",
@@ -694,12 +784,12 @@ impl Kernels {
                 c["status"] = json!("error");
                 c["execution_count"] = json!(count);
                 kernel.emit("shell", "execute_reply", &parent, c);
-                let _ = stop_on_error; // queued cells still run; Jupyter clients skip them themselves
             }
         }
         kernel.busy.store(false, Ordering::SeqCst);
         kernel.touch();
         kernel.status(&parent, "idle");
+        stop
     }
 
     /// Runs one statement, updating a progress display meanwhile; returns

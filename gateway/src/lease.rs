@@ -78,7 +78,7 @@ impl LeaseClient {
         user: &str,
         workspace: &str,
         wish: &LeaseWish,
-        session_id: &str,
+        _session_id: &str,
     ) -> Result<LeaseInfo, TarnError> {
         let (vcores, size) = if wish.vcores > 0 || !wish.size.is_empty() {
             (wish.vcores, wish.size.clone())
@@ -94,7 +94,9 @@ impl LeaseClient {
                 workspace: workspace.to_string(),
                 vcores,
                 size,
-                holder: format!("{} session {session_id}", self.holder),
+                // Never the session id: that is a bearer credential, and
+                // leases are listed to operators.
+                holder: self.holder.clone(),
             })
             .await
             .map(|r| r.into_inner())

@@ -42,6 +42,8 @@ pub struct Queries {
     pool: PoolProbe,
     running: Arc<DashMap<String, Run>>,
     timeout: Duration,
+    /// One connection for progress polls.
+    progress_channel: Option<tonic::transport::Channel>,
 }
 
 const STOP_NONE: u8 = 0;
@@ -58,6 +60,11 @@ impl Queries {
             pool: PoolProbe::new(format!("http://{coordinator}")),
             running: Arc::new(DashMap::new()),
             timeout,
+            progress_channel: tonic::transport::Endpoint::from_shared(format!(
+                "http://{coordinator}"
+            ))
+            .ok()
+            .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
         }
     }
 
@@ -68,7 +75,11 @@ impl Queries {
 
     /// Whether a session has a query running (or streaming) right now.
     pub fn is_busy(&self, session_id: &str) -> bool {
-        self.running.iter().any(|r| r.session_id == session_id)
+        // A stopped query whose client stopped reading does not keep its
+        // session alive.
+        self.running
+            .iter()
+            .any(|r| r.session_id == session_id && !r.token.is_cancelled())
     }
 
     /// Plans `sql` in `session` and starts it. `ticket_id` groups the runs
@@ -92,65 +103,91 @@ impl Queries {
         let stream = df.execute_stream().await.map_err(|e| from_datafusion(&e))?;
 
         let token = CancellationToken::new();
+        let why = Arc::new(AtomicU8::new(STOP_NONE));
         self.running.insert(
             run_id.clone(),
             Run {
                 ticket_id: ticket_id.to_string(),
                 session_id: session.id.clone(),
                 token: token.clone(),
+                why: Arc::clone(&why),
             },
         );
+        let done = CancellationToken::new();
         let mut guard = Some(RunningGuard {
             running: Arc::clone(&self.running),
             run_id: run_id.clone(),
             coordinator: self.coordinator.clone(),
             finished: false,
+            done: done.clone(),
         });
-
-        // Why the stream stopped early, if it did: the stop future records
-        // it before `take_until` ends the stream.
-        let why = Arc::new(AtomicU8::new(STOP_NONE));
-        let stop = {
-            let why = Arc::clone(&why);
-            let token = token.clone();
+        // The time limit runs on its own, so it fires even while nobody
+        // reads the result: the executors stop and the lease is free.
+        {
+            let (token, why, coordinator, run) = (
+                token.clone(),
+                Arc::clone(&why),
+                self.coordinator.clone(),
+                run_id.clone(),
+            );
             let limit = self.timeout;
-            async move {
+            tokio::spawn(async move {
                 tokio::select! {
-                    _ = token.cancelled() => why.store(STOP_CANCELLED, Ordering::SeqCst),
-                    _ = tokio::time::sleep(limit) => why.store(STOP_TIMED_OUT, Ordering::SeqCst),
+                    _ = done.cancelled() => {}
+                    _ = token.cancelled() => {}
+                    _ = tokio::time::sleep(limit) => {
+                        if why.compare_exchange(STOP_NONE, STOP_TIMED_OUT, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                            token.cancel();
+                            cancel_jobs(coordinator, run).await;
+                        }
+                    }
                 }
-            }
-        };
+            });
+        }
         let tail = {
-            let coordinator = self.coordinator.clone();
-            let run = run_id.clone();
             let limit = self.timeout;
+            let why = Arc::clone(&why);
             futures::stream::once(async move {
                 match why.load(Ordering::SeqCst) {
+                    STOP_TIMED_OUT => Some(Err(TarnError::new(
+                        ErrorCode::QueryTimeout,
+                        format!(
+                            "the query ran longer than the interactive query limit of {} and was cancelled",
+                            tarn_common::auth::human(limit.as_secs())
+                        ),
+                    ))),
                     STOP_CANCELLED => Some(Err(TarnError::new(
                         ErrorCode::Cancelled,
                         "the query was cancelled by the client",
                     ))),
-                    STOP_TIMED_OUT => {
-                        // The executors stop too, not just the stream.
-                        token.cancel();
-                        tokio::spawn(cancel_jobs(coordinator, run));
-                        Some(Err(TarnError::new(
-                            ErrorCode::QueryTimeout,
-                            format!(
-                                "the query ran longer than the interactive query limit of {} and was cancelled",
-                                tarn_common::auth::human(limit.as_secs())
-                            ),
-                        )))
-                    }
                     _ => None,
                 }
             })
             .filter_map(futures::future::ready)
         };
+        let stop = token.clone().cancelled_owned();
         let batches = stream
             .map(|r| r.map_err(|e| from_datafusion(&e)))
             .take_until(Box::pin(stop))
+            // Cancelled without a recorded reason (a client cancel that
+            // raced the end of the stream) still ends with CANCELLED.
+            .chain(
+                futures::stream::once({
+                    let why = Arc::clone(&why);
+                    let token = token.clone();
+                    async move {
+                        if token.is_cancelled() {
+                            let _ = why.compare_exchange(
+                                STOP_NONE,
+                                STOP_CANCELLED,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            );
+                        }
+                    }
+                })
+                .filter_map(|_| futures::future::ready(None)),
+            )
             .chain(tail)
             .chain(futures::stream::poll_fn(move |_| {
                 // Reached only when the stream ran to its end; a stream
@@ -171,9 +208,19 @@ impl Queries {
     /// Cancels one run: its stream ends with CANCELLED and its Ballista
     /// jobs are cancelled on the executors at once.
     pub fn cancel_run(&self, run_id: &str) -> bool {
-        let Some(token) = self.running.get(run_id).map(|r| r.token.clone()) else {
+        let Some((token, why)) = self
+            .running
+            .get(run_id)
+            .map(|r| (r.token.clone(), Arc::clone(&r.why)))
+        else {
             return false;
         };
+        let _ = why.compare_exchange(
+            STOP_NONE,
+            STOP_CANCELLED,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
         token.cancel();
         tokio::spawn(cancel_jobs(self.coordinator.clone(), run_id.to_string()));
         true
@@ -193,19 +240,23 @@ impl Queries {
         !runs.is_empty()
     }
 
-    /// How far a run's jobs are, as the coordinator sees them.
+    /// How far a run's jobs are, as the coordinator sees them. Quick or
+    /// not at all: a progress display must never hold up the result.
     pub async fn progress(&self, run_id: &str) -> Result<Progress, String> {
-        let mut c =
-            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-        c.get_query_progress(tarn_proto::GetQueryProgressRequest {
+        let channel = self
+            .progress_channel
+            .clone()
+            .ok_or("bad coordinator address")?;
+        let mut c = tarn_proto::coordinator_client::CoordinatorClient::new(channel);
+        let call = c.get_query_progress(tarn_proto::GetQueryProgressRequest {
             header: Some(tarn_proto::header()),
             query_id: run_id.to_string(),
-        })
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|e| e.message().to_string())
+        });
+        match tokio::time::timeout(Duration::from_millis(400), call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(e)) => Err(e.message().to_string()),
+            Err(_) => Err("the coordinator did not answer in time".into()),
+        }
     }
 }
 
@@ -275,6 +326,8 @@ struct Run {
     /// Only its own session may cancel it by ticket.
     session_id: String,
     token: CancellationToken,
+    /// Why it was stopped early, if it was.
+    why: Arc<AtomicU8>,
 }
 
 /// Removes a run from the running set when its stream ends or is dropped,
@@ -285,10 +338,13 @@ struct RunningGuard {
     run_id: String,
     coordinator: String,
     finished: bool,
+    /// Stops the run's timer.
+    done: CancellationToken,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
+        self.done.cancel();
         let cancelled = self
             .running
             .remove(&self.run_id)

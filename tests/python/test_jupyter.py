@@ -189,6 +189,19 @@ def test_bad_input_gets_an_answer_and_the_kernel_lives_on(tarn):
         # The first still works.
         reply, _ = ws.execute("SELECT 42 AS answer")
         assert reply["status"] == "ok"
+
+        # "Run all": cells run in the order sent; after a failing cell the
+        # ones queued behind it are aborted, as Jupyter expects.
+        ids = [ws.send("execute_request", {"code": code}) for code in
+               ("SELECT 1 AS a", "SELECT * FROM Nope", "SELECT 3 AS c", "SELECT 4 AS d")]
+        replies = {}
+        while len(replies) < 4:
+            m = ws.recv(60)
+            if m["header"]["msg_type"] == "execute_reply":
+                replies[m["parent_header"]["msg_id"]] = m["content"]["status"]
+        assert [replies[i] for i in ids] == ["ok", "error", "aborted", "aborted"], replies
+        reply, _ = ws.execute("SELECT 5 AS e")
+        assert reply["status"] == "ok"
     finally:
         ws.close()
 

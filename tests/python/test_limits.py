@@ -47,6 +47,15 @@ def test_requests_without_a_valid_token_get_401_with_a_way_out(strict):
     status, s, _ = http("POST", f"{strict['http']}/v1/sessions", {}, token)
     assert status == 201 and s["user"] == "erin"
     assert http("DELETE", f"{strict['http']}/v1/sessions/{s['session_id']}", token=token)[0] == 204
+    # Another user cannot see erin's job runs or leases, nor act on them.
+    status, run, _ = http("POST", f"{strict['http']}/v1/job-runs", {"name": "nightly"}, token)
+    assert status == 201 and run["user"] == "erin", run
+    frank = mint(strict, "frank")
+    assert http("GET", f"{strict['http']}/v1/job-runs/{run['run_id']}", token=frank)[0] == 404
+    assert http("DELETE", f"{strict['http']}/v1/job-runs/{run['run_id']}", token=frank)[0] == 404
+    _, runs, _ = http("GET", f"{strict['http']}/v1/job-runs", token=frank)
+    assert run["run_id"] not in [r["run_id"] for r in runs["runs"]], runs
+    assert http("DELETE", f"{strict['http']}/v1/job-runs/{run['run_id']}", token=token)[0] == 200
     # Another user cannot see or close erin's kernel.
     status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": "tarn-sql"}, token, "token")
     assert status == 201
@@ -192,3 +201,20 @@ def test_an_oversized_message_closes_the_websocket_with_1009(strict):
     finally:
         again.close()
         http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=token)
+
+
+def test_a_websocket_closes_when_its_credential_expires(strict):
+    token = mint(strict, "lena", ttl="2s")
+    status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": "tarn-sql"}, token)
+    assert status == 201
+    ws = Kernel(strict["http"], k["id"], token)
+    code, reason = ws.close_status(timeout=30)
+    assert code == 4401 and "CREDENTIALS_EXPIRED" in reason, (code, reason)
+    fresh = mint(strict, "lena")
+    again = Kernel(strict["http"], k["id"], fresh)
+    try:
+        reply, _ = again.execute("SELECT 1 AS n")
+        assert reply["status"] == "ok"
+    finally:
+        again.close()
+        http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=fresh)
