@@ -289,6 +289,8 @@ impl Sessions {
         });
         let n = ended.len();
         for (id, lease) in ended {
+            // vCores first, so whoever hears of the end finds them free.
+            self.leases.release(lease).await;
             self.ended(
                 &id,
                 TarnError::new(
@@ -300,7 +302,6 @@ impl Sessions {
                 ),
             );
             tracing::info!(session = %id, "session ended after inactivity");
-            self.leases.release(lease).await;
         }
         n
     }
@@ -314,11 +315,11 @@ impl Sessions {
     pub async fn close(&self, id: &str) -> bool {
         match self.sessions.remove(id) {
             Some((_, s)) => {
+                self.leases.release(s.lease_id.clone()).await;
                 self.ended(
                     id,
                     TarnError::new(ErrorCode::SessionNotFound, "the session was closed"),
                 );
-                self.leases.release(s.lease_id.clone()).await;
                 tracing::info!(session = %id, "session closed");
                 true
             }

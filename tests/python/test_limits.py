@@ -164,7 +164,7 @@ def test_an_idle_kernel_is_warned_then_ended_and_its_vcores_return(strict):
     status, body, _ = http("GET", f"{strict['http']}/api/kernels/{k['id']}", token=token)
     assert status == 404 and "inactivity" in body["error"]["message"], body
     _, leases, _ = http("GET", f"{strict['http']}/v1/leases", token=token)
-    assert lease not in [x["lease_id"] for x in leases["leases"]]
+    assert lease not in [x["lease_id"] for x in leases["leases"]], leases
 
 
 def test_the_eleventh_user_is_refused_with_the_coded_error(strict):
