@@ -150,6 +150,12 @@ pub async fn serve(
             .into_response()
         })
         .with_state(state);
+    // Small websocket frames and JSON replies would otherwise wait on
+    // Nagle for the peer's delayed ACK (~40 ms a round trip).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
