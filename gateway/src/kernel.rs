@@ -45,6 +45,8 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 const PLAIN_ROWS: usize = 20;
 /// Longest cell text shown; longer values end with `…`.
 const MAX_CELL_CHARS: usize = 300;
+/// How often an idle websocket is pinged.
+const PING_EVERY: Duration = Duration::from_secs(30);
 /// How often a running cell's progress display is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -90,6 +92,8 @@ pub struct Kernel {
     out: parking_lot::Mutex<Option<(u64, mpsc::UnboundedSender<Outgoing>)>>,
     /// The cell running now: its interrupt token and current run id.
     current: parking_lot::Mutex<Option<(CancellationToken, Option<String>)>>,
+    /// At most one completion request runs at a time.
+    completing: Arc<tokio::sync::Semaphore>,
     /// Cells waiting to run, in arrival order, each with its number.
     cells: mpsc::UnboundedSender<(u64, Value)>,
     /// Number of the last cell queued.
@@ -342,6 +346,7 @@ impl Kernels {
             execution_count: AtomicU32::new(0),
             out: parking_lot::Mutex::new(None),
             current: parking_lot::Mutex::new(None),
+            completing: Arc::new(tokio::sync::Semaphore::new(1)),
             cells,
             queued: AtomicU64::new(0),
             abort_upto: AtomicU64::new(0),
@@ -491,8 +496,29 @@ impl Kernels {
         let credential =
             tokio::time::sleep(credential.unwrap_or(Duration::from_secs(10 * 365 * 86_400)));
         tokio::pin!(credential);
+        // Pings find a peer that vanished without closing, so the kernel is
+        // free for a new websocket within about a minute, not when TCP
+        // gives up.
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
         let why = loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > PING_EVERY * 2 + Duration::from_secs(15) {
+                        tracing::info!(kernel = %kernel.id, conn, "websocket peer stopped answering pings");
+                        break None;
+                    }
+                    let sent = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        futures::SinkExt::send(&mut sink, Message::Ping(Vec::new().into())),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break None;
+                    }
+                }
                 _ = &mut lifetime => {
                     break Some((CLOSE_LIFETIME, format!(
                         "TARN-2310 CONNECTION_LIFETIME_REACHED: websocket closed after {}; reconnect, the kernel is running",
@@ -526,7 +552,9 @@ impl Kernels {
                     Some(Outgoing::Close(code, reason)) => break Some((code, reason)),
                     None => break None,
                 },
-                msg = incoming.next() => match msg {
+                msg = incoming.next() => {
+                    last_heard = Instant::now();
+                    match msg {
                     Some(Ok(Message::Text(t))) => {
                         if t.len() > self.opts.max_message_bytes {
                             break Some((CLOSE_TOO_BIG, format!(
@@ -560,6 +588,7 @@ impl Kernels {
                         }
                         break None;
                     }
+                }
                 },
             }
         };
@@ -632,11 +661,20 @@ impl Kernels {
                 let _ = kernel.cells.send((seq, msg));
             }
             "complete_request" => {
+                // One completion at a time per kernel: a burst while one
+                // runs gets an empty answer rather than more lake listings.
+                let Ok(permit) = Arc::clone(&kernel.completing).try_acquire_owned() else {
+                    reply(
+                        json!({"status": "ok", "matches": [], "cursor_start": 0, "cursor_end": 0, "metadata": {}}),
+                    );
+                    return;
+                };
                 let me = Arc::clone(self);
                 let kernel = Arc::clone(kernel);
                 tokio::spawn(async move {
                     let c = me.complete(&kernel, &content).await;
                     kernel.emit(&channel, "complete_reply", &msg, c);
+                    drop(permit);
                 });
             }
             "is_complete_request" => reply(json!({"status": "complete"})),

@@ -194,13 +194,18 @@ def test_an_oversized_message_closes_the_websocket_with_1009(strict):
     ws.send("execute_request", {"code": "SELECT '" + "x" * 100_000 + "'"})
     code, reason = ws.close_status()
     assert code == 1009 and "limit" in reason, (code, reason)
-    again = Kernel(strict["http"], k["id"], token)
+    reattach_and_run(strict, k["id"], token)
+
+
+def reattach_and_run(strict, kernel_id, token):
+    """A new websocket on the kernel runs a cell; then the kernel is deleted."""
+    again = Kernel(strict["http"], kernel_id, token)
     try:
         reply, _ = again.execute("SELECT 1 AS ok")
         assert reply["status"] == "ok"
     finally:
         again.close()
-        http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=token)
+        http("DELETE", f"{strict['http']}/api/kernels/{kernel_id}", token=token)
 
 
 def test_a_websocket_closes_when_its_credential_expires(strict):
@@ -210,11 +215,4 @@ def test_a_websocket_closes_when_its_credential_expires(strict):
     ws = Kernel(strict["http"], k["id"], token)
     code, reason = ws.close_status(timeout=30)
     assert code == 4401 and "CREDENTIALS_EXPIRED" in reason, (code, reason)
-    fresh = mint(strict, "lena")
-    again = Kernel(strict["http"], k["id"], fresh)
-    try:
-        reply, _ = again.execute("SELECT 1 AS n")
-        assert reply["status"] == "ok"
-    finally:
-        again.close()
-        http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=fresh)
+    reattach_and_run(strict, k["id"], mint(strict, "lena"))
