@@ -114,6 +114,15 @@ enum Command {
         /// Create the key file with a fresh random key if it does not exist.
         #[arg(long)]
         create_key: bool,
+        /// A role: `<workspace>=<reader|contributor|owner>`, `*` for every
+        /// workspace; repeat for several. Reads need reader, writes
+        /// contributor, deleting a table owner.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Mark the user an operator: owner everywhere, and the SQL sandbox
+        /// lets them name files.
+        #[arg(long)]
+        operator: bool,
     },
     /// (Re)generates the demo workspace in the lake.
     Demo {
@@ -215,6 +224,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key_file,
             ttl,
             create_key,
+            roles,
+            operator,
         } => {
             let key = if create_key {
                 tarn_common::auth::TokenKey::load_or_create(&key_file)?
@@ -223,9 +234,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             match user {
                 Some(user) if !user.trim().is_empty() => {
+                    let grants = tarn_common::roles::Grants::parse_specs(
+                        roles.iter().map(String::as_str),
+                        operator,
+                    )
+                    .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+                    if grants.roles.is_empty() && !grants.operator {
+                        anyhow::bail!(
+                            "a token without roles can do nothing: pass --role <workspace>=<reader|contributor|owner> \
+                             (e.g. --role demo=reader, or --role '*=reader' for every workspace), or --operator"
+                        );
+                    }
                     #[allow(clippy::print_stdout)]
                     {
-                        println!("{}", key.mint(user.trim(), ttl));
+                        println!("{}", key.mint(user.trim(), ttl, grants));
                     }
                 }
                 Some(_) => anyhow::bail!("--user must name someone"),

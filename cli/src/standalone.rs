@@ -352,7 +352,12 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         .await?;
 
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
-    let token = key.mint(&args.token_user, Duration::from_secs(3600));
+    // The demo user may do the whole provider workflow, deletes included.
+    let token = key.mint(
+        &args.token_user,
+        Duration::from_secs(3600),
+        tarn_common::roles::Grants::owner_everywhere(),
+    );
     loop {
         if http_status(&args.http_addr, "/readyz").await == Some(200)
             && both_pools_up(&coordinator).await
@@ -402,7 +407,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
         }
         println!("  token      : {token}");
         println!(
-            "               (user '{}', valid 1h; more: tarn token --key-file {key_file} --user <name>)",
+            "               (user '{}', owner of every workspace, valid 1h; more: tarn token --key-file {key_file} --user <name> --role <workspace>=<role>)",
             args.token_user
         );
         println!("Press Ctrl-C to stop.");

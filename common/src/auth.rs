@@ -4,8 +4,9 @@
 //! (`sub` the user, `iat` and `exp` in seconds since the epoch), the
 //! signature an HMAC-SHA256 over `tarn.<claims>` with the deployment's key.
 //! Any gateway holding the key verifies a token without shared state, and
-//! `tarn token` mints one offline. Roles come with the lake's access model;
-//! until then a token carries identity only.
+//! `tarn token` mints one offline. The claims also carry the user's roles
+//! per workspace and the operator flag ([`crate::roles::Grants`]); a token
+//! minted before roles existed carries none.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// Roles per workspace, and the operator flag.
+    #[serde(default, flatten)]
+    pub grants: crate::roles::Grants,
 }
 
 /// Why a key could not be loaded or created.
@@ -125,13 +129,14 @@ impl TokenKey {
         }
     }
 
-    /// A token for `user`, valid for `ttl` from now.
-    pub fn mint(&self, user: &str, ttl: Duration) -> String {
+    /// A token for `user` with `grants`, valid for `ttl` from now.
+    pub fn mint(&self, user: &str, ttl: Duration, grants: crate::roles::Grants) -> String {
         let iat = now_secs();
         self.sign(&Claims {
             sub: user.to_string(),
             iat,
             exp: iat + ttl.as_secs().max(1),
+            grants,
         })
     }
 
@@ -227,16 +232,20 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_and_names_its_user() {
         let key = TokenKey::from_secret(&[7; 32]);
-        let t = key.mint("alice", HOUR);
+        let t = key.mint("alice", HOUR, Default::default());
         let c = key.verify(&t, HOUR, now_secs()).expect("valid");
         assert_eq!(c.sub, "alice");
+        // Roles travel signed, and tokens without them still verify.
+        let g = crate::roles::Grants::parse_specs(["soc=contributor"], true).unwrap();
+        let t = key.mint("alice", HOUR, g.clone());
+        assert_eq!(key.verify(&t, HOUR, now_secs()).unwrap().grants, g);
     }
 
     #[test]
     fn another_key_or_a_changed_claim_is_refused() {
         let key = TokenKey::from_secret(&[7; 32]);
         let other = TokenKey::from_secret(&[8; 32]);
-        let t = key.mint("alice", HOUR);
+        let t = key.mint("alice", HOUR, Default::default());
         let e = other.verify(&t, HOUR, now_secs()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidToken);
         // Swap in claims naming someone else, keeping alice's signature.
@@ -245,6 +254,7 @@ mod tests {
                 sub: "mallory".into(),
                 iat: now_secs(),
                 exp: now_secs() + 3600,
+                grants: Default::default(),
             })
             .unwrap(),
         );
@@ -268,6 +278,7 @@ mod tests {
             sub: "bob".into(),
             iat: now - 100,
             exp: now - 10,
+            grants: Default::default(),
         });
         let e = key.verify(&t, HOUR, now).unwrap_err();
         assert_eq!(e.code, ErrorCode::CredentialsExpired);
@@ -277,6 +288,7 @@ mod tests {
             sub: "bob".into(),
             iat: now - 3700,
             exp: now + 86_400,
+            grants: Default::default(),
         });
         let e = key.verify(&t, HOUR, now).unwrap_err();
         assert_eq!(e.code, ErrorCode::CredentialsExpired);
@@ -291,7 +303,7 @@ mod tests {
         let path = dir.path().join("sub/gateway.key");
         let a = TokenKey::load_or_create(&path).unwrap();
         let b = TokenKey::load(&path).unwrap();
-        let t = a.mint("carol", HOUR);
+        let t = a.mint("carol", HOUR, Default::default());
         assert!(b.verify(&t, HOUR, now_secs()).is_ok());
         std::fs::write(&path, "short").unwrap();
         assert!(matches!(

@@ -64,6 +64,28 @@ pub enum ErrorCode {
     PreparedStatementNotFound,
     /// An interactive query ran longer than the query time limit.
     QueryTimeout,
+    /// the table exists already.
+    TableAlreadyExists,
+    /// the data's columns differ from the table's.
+    SchemaMismatch,
+    /// a column's type differs from the table's.
+    ColumnTypeMismatch,
+    /// nullable data for a NOT NULL column.
+    NullabilityMismatch,
+    /// a column's name or type cannot be stored in a Delta table.
+    UnsupportedColumn,
+    /// a write mode is missing or unknown, or not allowed on the table's tier.
+    InvalidWriteMode,
+    /// partitionBy names unknown columns, differs from the table's, or targets the analytics tier.
+    InvalidPartitioning,
+    /// a custom table's name lacks the tier suffix.
+    MissingTableSuffix,
+    /// a write or delete the table's kind does not allow.
+    InvalidWrite,
+    /// another write committed to the table first.
+    WriteConflict,
+    /// the statement reads or writes files outside the lake.
+    PathOutsideLake,
     /// Something inside Tarn failed; this is a bug or an outage.
     Internal,
     /// This coordinator is a standby; another one leads.
@@ -109,6 +131,17 @@ impl ErrorCode {
         ErrorCode::ExecutionFailed,
         ErrorCode::PreparedStatementNotFound,
         ErrorCode::QueryTimeout,
+        ErrorCode::TableAlreadyExists,
+        ErrorCode::SchemaMismatch,
+        ErrorCode::ColumnTypeMismatch,
+        ErrorCode::NullabilityMismatch,
+        ErrorCode::UnsupportedColumn,
+        ErrorCode::InvalidWriteMode,
+        ErrorCode::InvalidPartitioning,
+        ErrorCode::MissingTableSuffix,
+        ErrorCode::InvalidWrite,
+        ErrorCode::WriteConflict,
+        ErrorCode::PathOutsideLake,
         ErrorCode::Internal,
         ErrorCode::NotLeader,
         ErrorCode::StateStoreUnavailable,
@@ -277,6 +310,72 @@ impl ErrorCode {
                 408,
                 "narrow the query (filter by TimeGenerated, fewer columns) or run it as a job, which has a longer limit",
             ),
+            ErrorCode::TableAlreadyExists => s(
+                2102,
+                G::AlreadyExists,
+                409,
+                "write to it with INSERT (or mode 'append'/'overwrite'), or choose another name",
+            ),
+            ErrorCode::SchemaMismatch => s(
+                2401,
+                G::InvalidArgument,
+                400,
+                "align the data's columns with the table's (`DESCRIBE <table>`): same names, none missing, none extra",
+            ),
+            ErrorCode::ColumnTypeMismatch => s(
+                2402,
+                G::InvalidArgument,
+                400,
+                "cast the column to the table's type before writing",
+            ),
+            ErrorCode::NullabilityMismatch => s(
+                2403,
+                G::InvalidArgument,
+                400,
+                "fill or drop the NULLs, or declare the column NOT NULL in the data",
+            ),
+            ErrorCode::UnsupportedColumn => s(
+                2404,
+                G::InvalidArgument,
+                400,
+                "rename the column or cast it to a supported type (string, integer, float, boolean, date, timestamp, decimal, binary, list, struct, map)",
+            ),
+            ErrorCode::InvalidWriteMode => s(
+                2601,
+                G::InvalidArgument,
+                400,
+                "pass mode 'append' or 'overwrite' (the analytics tier takes 'append' only)",
+            ),
+            ErrorCode::InvalidPartitioning => s(
+                2602,
+                G::InvalidArgument,
+                400,
+                "partition lake-tier tables only, by existing columns, as the table already is",
+            ),
+            ErrorCode::MissingTableSuffix => s(
+                2603,
+                G::InvalidArgument,
+                400,
+                "name lake-tier tables <Name>_SPRK and analytics-tier tables <Name>_SPRK_CL",
+            ),
+            ErrorCode::InvalidWrite => s(
+                2604,
+                G::PermissionDenied,
+                403,
+                "write to a custom table (<Name>_SPRK or <Name>_SPRK_CL); system tables are read-only and only lake-tier tables can be deleted",
+            ),
+            ErrorCode::WriteConflict => s(
+                2605,
+                G::Aborted,
+                409,
+                "run the write again; nothing of this one was committed",
+            ),
+            ErrorCode::PathOutsideLake => s(
+                2206,
+                G::PermissionDenied,
+                403,
+                "query lake tables by name; only operators may name files or locations",
+            ),
             ErrorCode::Internal => s(
                 2901,
                 G::Internal,
@@ -347,6 +446,17 @@ impl ErrorCode {
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::PreparedStatementNotFound => "PREPARED_STATEMENT_NOT_FOUND",
             ErrorCode::QueryTimeout => "QUERY_TIMEOUT",
+            ErrorCode::TableAlreadyExists => "TABLE_ALREADY_EXISTS",
+            ErrorCode::SchemaMismatch => "SCHEMA_MISMATCH",
+            ErrorCode::ColumnTypeMismatch => "COLUMN_TYPE_MISMATCH",
+            ErrorCode::NullabilityMismatch => "NULLABILITY_MISMATCH",
+            ErrorCode::UnsupportedColumn => "UNSUPPORTED_COLUMN",
+            ErrorCode::InvalidWriteMode => "INVALID_WRITE_MODE",
+            ErrorCode::InvalidPartitioning => "INVALID_PARTITIONING",
+            ErrorCode::MissingTableSuffix => "MISSING_TABLE_SUFFIX",
+            ErrorCode::InvalidWrite => "INVALID_WRITE",
+            ErrorCode::WriteConflict => "WRITE_CONFLICT",
+            ErrorCode::PathOutsideLake => "PATH_OUTSIDE_LAKE",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::StateStoreUnavailable => "STATE_STORE_UNAVAILABLE",

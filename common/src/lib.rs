@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod roles;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -49,6 +49,7 @@ pub type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 pub fn session_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(tarn_lake::LakeLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(tarn_lake::LakePhysicalCodec::default()))
 }
 
 /// A running coordinator.
@@ -351,6 +352,7 @@ impl Lead {
             override_session_builder: Some(session_builder),
             override_config_producer: Some(config_producer),
             override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
+            override_physical_codec: Some(Arc::new(tarn_lake::LakePhysicalCodec::default())),
             ..Default::default()
         };
         config.finished_job_data_clean_up_interval_seconds = 300;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parking_lot::{Mutex, RwLock};
@@ -97,16 +97,110 @@ impl Lake {
             return Ok(Arc::clone(ws));
         }
         self.refresh().await?;
-        self.workspaces
+        let ws = self
+            .workspaces
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::WorkspaceNotFound(name.to_string()))
+            .ok_or_else(|| Error::WorkspaceNotFound(name.to_string()))?;
+        self.check_inside(name)?;
+        Ok(ws)
     }
 
     fn cached_workspace(&self, name: &str) -> Option<Arc<Workspace>> {
         self.workspaces.read().get(name).cloned()
     }
+
+    /// For a local lake: refuses `rel` (a folder or file under the root)
+    /// when it resolves — through symlinks — to somewhere outside the root.
+    pub fn check_inside(&self, rel: &str) -> Result<()> {
+        if self.root.scheme() != "file" {
+            return Ok(());
+        }
+        let Ok(root) = self.root.to_file_path() else {
+            return Ok(());
+        };
+        let Ok(real_root) = std::fs::canonicalize(&root) else {
+            return Ok(());
+        };
+        let target = root.join(rel);
+        match std::fs::canonicalize(&target) {
+            Ok(real) if !real.starts_with(&real_root) => Err(Error::OutsideLake {
+                what: format!("'{rel}'"),
+                path: real.display().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// URL of a table folder (which need not exist yet).
+    pub fn table_url(&self, workspace: &str, table: &str) -> Result<Url> {
+        validate_name(workspace)?;
+        validate_name(table)?;
+        self.root
+            .join(&format!("{workspace}/{table}/"))
+            .map_err(|e| Error::InvalidRoot {
+                root: self.root.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Deletes a table: first its log (so it stops being a table at
+    /// once), then its files. On a local lake the folder is first moved
+    /// aside in one rename, so readers never see a half-deleted table.
+    pub async fn delete_table(&self, workspace: &str, table: &str) -> Result<()> {
+        validate_name(workspace)?;
+        validate_name(table)?;
+        let io = |e: std::io::Error, what: &str| Error::List {
+            location: format!("{}{workspace}/{table}", self.root),
+            source: Box::new(object_store::Error::Generic {
+                store: "lake",
+                source: format!("{what}: {e}").into(),
+            }),
+        };
+        if self.root.scheme() == "file" {
+            if let Ok(root) = self.root.to_file_path() {
+                let dir = root.join(workspace).join(table);
+                let trash = root
+                    .join(workspace)
+                    .join(format!("_deleted_{table}_{}", uuid_like()));
+                std::fs::rename(&dir, &trash).map_err(|e| io(e, "cannot move the table aside"))?;
+                std::fs::remove_dir_all(&trash).map_err(|e| io(e, "cannot remove the table"))?;
+                if let Some(ws) = self.cached_workspace(workspace) {
+                    ws.forget(table);
+                }
+                return Ok(());
+            }
+        }
+        let base = self.prefix.clone().join(workspace).join(table);
+        let store = self.store.as_ref();
+        for sub in [Some("_delta_log"), None] {
+            let p = match sub {
+                Some(s) => base.clone().join(s),
+                None => base.clone(),
+            };
+            let locations = store.list(Some(&p)).map_ok(|m| m.location).boxed();
+            let mut deleted = store.delete_stream(locations);
+            while let Some(r) = deleted.next().await {
+                r.map_err(|source| Error::List {
+                    location: p.to_string(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        if let Some(ws) = self.cached_workspace(workspace) {
+            ws.forget(table);
+        }
+        Ok(())
+    }
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}{}", std::process::id())
 }
 
 /// Workspace names become folder names: keep them boring.
@@ -176,6 +270,12 @@ impl Workspace {
         Ok(tables)
     }
 
+    /// Drops a deleted table from the listing and the cache.
+    pub fn forget(&self, table: &str) {
+        self.tables.write().retain(|t| t != table);
+        self.cache.lock().remove(table);
+    }
+
     /// Table names as of the last refresh.
     pub fn cached_table_names(&self) -> Vec<String> {
         self.tables.read().clone()
@@ -209,6 +309,7 @@ impl Workspace {
             }
         };
         let full = format!("{}.{}", self.name, name);
+        self.lake.check_inside(&format!("{}/{}", self.name, name))?;
         let cached = self
             .cache
             .lock()
@@ -257,30 +358,61 @@ impl Workspace {
             }
         }
         let table = Arc::new(LakeTable::load(&self.name, &name, &dt).await?);
+        for f in &table.spec().files {
+            self.lake
+                .check_inside(&format!("{}/{}/{}", self.name, name, f.path))?;
+        }
         self.cache.lock().insert(name, (dt, Arc::clone(&table)));
         Ok(table)
     }
 }
 
-/// The `tarn` catalog over a lake.
-#[derive(Debug)]
+/// Which workspaces a catalog shows.
+pub type Visible = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The `tarn` catalog over a lake, showing the workspaces its caller may see.
 pub struct LakeCatalog {
     lake: Arc<Lake>,
+    visible: Visible,
+}
+
+impl std::fmt::Debug for LakeCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeCatalog")
+            .field("lake", &self.lake.root)
+            .finish()
+    }
 }
 
 impl LakeCatalog {
-    /// A catalog over `lake`.
+    /// A catalog over every workspace of `lake`.
     pub fn new(lake: Arc<Lake>) -> Self {
-        Self { lake }
+        Self {
+            lake,
+            visible: Arc::new(|_| true),
+        }
+    }
+
+    /// A catalog showing only the workspaces `visible` accepts: the others
+    /// are absent from listings, `information_schema` and name resolution.
+    pub fn with_visible(lake: Arc<Lake>, visible: Visible) -> Self {
+        Self { lake, visible }
     }
 }
 
 impl CatalogProvider for LakeCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.lake.workspace_names()
+        self.lake
+            .workspace_names()
+            .into_iter()
+            .filter(|w| (self.visible)(w))
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if !(self.visible)(name) {
+            return None;
+        }
         self.lake
             .cached_workspace(name)
             .map(|w| Arc::new(WorkspaceSchema(w)) as Arc<dyn SchemaProvider>)

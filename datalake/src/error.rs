@@ -54,6 +54,14 @@ pub enum Error {
         /// The cause.
         source: Box<deltalake::DeltaTableError>,
     },
+    /// A path resolves outside the lake root (symlink, absolute or `..`).
+    #[error("{what} resolves to '{path}', which is outside the lake")]
+    OutsideLake {
+        /// The workspace, table or file.
+        what: String,
+        /// Where it points.
+        path: String,
+    },
     /// The table uses a Delta feature Tarn cannot read faithfully.
     #[error("table '{table}' uses {feature}, which Tarn does not read yet")]
     UnsupportedFeature {
@@ -76,6 +84,11 @@ impl Error {
             }
             Error::TableNotFound { .. } => {
                 TarnError::new(ErrorCode::TableNotFound, self.to_string())
+            }
+            Error::OutsideLake { .. } => {
+                TarnError::new(ErrorCode::PathOutsideLake, self.to_string()).with_fix(
+                    "ask an operator to move the data into the lake; Tarn reads nothing outside it",
+                )
             }
             Error::UnsupportedFeature { .. } => {
                 TarnError::new(ErrorCode::Unsupported, self.to_string())

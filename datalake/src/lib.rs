@@ -11,12 +11,15 @@ pub mod catalog;
 pub mod codec;
 pub mod demo;
 pub mod error;
+pub mod rules;
 pub mod table;
+pub mod write;
 
 pub use catalog::{Lake, LakeCatalog, Workspace};
 pub use codec::LakeLogicalCodec;
 pub use error::{Error, Result};
 pub use table::LakeTable;
+pub use write::LakePhysicalCodec;
 
 use std::sync::Arc;
 

@@ -52,6 +52,9 @@ pub struct LakeTableSpec {
     pub partition_fields: Vec<Field>,
     /// Every live data file of the version.
     pub files: Vec<LakeFile>,
+    /// Set on the target of a write: how to write into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<crate::write::WriteSpec>,
 }
 
 /// A Delta table pinned at one version.
@@ -81,6 +84,13 @@ impl LakeTable {
     /// The description this table was built from.
     pub fn spec(&self) -> &LakeTableSpec {
         &self.spec
+    }
+
+    /// This table as the target of a write: same snapshot, plus `write`.
+    pub fn for_write(&self, write: crate::write::WriteSpec) -> LakeTable {
+        let mut spec = (*self.spec).clone();
+        spec.write = Some(write);
+        LakeTable::new(spec)
     }
 
     /// Reads the latest snapshot of the Delta table at `url`.
@@ -125,6 +135,16 @@ impl LakeTable {
         }
         let mut files = Vec::new();
         for view in state.log_data().iter() {
+            // A log entry naming an absolute URL or climbing out of the
+            // table folder would let a table read files outside the lake.
+            let raw = view.path().to_string();
+            if raw.contains("://") || raw.starts_with('/') || raw.split('/').any(|seg| seg == "..")
+            {
+                return Err(Error::OutsideLake {
+                    what: format!("table '{workspace}.{name}'"),
+                    path: raw,
+                });
+            }
             if view.deletion_vector_descriptor().is_some() {
                 return Err(Error::UnsupportedFeature {
                     table: format!("{workspace}.{name}"),
@@ -151,6 +171,7 @@ impl LakeTable {
             file_schema: Schema::new(file_fields),
             partition_fields,
             files,
+            write: None,
         }))
     }
 
@@ -213,6 +234,26 @@ impl LakeTable {
 
 #[async_trait]
 impl TableProvider for LakeTable {
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        _op: datafusion::logical_expr::dml::InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // The mode travels in the write spec, which the gateway checked
+        // against the lake's rules; a plain table refuses writes.
+        if self.spec.write.is_none() {
+            return Err(DataFusionError::Plan(format!(
+                "table '{}.{}' is not a write target",
+                self.spec.workspace, self.spec.name
+            )));
+        }
+        Ok(Arc::new(crate::write::DeltaWriteExec::new(
+            input,
+            Arc::clone(&self.spec),
+        )))
+    }
+
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }

@@ -99,6 +99,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         job_data_clean_up_interval_seconds: 600,
         executor_heartbeat_interval_seconds: 3,
         override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(tarn_lake::LakePhysicalCodec::default())),
         ..Default::default()
     };
     if lake_root.scheme() != "file" {

@@ -26,6 +26,8 @@ pub struct Identity {
     /// The token itself, when there was one (sessions opened by a token
     /// are found again by it).
     pub token: Option<String>,
+    /// Roles per workspace (dev-mode callers own every workspace).
+    pub grants: tarn_common::roles::Grants,
 }
 
 /// Checks credentials against the deployment's key.
@@ -79,6 +81,7 @@ impl Authenticator {
             user: claims.sub,
             expires_ms: Some(claims.exp.saturating_mul(1000)),
             token: Some(token.to_string()),
+            grants: claims.grants,
         })
     }
 
@@ -111,6 +114,7 @@ impl Authenticator {
                 user: ANONYMOUS.into(),
                 expires_ms: None,
                 token: None,
+                grants: tarn_common::roles::Grants::owner_everywhere(),
             });
         }
         Err(TarnError::new(
@@ -160,6 +164,7 @@ impl Authenticator {
                 user: if user.is_empty() { ANONYMOUS } else { user }.to_string(),
                 expires_ms: None,
                 token: None,
+                grants: tarn_common::roles::Grants::owner_everywhere(),
             });
         }
         Err(TarnError::new(
@@ -186,7 +191,7 @@ mod tests {
     fn token_mode_needs_credentials_and_a_key() {
         assert!(Authenticator::new("token", None, Duration::from_secs(60)).is_err());
         let key = TokenKey::from_secret(&[1; 32]);
-        let t = key.mint("alice", Duration::from_secs(60));
+        let t = key.mint("alice", Duration::from_secs(60), Default::default());
         let a = Authenticator::new("token", Some(key), Duration::from_secs(3600)).unwrap();
         let e = a.identify(None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::Unauthenticated);

@@ -34,6 +34,9 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
     if let Some(lake) = find_lake_error(e) {
         return lake.to_tarn();
     }
+    if let Some(t) = find_tarn_error(e) {
+        return t;
+    }
     match e.find_root() {
         DataFusionError::SQL(p, _) => {
             TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}"))
@@ -77,6 +80,45 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
             }
         }
     }
+}
+
+/// A coded error raised inside the engine: wrapped directly, or (from an
+/// executor, whose errors arrive as text) as its `TARN-<n> NAME: …` form.
+fn find_tarn_error(e: &DataFusionError) -> Option<TarnError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<TarnError>() {
+            return Some(t.clone());
+        }
+        if let Some(DataFusionError::External(inner)) = err.downcast_ref::<DataFusionError>() {
+            if let Some(t) = inner.downcast_ref::<TarnError>() {
+                return Some(t.clone());
+            }
+        }
+        cur = err.source();
+    }
+    let text = e.to_string();
+    let at = text.find("TARN-")?;
+    let rest = &text[at + 5..];
+    let number: u32 = rest.get(..4)?.parse().ok()?;
+    let code = ErrorCode::from_number(number)?;
+    let body = rest[4..].trim_start();
+    let body = body
+        .strip_prefix(code.name())
+        .map(|b| b.trim_start_matches(':').trim_start())
+        .unwrap_or(body);
+    let (cause, fix) = match body.split_once(". Fix: ") {
+        Some((c, f)) => (
+            c.to_string(),
+            Some(f.trim_end_matches(['"', ')', '\'']).to_string()),
+        ),
+        None => (body.to_string(), None),
+    };
+    let mut t = TarnError::new(code, cause);
+    if let Some(f) = fix {
+        t = t.with_fix(f);
+    }
+    Some(t)
 }
 
 fn find_lake_error(e: &DataFusionError) -> Option<&tarn_lake::Error> {

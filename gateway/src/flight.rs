@@ -18,7 +18,8 @@ use arrow_flight::sql::{
     ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
     CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
-    CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery,
+    CommandGetTables, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
@@ -42,6 +43,10 @@ use crate::session::{bind_parameters, Session, Sessions};
 
 /// Header selecting the workspace for one request.
 pub const WORKSPACE_HEADER: &str = "x-tarn-workspace";
+
+/// Header carrying a bulk ingest's write options as JSON, the provider's
+/// `write_options`: `{"mode": "append"|"overwrite", "partitionBy": [...]}`.
+pub const WRITE_OPTIONS_HEADER: &str = "x-tarn-write-options";
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -550,6 +555,66 @@ impl FlightSqlService for TarnFlightSql {
         })
     }
 
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let session = self.session(request.metadata()).await?;
+        let workspace = self.workspace(&session, request.metadata());
+        let query_id = new_query_id();
+        let span = info_span!("statement_update", %query_id, user = %session.user);
+        let q = self
+            .queries
+            .start(&session, &workspace, &cmd.query, None, &query_id)
+            .instrument(span)
+            .await?;
+        Ok(drain_count(q.stream).await?)
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        cmd: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let session = self.session(request.metadata()).await?;
+        let (_, p) = self.prepared(&cmd.prepared_statement_handle, &session)?;
+        let params = p.params.lock().clone();
+        let query_id = new_query_id();
+        let q = self
+            .queries
+            .start(&session, &p.workspace, &p.sql, params.as_ref(), &query_id)
+            .await?;
+        Ok(drain_count(q.stream).await?)
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let session = self.session(request.metadata()).await?;
+        let md = request.metadata().clone();
+        let workspace = match cmd.schema.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => s.to_string(),
+            None => self.workspace(&session, &md),
+        };
+        let span = info_span!("ingest", user = %session.user, %workspace, table = %cmd.table);
+        let data = request.into_inner().map_err(FlightError::from);
+        let n = crate::ingest::ingest(
+            &self.sessions,
+            &self.queries,
+            &session,
+            &workspace,
+            &cmd,
+            md.get(WRITE_OPTIONS_HEADER).and_then(|v| v.to_str().ok()),
+            data,
+        )
+        .instrument(span)
+        .await?;
+        Ok(n)
+    }
+
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
@@ -672,10 +737,10 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
+        let session = self.session(request.metadata()).await?;
         let names = self.sessions.refresh_all().await?;
         let mut b = query.into_builder();
-        for n in names {
+        for n in names.into_iter().filter(|n| session.grants.sees(n)) {
             b.append(CATALOG, n);
         }
         self.batch_response(b.build())
@@ -695,11 +760,11 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
+        let session = self.session(request.metadata()).await?;
         let names = self.sessions.refresh_all().await?;
         let mut b = tables_builder(&query);
         let lake = self.sessions.lake();
-        for ws_name in names {
+        for ws_name in names.into_iter().filter(|n| session.grants.sees(n)) {
             let ws = lake
                 .workspace(&ws_name)
                 .await
@@ -772,4 +837,20 @@ fn tables_builder(q: &CommandGetTables) -> arrow_flight::sql::metadata::GetTable
         q.table_types.clone(),
         q.include_schema,
     )
+}
+
+/// Reads a write's result to its end: the one `count` row.
+async fn drain_count(mut stream: crate::query::BatchStream) -> Result<i64, TarnError> {
+    let mut n: i64 = 0;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        if let Some(c) = b
+            .columns()
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+        {
+            n += c.iter().flatten().sum::<u64>() as i64;
+        }
+    }
+    Ok(n)
 }

@@ -11,11 +11,13 @@ pub mod auth;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod ingest;
 pub mod kernel;
 pub mod lease;
 pub mod options;
 pub mod query;
 pub mod session;
+pub mod write;
 
 pub use error::{Error, Result};
 pub use options::GatewayOptions;

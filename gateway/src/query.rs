@@ -16,7 +16,8 @@ use tarn_common::{ErrorCode, TarnError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::from_datafusion;
-use crate::session::{bind_parameters, Session, Sessions};
+use crate::session::{bind_parameters, Planned, Session, Sessions};
+use crate::write::Effect;
 
 /// Result batches of a running query, ending with an error if it was
 /// cancelled or timed out (never silently cut short).
@@ -95,13 +96,62 @@ impl Queries {
         let run_id = new_query_id();
         let planned = self.sessions.plan(session, workspace, sql, &run_id).await?;
         let plan = bind_parameters(planned.plan, params)?;
+        self.start_planned(
+            session,
+            Planned {
+                plan,
+                state: planned.state,
+                effect: planned.effect,
+            },
+            run_id,
+            ticket_id,
+        )
+        .await
+    }
+
+    /// Starts a planned statement under `run_id` (its Ballista job name).
+    /// Writes end with their commit: the one result row (`count`) comes
+    /// only once the new table version is committed.
+    pub async fn start_planned(
+        &self,
+        session: &Session,
+        planned: Planned,
+        run_id: String,
+        ticket_id: &str,
+    ) -> Result<Query, TarnError> {
+        let Planned {
+            plan,
+            state,
+            effect,
+        } = planned;
+        match &effect {
+            Effect::Skip => return Ok(count_result(run_id, 0)),
+            Effect::Drop { workspace, table } => {
+                self.sessions
+                    .lake()
+                    .delete_table(workspace, table)
+                    .await
+                    .map_err(|e| e.to_tarn())?;
+                tracing::info!(user = %session.user, %workspace, %table, "table deleted");
+                return Ok(count_result(run_id, 0));
+            }
+            _ => {}
+        }
         // A job submitted with no executor to run it would wait forever;
         // say so at once instead.
         self.pool.check().await?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let df = DataFrame::new(planned.state, plan);
+        let df = DataFrame::new(state, plan);
         let stream = df.execute_stream().await.map_err(|e| from_datafusion(&e))?;
-
+        let stream = match effect {
+            Effect::Commit(spec) => commit_after(
+                stream,
+                spec,
+                Arc::clone(self.sessions.lake()),
+                session.user.clone(),
+            ),
+            _ => stream,
+        };
         let token = CancellationToken::new();
         let why = Arc::new(AtomicU8::new(STOP_NONE));
         self.running.insert(
@@ -383,4 +433,94 @@ async fn cancel_jobs(coordinator: String, query_id: String) {
 /// A fresh query id (also the prefix of its Ballista job names).
 pub fn new_query_id() -> String {
     format!("tarn-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One `count` row.
+fn count_result(run_id: String, n: u64) -> Query {
+    let schema = count_schema();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(arrow::array::UInt64Array::from(vec![n])) as arrow::array::ArrayRef],
+    );
+    Query {
+        run_id,
+        schema,
+        stream: Box::pin(futures::stream::once(async move {
+            batch.map_err(|e| TarnError::new(ErrorCode::Internal, e.to_string()))
+        })),
+    }
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("count", arrow::datatypes::DataType::UInt64, false),
+    ]))
+}
+
+/// Undoes a write's files if its run is dropped before every task
+/// finished (client gone, cancelled, timed out).
+struct AbortOnDrop(Option<Arc<tarn_lake::table::LakeTableSpec>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(spec) = self.0.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { tarn_lake::write::abort(&spec).await });
+            }
+        }
+    }
+}
+
+/// Drains a write's task results, then commits; yields one `count` row.
+/// The commit runs in its own task, so a client leaving mid-commit can
+/// neither interrupt it nor make it be undone.
+fn commit_after(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    spec: Arc<tarn_lake::table::LakeTableSpec>,
+    lake: Arc<tarn_lake::Lake>,
+    user: String,
+) -> datafusion::execution::SendableRecordBatchStream {
+    use datafusion::error::DataFusionError;
+    let fut = async move {
+        let mut guard = AbortOnDrop(Some(Arc::clone(&spec)));
+        let mut stream = stream;
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                guard.0 = None;
+                tarn_lake::write::abort(&spec).await;
+                return Err(e);
+            }
+        }
+        guard.0 = None;
+        let committed = tokio::spawn(async move {
+            let r = tarn_lake::write::commit(&spec).await;
+            match &r {
+                Ok(c) => {
+                    tracing::info!(%user, table = %format!("{}.{}", spec.workspace, spec.name),
+                        version = c.version, rows = c.rows, files = c.files, "write committed");
+                    if let Ok(ws) = lake.workspace(&spec.workspace).await {
+                        let _ = ws.refresh().await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "write not committed");
+                    tarn_lake::write::abort(&spec).await;
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let c = committed.map_err(|t| DataFusionError::External(Box::new(t)))?;
+        Ok(RecordBatch::try_new(
+            count_schema(),
+            vec![Arc::new(arrow::array::UInt64Array::from(vec![c.rows])) as arrow::array::ArrayRef],
+        )?)
+    };
+    Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            count_schema(),
+            futures::stream::once(fut),
+        ),
+    )
 }

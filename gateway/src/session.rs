@@ -42,6 +42,8 @@ pub struct Session {
     pub id: String,
     /// Who opened it.
     pub user: String,
+    /// What they may do, per workspace.
+    pub grants: tarn_common::roles::Grants,
     /// The coordinator lease it holds.
     pub lease_id: String,
     /// vCores leased.
@@ -98,6 +100,8 @@ pub struct Planned {
     pub plan: LogicalPlan,
     /// The state to execute it with (carries the Ballista job name).
     pub state: SessionState,
+    /// What must happen once it ran (a write's commit, a drop).
+    pub effect: crate::write::Effect,
 }
 
 /// All sessions of this gateway.
@@ -199,7 +203,7 @@ impl Sessions {
             .leases
             .acquire(user, &self.default_workspace, wish, &id)
             .await?;
-        let state = match self.build_state(&id, lease.vcores as usize) {
+        let state = match self.build_state(&id, lease.vcores as usize, &who.grants) {
             Ok(s) => s,
             Err(e) => {
                 self.leases.release(lease.lease_id).await;
@@ -209,6 +213,7 @@ impl Sessions {
         let session = Arc::new(Session {
             id: id.clone(),
             user: user.to_string(),
+            grants: who.grants.clone(),
             lease_id: lease.lease_id,
             vcores: lease.vcores,
             opened_ms: lease.created_unix_ms,
@@ -335,13 +340,21 @@ impl Sessions {
         }
     }
 
-    fn build_state(&self, session_id: &str, vcores: usize) -> Result<SessionState, TarnError> {
+    fn build_state(
+        &self,
+        session_id: &str,
+        vcores: usize,
+        grants: &tarn_common::roles::Grants,
+    ) -> Result<SessionState, TarnError> {
         let mut config = SessionConfig::new_with_ballista()
             .with_target_partitions(vcores.max(1))
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, &self.default_workspace)
             .with_create_default_catalog_and_schema(false)
             .with_ballista_logical_extension_codec(Arc::new(LakeLogicalCodec::default()))
+            .with_ballista_physical_extension_codec(Arc::new(
+                tarn_lake::LakePhysicalCodec::default(),
+            ))
             .with_ballista_job_name("tarn-query");
         // Analysts type `SigninLogs.UserPrincipalName` exactly as the
         // schema spells it; lower-casing unquoted identifiers would break
@@ -360,7 +373,12 @@ impl Sessions {
             })?;
         state.catalog_list().register_catalog(
             CATALOG.to_string(),
-            Arc::new(LakeCatalog::new(Arc::clone(&self.lake))),
+            // Workspaces the user holds no role in are not there at all:
+            // not in SHOW SCHEMAS, information_schema, nor name resolution.
+            Arc::new(LakeCatalog::with_visible(Arc::clone(&self.lake), {
+                let grants = grants.clone();
+                Arc::new(move |ws: &str| grants.sees(ws))
+            })),
         );
         Ok(state)
     }
@@ -393,14 +411,51 @@ impl Sessions {
         let statement = state
             .sql_to_statement(&sql, &datafusion::config::Dialect::Generic)
             .map_err(|e| from_datafusion(&e))?;
-        check_read_only(&statement)?;
+        let write = crate::write::classify(&statement, &session.grants)?;
+        if write.is_none() {
+            check_read_only(&statement)?;
+        }
         let refs = state
             .resolve_table_references(&statement)
             .map_err(|e| from_datafusion(&e))?;
+        // The table a write creates or deletes need not resolve; its
+        // checks are the write's own.
+        let skip = match &write {
+            Some(crate::write::WriteStatement::CreateAs { name, .. })
+            | Some(crate::write::WriteStatement::Drop { name, .. })
+            | Some(crate::write::WriteStatement::Insert { name, .. }) => {
+                crate::write::target(name, workspace).ok()
+            }
+            None => None,
+        };
         let mut wants_listing = false;
         for r in refs {
-            self.check_reference(&r, workspace, &mut wants_listing)
+            if let Some((ws, t)) = &skip {
+                if r.schema().unwrap_or(workspace) == ws && r.table() == t {
+                    continue;
+                }
+            }
+            self.check_reference(&r, workspace, &session.grants, &mut wants_listing)
                 .await?;
+        }
+        if let Some(w) = write {
+            if wants_listing {
+                self.refresh_all().await?;
+            }
+            let (plan, effect) = crate::write::plan_statement(
+                &self.lake,
+                &state,
+                &session.grants,
+                workspace,
+                statement,
+                w,
+            )
+            .await?;
+            return Ok(Planned {
+                plan,
+                state,
+                effect,
+            });
         }
         if wants_listing {
             self.refresh_all().await?;
@@ -416,7 +471,11 @@ impl Sessions {
                 produce_one_row: false,
                 schema: Arc::new(datafusion::common::DFSchema::empty()),
             });
-            return Ok(Planned { plan: empty, state });
+            return Ok(Planned {
+                plan: empty,
+                state,
+                effect: crate::write::Effect::Nothing,
+            });
         }
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -430,13 +489,32 @@ impl Sessions {
                 )
                 .with_fix("send SELECT (or WITH … SELECT, SHOW, DESCRIBE, EXPLAIN) statements")
             })?;
-        Ok(Planned { plan, state })
+        Ok(Planned {
+            plan,
+            state,
+            effect: crate::write::Effect::Nothing,
+        })
+    }
+
+    /// The state a session plans with, named for one run (ingest plans
+    /// its write here).
+    pub fn run_state(&self, session: &Session, workspace: &str, query_id: &str) -> SessionState {
+        let base = session.state.read().clone();
+        let mut config = base
+            .config()
+            .clone()
+            .with_ballista_job_name(&format!("{query_id}@{}", session.lease_id));
+        config.options_mut().catalog.default_schema = workspace.to_string();
+        SessionStateBuilder::new_from_existing(base)
+            .with_config(config)
+            .build()
     }
 
     async fn check_reference(
         &self,
         r: &TableReference,
         default_ws: &str,
+        grants: &tarn_common::roles::Grants,
         wants_listing: &mut bool,
     ) -> Result<(), TarnError> {
         if let Some(c) = r.catalog() {
@@ -455,6 +533,7 @@ impl Sessions {
             *wants_listing = true;
             return Ok(());
         }
+        grants.require(ws, tarn_common::roles::Role::Reader, "reading a table")?;
         let workspace = self.lake.workspace(ws).await.map_err(|e| e.to_tarn())?;
         workspace.table(r.table()).await.map_err(|e| e.to_tarn())?;
         Ok(())

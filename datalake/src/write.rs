@@ -1,0 +1,501 @@
+//! Writing to the lake.
+//!
+//! A write is a DataFusion `INSERT` into a [`LakeTable`] whose spec carries
+//! a [`WriteSpec`]. Its physical form, [`DeltaWriteExec`], runs on the
+//! executors: each task writes its partition of the rows as Parquet files
+//! into the table folder and records the files it wrote in a small manifest
+//! under `_tarn_txn/<txn>/`. Nothing is visible until the gateway, after
+//! every task succeeded, reads the manifests and makes one Delta commit
+//! ([`commit`]). A crash before the commit leaves only unreferenced files;
+//! the commit itself is one atomic put of the next log entry, so readers
+//! see the old version or the new one, never a mix.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DataFusionError;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use deltalake::kernel::{Action, Add};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use tarn_common::{ErrorCode, TarnError};
+
+use crate::rules::WriteMode;
+use crate::table::LakeTableSpec;
+
+/// Folder (inside the table folder) holding the manifests of writes in
+/// flight. Delta readers skip folders starting with `_`.
+pub const TXN_DIR: &str = "_tarn_txn";
+
+/// Files above this size are rolled over to a new one.
+const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// What a write target carries besides the table it writes to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WriteSpec {
+    /// Unique id of this write (names its manifest folder).
+    pub txn: String,
+    /// The table does not exist yet; the commit creates it.
+    pub create: bool,
+    /// Append or overwrite.
+    pub mode: WriteMode,
+    /// Partition columns (of the table, or the new table's).
+    pub partition_by: Vec<String>,
+    /// The table's full schema, in table order, partition columns included.
+    pub schema: Schema,
+}
+
+/// What one task wrote.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    rows: u64,
+    adds: Vec<Add>,
+}
+
+/// The `count` schema DataFusion gives DML plans.
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+/// Writes its input's partitions as Delta data files (one task each).
+#[derive(Debug)]
+pub struct DeltaWriteExec {
+    input: Arc<dyn ExecutionPlan>,
+    spec: Arc<LakeTableSpec>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DeltaWriteExec {
+    /// Writes `input` into the table `spec` describes (its `write` must be set).
+    pub fn new(input: Arc<dyn ExecutionPlan>, spec: Arc<LakeTableSpec>) -> Self {
+        let n = input.properties().output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(n),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            input,
+            spec,
+            properties,
+        }
+    }
+
+    /// The target.
+    pub fn spec(&self) -> &LakeTableSpec {
+        &self.spec
+    }
+}
+
+impl DisplayAs for DeltaWriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let mode = self
+            .spec
+            .write
+            .as_ref()
+            .map(|w| w.mode.name())
+            .unwrap_or("?");
+        write!(
+            f,
+            "DeltaWriteExec: table={}.{} mode={mode}",
+            self.spec.workspace, self.spec.name
+        )
+    }
+}
+
+impl ExecutionPlan for DeltaWriteExec {
+    fn name(&self) -> &str {
+        "DeltaWriteExec"
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> DfResult<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("DeltaWriteExec needs one input".into()))?;
+        Ok(Arc::new(Self::new(input, Arc::clone(&self.spec))))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let spec = Arc::clone(&self.spec);
+        let fut = write_partition(spec, partition, input, context);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            futures::stream::once(fut),
+        )))
+    }
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// The table folder's store, rooted at the folder.
+fn table_store(url: &str, ctx: &TaskContext) -> DfResult<Arc<dyn ObjectStore>> {
+    let url = if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    };
+    let table_url = ListingTableUrl::parse(&url)?;
+    let store = ctx.runtime_env().object_store(table_url.object_store())?;
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(
+        store,
+        table_url.prefix().clone(),
+    )))
+}
+
+async fn write_partition(
+    spec: Arc<LakeTableSpec>,
+    partition: usize,
+    mut input: SendableRecordBatchStream,
+    ctx: Arc<TaskContext>,
+) -> DfResult<RecordBatch> {
+    let write = spec
+        .write
+        .as_ref()
+        .ok_or_else(|| DataFusionError::Internal("write target without a write spec".into()))?;
+    let store = table_store(&spec.url, &ctx)?;
+    let schema = Arc::new(write.schema.clone());
+    let config = deltalake::datafile::writer::WriterConfig::new(
+        Arc::clone(&schema),
+        write.partition_by.clone(),
+        None,
+        NonZeroU64::new(TARGET_FILE_BYTES),
+        None,
+        delta_kernel::table_properties::DataSkippingNumIndexedCols::NumColumns(32),
+        None,
+    );
+    let mut writer = deltalake::datafile::writer::DeltaWriter::new(Arc::clone(&store), config);
+    let mut rows = 0u64;
+    let full = format!("{}.{}", spec.workspace, spec.name);
+    let result: DfResult<()> = async {
+        while let Some(batch) = input.next().await {
+            let batch = conform(&batch?, &schema, &full)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await.map_err(external)?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    let adds = writer.close().await.map_err(external)?;
+    let manifest = serde_json::to_vec(&Manifest { rows, adds })
+        .map_err(|e| DataFusionError::Internal(format!("cannot encode manifest: {e}")))?;
+    let path = Path::from(format!("{TXN_DIR}/{}/part-{partition:05}.json", write.txn));
+    store.put(&path, manifest.into()).await.map_err(external)?;
+    Ok(RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![rows])) as ArrayRef],
+    )?)
+}
+
+/// Brings a batch to the table's schema: columns by name in table order,
+/// cast to the stored types, and NULLs refused in NOT NULL columns.
+fn conform(batch: &RecordBatch, schema: &SchemaRef, full: &str) -> DfResult<RecordBatch> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, f) in schema.fields().iter().enumerate() {
+        let col = match batch.column_by_name(f.name()) {
+            Some(c) => c,
+            // DataFusion's INSERT planning names columns after the table;
+            // fall back to position for inputs that kept their own names.
+            None => batch.columns().get(i).ok_or_else(|| {
+                DataFusionError::Execution(format!("the data has no column '{}'", f.name()))
+            })?,
+        };
+        let col = if col.data_type() == f.data_type() {
+            Arc::clone(col)
+        } else {
+            arrow::compute::cast(col, f.data_type())?
+        };
+        if !f.is_nullable() && col.null_count() > 0 {
+            return Err(DataFusionError::External(Box::new(TarnError::new(
+                ErrorCode::NullabilityMismatch,
+                format!(
+                    "column '{}' of table '{full}' is NOT NULL, but {} row(s) of the data are NULL there",
+                    f.name(),
+                    col.null_count()
+                ),
+            ))));
+        }
+        columns.push(col);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// What a commit did.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The table version the write created.
+    pub version: i64,
+    /// Rows written.
+    pub rows: u64,
+    /// Files added.
+    pub files: usize,
+}
+
+fn table_root(spec: &LakeTableSpec) -> Result<(Arc<dyn ObjectStore>, Path), TarnError> {
+    let url = url::Url::parse(&spec.url).map_err(|e| {
+        TarnError::new(
+            ErrorCode::Internal,
+            format!("bad table URL {}: {e}", spec.url),
+        )
+    })?;
+    let (store, _) = crate::open_store(&url).map_err(|e| e.to_tarn())?;
+    let store: Arc<dyn ObjectStore> = Arc::from(store);
+    let path = Path::from_url_path(url.path()).map_err(|e| {
+        TarnError::new(
+            ErrorCode::Internal,
+            format!("bad table path {}: {e}", spec.url),
+        )
+    })?;
+    Ok((store, path))
+}
+
+fn internal(what: &str, e: impl fmt::Display) -> TarnError {
+    TarnError::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+async fn read_manifests(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+) -> Result<(u64, Vec<Add>), TarnError> {
+    let metas: Vec<_> = store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| internal("cannot list the write's manifests", e))?;
+    let mut rows = 0;
+    let mut adds = Vec::new();
+    for m in metas {
+        let bytes = store
+            .get(&m.location)
+            .await
+            .map_err(|e| internal("cannot read a manifest", e))?
+            .bytes()
+            .await
+            .map_err(|e| internal("cannot read a manifest", e))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| internal("corrupt manifest", e))?;
+        rows += manifest.rows;
+        adds.extend(manifest.adds);
+    }
+    Ok((rows, adds))
+}
+
+async fn remove_dir(store: &Arc<dyn ObjectStore>, dir: &Path) {
+    let locations = store.list(Some(dir)).map_ok(|m| m.location).boxed();
+    let mut deleted = store.delete_stream(locations);
+    while let Some(r) = deleted.next().await {
+        if let Err(e) = r {
+            tracing::warn!(dir = %dir, error = %e, "could not remove a write's leftover");
+        }
+    }
+}
+
+/// Commits a write whose tasks all succeeded: one Delta commit adding the
+/// files the manifests list (and, for an overwrite, removing every file of
+/// the version the write read). The manifests are removed afterwards.
+pub async fn commit(spec: &LakeTableSpec) -> Result<Committed, TarnError> {
+    let write = spec
+        .write
+        .as_ref()
+        .ok_or_else(|| internal("commit", "not a write"))?;
+    let (store, root) = table_root(spec)?;
+    let dir = root.clone().join(TXN_DIR).join(write.txn.as_str());
+    let (rows, adds) = read_manifests(&store, &dir).await?;
+    let files = adds.len();
+    let full = format!("{}.{}", spec.workspace, spec.name);
+    let url = url::Url::parse(&spec.url).map_err(|e| internal("bad table URL", e))?;
+    let partition_by = (!write.partition_by.is_empty()).then(|| write.partition_by.clone());
+    let version = if write.create {
+        let delta = crate::rules::delta_schema(&write.schema)?;
+        let result = deltalake::operations::create::CreateBuilder::new()
+            .with_location(url.as_str())
+            .with_table_name(spec.name.clone())
+            .with_columns(delta.fields().cloned())
+            .with_partition_columns(write.partition_by.clone())
+            .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
+            .with_actions(adds.into_iter().map(Action::Add))
+            .await;
+        match result {
+            Ok(t) => t.version().map(|v| v as i64).unwrap_or(0),
+            Err(e) => {
+                remove_dir(&store, &dir).await;
+                let text = e.to_string();
+                return Err(
+                    if text.contains("already exists") || text.contains("Version") {
+                        TarnError::new(
+                            ErrorCode::TableAlreadyExists,
+                            format!("table '{full}' was created by another write first"),
+                        )
+                    } else {
+                        internal(&format!("cannot create table '{full}'"), text)
+                    },
+                );
+            }
+        }
+    } else {
+        let table = deltalake::open_table_with_version(url, spec.version.max(0) as u64)
+            .await
+            .map_err(|e| internal(&format!("cannot read table '{full}'"), e))?;
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| internal(&format!("cannot read table '{full}'"), e))?;
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        if write.mode == WriteMode::Overwrite {
+            for view in snapshot.log_data().iter() {
+                actions.push(Action::Remove(view.remove_action(true)));
+            }
+        }
+        let op = deltalake::protocol::DeltaOperation::Write {
+            mode: match write.mode {
+                WriteMode::Append => deltalake::protocol::SaveMode::Append,
+                WriteMode::Overwrite => deltalake::protocol::SaveMode::Overwrite,
+            },
+            partition_by,
+            predicate: None,
+        };
+        let result = deltalake::kernel::transaction::CommitBuilder::default()
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), op)
+            .await;
+        match result {
+            Ok(done) => done.version() as i64,
+            Err(e) => {
+                remove_dir(&store, &dir).await;
+                let text = e.to_string();
+                return Err(if text.contains("onflict") || text.contains("concurrent") {
+                    TarnError::new(
+                        ErrorCode::WriteConflict,
+                        format!("another write to '{full}' committed first and this one conflicts with it: {text}"),
+                    )
+                } else {
+                    internal(&format!("cannot commit to '{full}'"), text)
+                });
+            }
+        }
+    };
+    remove_dir(&store, &dir).await;
+    Ok(Committed {
+        version,
+        rows,
+        files,
+    })
+}
+
+/// Undoes a write that will not be committed: deletes the files its
+/// manifests list and the manifests. Files of tasks that died before
+/// writing a manifest stay unreferenced (readers never see them).
+pub async fn abort(spec: &LakeTableSpec) {
+    let Some(write) = spec.write.as_ref() else {
+        return;
+    };
+    let Ok((store, root)) = table_root(spec) else {
+        return;
+    };
+    let dir = root.clone().join(TXN_DIR).join(write.txn.as_str());
+    if let Ok((_, adds)) = read_manifests(&store, &dir).await {
+        for a in adds {
+            if let Ok(p) = Path::parse(format!("{root}/{}", a.path)) {
+                let _ = store.delete(&p).await;
+            }
+        }
+    }
+    remove_dir(&store, &dir).await;
+}
+
+/// The physical codec: Ballista's, plus [`DeltaWriteExec`].
+#[derive(Debug, Default)]
+pub struct LakePhysicalCodec {
+    inner: ballista_core::serde::BallistaPhysicalExtensionCodec,
+}
+
+const WRITE_MAGIC: &[u8] = b"TARNWRITE1:";
+
+impl datafusion_proto::physical_plan::PhysicalExtensionCodec for LakePhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match buf.strip_prefix(WRITE_MAGIC) {
+            Some(body) => {
+                let spec: LakeTableSpec = serde_json::from_slice(body).map_err(|e| {
+                    DataFusionError::Internal(format!("corrupt write in plan: {e}"))
+                })?;
+                let input = inputs.first().cloned().ok_or_else(|| {
+                    DataFusionError::Internal("DeltaWriteExec arrived without input".into())
+                })?;
+                Ok(Arc::new(DeltaWriteExec::new(input, Arc::new(spec))))
+            }
+            None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        if let Some(w) = node.downcast_ref::<DeltaWriteExec>() {
+            buf.extend_from_slice(WRITE_MAGIC);
+            serde_json::to_writer(&mut *buf, w.spec())
+                .map_err(|e| DataFusionError::Internal(format!("cannot encode write: {e}")))?;
+            return Ok(());
+        }
+        self.inner.try_encode(node, buf, proto_converter)
+    }
+}

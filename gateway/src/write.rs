@@ -1,0 +1,587 @@
+//! Writes: `INSERT [OVERWRITE]`, `CREATE [OR REPLACE] TABLE … AS`,
+//! `DROP TABLE`, and bulk ingest.
+//!
+//! Every write is checked here against the caller's roles and the lake's
+//! rules (tier suffixes, system tables, modes, partitioning, schema)
+//! before anything is written, then planned as a DataFusion `INSERT` into
+//! a write-target [`LakeTable`]: the executors write the files, and the
+//! gateway makes the one Delta commit once every task succeeded
+//! ([`Effect::Commit`]).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use datafusion::common::{Column, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{
+    cast, DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp,
+};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType, Statement as S, TableObject};
+use tarn_common::roles::{Grants, Role};
+use tarn_common::{ErrorCode, TarnError, CATALOG};
+use tarn_lake::rules::{self, WriteMode};
+use tarn_lake::table::LakeTableSpec;
+use tarn_lake::write::WriteSpec;
+use tarn_lake::{Lake, LakeTable};
+
+use crate::error::from_datafusion;
+
+/// What must happen after a planned statement ran.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// A query: nothing.
+    Nothing,
+    /// A write: commit (or, if it failed, undo) the files its tasks wrote.
+    Commit(Arc<LakeTableSpec>),
+    /// `DROP TABLE`: delete the table when the statement runs.
+    Drop {
+        /// Workspace.
+        workspace: String,
+        /// Table.
+        table: String,
+    },
+    /// `CREATE TABLE IF NOT EXISTS` of a table that exists: nothing, zero rows.
+    Skip,
+}
+
+/// A write statement, recognised before any name is resolved.
+#[derive(Debug)]
+pub enum WriteStatement {
+    /// `INSERT INTO t …` / `INSERT OVERWRITE [TABLE] t …`.
+    Insert {
+        /// Target.
+        name: Vec<String>,
+        /// Whether it replaces the table's rows.
+        overwrite: bool,
+    },
+    /// `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t [PARTITION BY (…)] AS …`.
+    CreateAs {
+        /// Target.
+        name: Vec<String>,
+        /// The query.
+        query: Box<ast::Query>,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// `OR REPLACE`.
+        or_replace: bool,
+        /// Partition columns.
+        partition_by: Vec<String>,
+    },
+    /// `DROP TABLE [IF EXISTS] t`.
+    Drop {
+        /// Target.
+        name: Vec<String>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+}
+
+fn parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(|i| i.value.clone())
+        .collect()
+}
+
+/// Recognises writes; `Ok(None)` for anything else. Statements that would
+/// name files (`COPY … TO`, `CREATE EXTERNAL TABLE … LOCATION`, `CREATE
+/// TABLE … LOCATION`) are refused here for everyone but operators, and are
+/// not supported for operators either yet.
+pub fn classify(
+    statement: &DFStatement,
+    grants: &Grants,
+) -> Result<Option<WriteStatement>, TarnError> {
+    let outside = |what: &str| {
+        if grants.operator {
+            TarnError::new(
+                ErrorCode::Unsupported,
+                format!("{what} is not supported yet, even for operators"),
+            )
+        } else {
+            TarnError::new(
+                ErrorCode::PathOutsideLake,
+                format!("{what} names files or locations, which only operators may do"),
+            )
+            .with_fix("read and write lake tables by name (CREATE TABLE <Name>_SPRK AS SELECT …, INSERT INTO …)")
+        }
+    };
+    let s = match statement {
+        DFStatement::CopyTo(_) => return Err(outside("COPY … TO")),
+        DFStatement::CreateExternalTable(_) => return Err(outside("CREATE EXTERNAL TABLE")),
+        DFStatement::Statement(s) => s.as_ref(),
+        _ => return Ok(None),
+    };
+    Ok(match s {
+        S::Insert(i) => {
+            let name = match &i.table {
+                TableObject::TableName(n) => parts(n),
+                _ => {
+                    return Err(outside("INSERT INTO a table function"));
+                }
+            };
+            if i.source.is_none() {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidQuery,
+                    "INSERT needs VALUES or a SELECT",
+                ));
+            }
+            Some(WriteStatement::Insert {
+                name,
+                overwrite: i.overwrite,
+            })
+        }
+        S::CreateTable(c) => {
+            if c.external || c.location.is_some() {
+                return Err(outside("CREATE TABLE … LOCATION"));
+            }
+            let Some(query) = c.query.clone() else {
+                return Err(TarnError::new(
+                    ErrorCode::Unsupported,
+                    "CREATE TABLE needs AS SELECT …: a lake table is created by writing its first rows",
+                )
+                .with_fix("write CREATE TABLE <Name>_SPRK AS SELECT …"));
+            };
+            let partition_by = match c.partition_by.as_deref() {
+                None => Vec::new(),
+                Some(e) => partition_columns(e)?,
+            };
+            Some(WriteStatement::CreateAs {
+                name: parts(&c.name),
+                query,
+                if_not_exists: c.if_not_exists,
+                or_replace: c.or_replace,
+                partition_by,
+            })
+        }
+        S::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            ..
+        } => {
+            if names.len() != 1 {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    "DROP TABLE takes one table at a time",
+                ));
+            }
+            Some(WriteStatement::Drop {
+                name: parts(&names[0]),
+                if_exists: *if_exists,
+            })
+        }
+        _ => None,
+    })
+}
+
+fn partition_columns(e: &ast::Expr) -> Result<Vec<String>, TarnError> {
+    match e {
+        ast::Expr::Identifier(i) => Ok(vec![i.value.clone()]),
+        ast::Expr::Nested(inner) => partition_columns(inner),
+        ast::Expr::Tuple(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                out.extend(partition_columns(i)?);
+            }
+            Ok(out)
+        }
+        other => Err(TarnError::new(
+            ErrorCode::InvalidPartitioning,
+            format!("PARTITION BY takes column names, not {other}"),
+        )),
+    }
+}
+
+/// Splits `[catalog.]​[workspace.]table` against the default workspace.
+pub fn target(name: &[String], default_ws: &str) -> Result<(String, String), TarnError> {
+    match name {
+        [t] => Ok((default_ws.to_string(), t.clone())),
+        [w, t] => Ok((w.clone(), t.clone())),
+        [c, w, t] if c == CATALOG => Ok((w.clone(), t.clone())),
+        [c, _, _] => Err(TarnError::new(
+            ErrorCode::WorkspaceNotFound,
+            format!("catalog '{c}' does not exist; Tarn's only catalog is '{CATALOG}'"),
+        )),
+        _ => Err(TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("'{}' is not a table name", name.join(".")),
+        )),
+    }
+}
+
+/// The existing table (if any) after role checks on its workspace.
+async fn resolve(
+    lake: &Arc<Lake>,
+    grants: &Grants,
+    ws: &str,
+    table: &str,
+    needed: Role,
+    action: &str,
+) -> Result<Option<Arc<LakeTable>>, TarnError> {
+    grants.require(ws, needed, action)?;
+    let workspace = lake.workspace(ws).await.map_err(|e| e.to_tarn())?;
+    workspace.refresh().await.map_err(|e| e.to_tarn())?;
+    match workspace.table(table).await {
+        Ok(t) => Ok(Some(t)),
+        Err(tarn_lake::Error::TableNotFound { .. }) => Ok(None),
+        Err(e) => Err(e.to_tarn()),
+    }
+}
+
+fn new_txn() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A plan writing `input` into `target` (whose spec carries the write):
+/// the input's columns are matched to the table's by name, in table order,
+/// cast to the stored types.
+fn write_plan(
+    input: LogicalPlan,
+    target: LakeTable,
+    overwrite: bool,
+) -> Result<LogicalPlan, TarnError> {
+    let spec = target.spec();
+    let schema = spec
+        .write
+        .as_ref()
+        .map(|w| w.schema.clone())
+        .unwrap_or_else(Schema::empty);
+    let mut exprs = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let (q, src) = input
+            .schema()
+            .iter()
+            .find(|(_, s)| s.name() == f.name())
+            .ok_or_else(|| {
+                TarnError::new(
+                    ErrorCode::SchemaMismatch,
+                    format!("the data lacks column '{}'", f.name()),
+                )
+            })?;
+        let col = Expr::Column(Column::new(q.cloned(), src.name()));
+        exprs.push(cast(col, f.data_type().clone()).alias(f.name()));
+    }
+    let input = LogicalPlanBuilder::from(input)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| from_datafusion(&e))?;
+    let name = TableReference::full(CATALOG, spec.workspace.clone(), spec.name.clone());
+    let op = WriteOp::Insert(if overwrite {
+        InsertOp::Overwrite
+    } else {
+        InsertOp::Append
+    });
+    Ok(LogicalPlan::Dml(DmlStatement::new(
+        name,
+        provider_as_source(Arc::new(target)),
+        op,
+        Arc::new(input),
+    )))
+}
+
+/// The spec of a table that does not exist yet.
+fn new_table_spec(
+    lake: &Lake,
+    ws: &str,
+    table: &str,
+    write: WriteSpec,
+) -> Result<LakeTable, TarnError> {
+    let url = lake.table_url(ws, table).map_err(|e| e.to_tarn())?;
+    let (file_fields, partition_fields): (Vec<Field>, Vec<Field>) = write
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .partition(|f| !write.partition_by.contains(f.name()));
+    Ok(LakeTable::new(LakeTableSpec {
+        workspace: ws.to_string(),
+        name: table.to_string(),
+        url: url.to_string(),
+        version: -1,
+        file_schema: Schema::new(file_fields),
+        partition_fields,
+        files: Vec::new(),
+        write: Some(write),
+    }))
+}
+
+/// The schema a new table gets from data with schema `data`: Delta's
+/// types, partition columns last (as Delta readers return them).
+fn new_table_schema(data: &Schema, partition_by: &[String]) -> Result<Schema, TarnError> {
+    let delta = rules::delta_schema(data)?;
+    let arrow = rules::arrow_schema(&delta)?;
+    let mut fields: Vec<Field> = arrow
+        .fields()
+        .iter()
+        .filter(|f| !partition_by.contains(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for p in partition_by {
+        if let Ok(f) = arrow.field_with_name(p) {
+            fields.push(f.clone().with_nullable(true));
+        }
+    }
+    Ok(Schema::new(fields))
+}
+
+/// What a DataFrame write (ingest, `save_as_table`) asks for.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// Append or overwrite.
+    pub mode: WriteMode,
+    /// Partition columns (lake tier only).
+    pub partition_by: Vec<String>,
+    /// Whether a missing table may be created.
+    pub create: bool,
+    /// Whether an existing table may be written (false: "create" only).
+    pub existing: bool,
+}
+
+/// Plans writing `data` (a plan over the rows to write, e.g. staged
+/// files) into `ws.table` with the strict by-name schema check.
+pub async fn plan_dataframe_write(
+    lake: &Arc<Lake>,
+    grants: &Grants,
+    ws: &str,
+    table: &str,
+    data: LogicalPlan,
+    req: &WriteRequest,
+) -> Result<(LogicalPlan, Effect), TarnError> {
+    let existing = resolve(
+        lake,
+        grants,
+        ws,
+        table,
+        Role::Contributor,
+        "writing a table",
+    )
+    .await?;
+    rules::check_write_target(ws, table, existing.is_some(), req.mode, &req.partition_by)?;
+    let full = format!("{ws}.{table}");
+    let data_schema = data.schema().as_arrow().clone();
+    let data_delta = rules::delta_schema(&data_schema)?;
+    match existing {
+        Some(t) => {
+            if !req.existing {
+                return Err(TarnError::new(
+                    ErrorCode::TableAlreadyExists,
+                    format!("table '{full}' exists already"),
+                )
+                .with_fix("append to it (mode 'append'), overwrite it (mode 'overwrite'), or pick another name"));
+            }
+            let table_schema = datafusion::catalog::TableProvider::schema(t.as_ref());
+            let table_delta = rules::delta_schema(&table_schema)?;
+            rules::check_schema(&full, &data_delta, &table_delta)?;
+            let existing_parts: Vec<String> = t
+                .spec()
+                .partition_fields
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            rules::check_partitioning(
+                &full,
+                &req.partition_by,
+                &data_delta,
+                Some(&existing_parts),
+            )?;
+            let target = t.for_write(WriteSpec {
+                txn: new_txn(),
+                create: false,
+                mode: req.mode,
+                partition_by: existing_parts,
+                schema: table_schema.as_ref().clone(),
+            });
+            let spec = Arc::new(target.spec().clone());
+            let plan = write_plan(data, target, req.mode == WriteMode::Overwrite)?;
+            Ok((plan, Effect::Commit(spec)))
+        }
+        None => {
+            if !req.create {
+                return Err(TarnError::new(
+                    ErrorCode::TableNotFound,
+                    format!("table '{full}' does not exist"),
+                )
+                .with_fix("create it (ingest mode 'create' or 'create_append', or save_as_table), or check the name"));
+            }
+            rules::check_partitioning(&full, &req.partition_by, &data_delta, None)?;
+            let schema = new_table_schema(&data_schema, &req.partition_by)?;
+            let target = new_table_spec(
+                lake,
+                ws,
+                table,
+                WriteSpec {
+                    txn: new_txn(),
+                    create: true,
+                    mode: WriteMode::Append,
+                    partition_by: req.partition_by.clone(),
+                    schema,
+                },
+            )?;
+            let spec = Arc::new(target.spec().clone());
+            let plan = write_plan(data, target, false)?;
+            Ok((plan, Effect::Commit(spec)))
+        }
+    }
+}
+
+/// Plans a write statement. `plan_query` plans a SELECT in the session.
+pub async fn plan_statement(
+    lake: &Arc<Lake>,
+    state: &SessionState,
+    grants: &Grants,
+    default_ws: &str,
+    statement: DFStatement,
+    w: WriteStatement,
+) -> Result<(LogicalPlan, Effect), TarnError> {
+    match w {
+        WriteStatement::Insert { name, overwrite } => {
+            let (ws, table) = target(&name, default_ws)?;
+            let mode = if overwrite {
+                WriteMode::Overwrite
+            } else {
+                WriteMode::Append
+            };
+            let Some(t) = resolve(
+                lake,
+                grants,
+                &ws,
+                &table,
+                Role::Contributor,
+                "writing a table",
+            )
+            .await?
+            else {
+                // Naming rules first: a missing suffix is the better answer.
+                rules::check_write_target(&ws, &table, false, mode, &[])?;
+                return Err(TarnError::new(
+                    ErrorCode::TableNotFound,
+                    format!("table '{ws}.{table}' does not exist"),
+                )
+                .with_fix(format!(
+                    "create it with CREATE TABLE {ws}.{table} AS SELECT …"
+                )));
+            };
+            let real = t.spec().name.clone();
+            rules::check_write_target(&ws, &real, true, mode, &[])?;
+            // DataFusion plans the INSERT (column lists, positional
+            // matching, implicit casts); the target is then swapped for
+            // the write target.
+            let plan = state
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| from_datafusion(&e))?;
+            let LogicalPlan::Dml(dml) = plan else {
+                return Err(TarnError::new(
+                    ErrorCode::Internal,
+                    "INSERT did not plan as DML",
+                ));
+            };
+            let schema = datafusion::catalog::TableProvider::schema(t.as_ref());
+            let parts: Vec<String> = t
+                .spec()
+                .partition_fields
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let target = t.for_write(WriteSpec {
+                txn: new_txn(),
+                create: false,
+                mode,
+                partition_by: parts,
+                schema: schema.as_ref().clone(),
+            });
+            let spec = Arc::new(target.spec().clone());
+            let plan = write_plan(dml.input.as_ref().clone(), target, overwrite)?;
+            Ok((plan, Effect::Commit(spec)))
+        }
+        WriteStatement::CreateAs {
+            name,
+            query,
+            if_not_exists,
+            or_replace,
+            partition_by,
+        } => {
+            let (ws, table) = target(&name, default_ws)?;
+            let exists = resolve(
+                lake,
+                grants,
+                &ws,
+                &table,
+                Role::Contributor,
+                "creating a table",
+            )
+            .await?
+            .is_some();
+            if exists && if_not_exists {
+                return Ok((count_plan(), Effect::Skip));
+            }
+            if exists && !or_replace {
+                return Err(TarnError::new(
+                    ErrorCode::TableAlreadyExists,
+                    format!("table '{ws}.{table}' exists already"),
+                )
+                .with_fix(format!(
+                    "write INSERT INTO {ws}.{table} …, CREATE OR REPLACE TABLE …, or CREATE TABLE IF NOT EXISTS …"
+                )));
+            }
+            let input = state
+                .statement_to_plan(DFStatement::Statement(Box::new(S::Query(query))))
+                .await
+                .map_err(|e| from_datafusion(&e))?;
+            let req = WriteRequest {
+                mode: if exists {
+                    WriteMode::Overwrite
+                } else {
+                    WriteMode::Append
+                },
+                partition_by,
+                create: true,
+                existing: or_replace,
+            };
+            plan_dataframe_write(lake, grants, &ws, &table, input, &req).await
+        }
+        WriteStatement::Drop { name, if_exists } => {
+            let (ws, table) = target(&name, default_ws)?;
+            let existing =
+                resolve(lake, grants, &ws, &table, Role::Owner, "deleting a table").await?;
+            let Some(t) = existing else {
+                if if_exists {
+                    return Ok((count_plan(), Effect::Skip));
+                }
+                return Err(TarnError::new(
+                    ErrorCode::TableNotFound,
+                    format!("table '{ws}.{table}' does not exist"),
+                ));
+            };
+            let real = t.spec().name.clone();
+            rules::check_delete_target(&ws, &real)?;
+            Ok((
+                count_plan(),
+                Effect::Drop {
+                    workspace: ws,
+                    table: real,
+                },
+            ))
+        }
+    }
+}
+
+/// An empty plan with the DML result schema (`count`).
+pub fn count_plan() -> LogicalPlan {
+    let schema = Schema::new(vec![Field::new(
+        "count",
+        arrow::datatypes::DataType::UInt64,
+        false,
+    )]);
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(
+            datafusion::common::DFSchema::try_from(schema)
+                .unwrap_or_else(|_| datafusion::common::DFSchema::empty()),
+        ),
+    })
+}
