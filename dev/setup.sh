@@ -48,4 +48,6 @@ if [ "$want_python" -eq 1 ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
     echo "$want" > "$stamp"
   fi
+  # The notebook provider, installed the way users install it.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation ./clients/python
 fi

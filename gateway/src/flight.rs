@@ -608,6 +608,7 @@ impl FlightSqlService for TarnFlightSql {
             &workspace,
             &cmd,
             md.get(WRITE_OPTIONS_HEADER).and_then(|v| v.to_str().ok()),
+            md.get("x-tarn-run-id").and_then(|v| v.to_str().ok()),
             data,
         )
         .instrument(span)

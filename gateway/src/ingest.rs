@@ -118,6 +118,7 @@ fn request(cmd: &CommandStatementIngest, header: Option<&str>) -> Result<WriteRe
 
 /// Ingests the client's batches into `workspace.cmd.table`; returns the
 /// rows written.
+#[allow(clippy::too_many_arguments)] // each is one part of the Flight request
 pub async fn ingest(
     sessions: &Arc<Sessions>,
     queries: &Queries,
@@ -125,6 +126,7 @@ pub async fn ingest(
     workspace: &str,
     cmd: &CommandStatementIngest,
     options_header: Option<&str>,
+    run_id: Option<&str>,
     data: impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
 ) -> Result<i64, TarnError> {
     if let Some(c) = cmd.catalog.as_deref().filter(|c| !c.is_empty()) {
@@ -200,7 +202,16 @@ pub async fn ingest(
             &req,
         )
         .await?;
-        let run_id = new_query_id();
+        // A client-chosen run id (the provider returns it) names the
+        // Ballista job, so the run can be found in the job list.
+        let run_id = run_id
+            .filter(|r| {
+                (8..=80).contains(&r.len())
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+            .map(str::to_string)
+            .unwrap_or_else(new_query_id);
         let state = sessions.run_state(session, workspace, &run_id);
         let q = queries
             .start_planned(

@@ -198,6 +198,25 @@ fn partition_columns(e: &ast::Expr) -> Result<Vec<String>, TarnError> {
 
 /// Splits `[catalog.]​[workspace.]table` against the default workspace.
 pub fn target(name: &[String], default_ws: &str) -> Result<(String, String), TarnError> {
+    if let Some(p) = name
+        .iter()
+        .find(|p| p.contains('/') || p.contains('\\') || p.contains(':') || p.contains(".."))
+    {
+        return Err(TarnError::new(
+            ErrorCode::PathOutsideLake,
+            format!("'{p}' is a path, not a table name; writes go to lake tables only"),
+        ));
+    }
+    if let Some(p) = name
+        .iter()
+        .find(|p| tarn_lake::catalog::validate_name(p).is_err())
+    {
+        return Err(TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("'{p}' is not a valid table name"),
+        )
+        .with_fix("table names use letters, digits, '_' and '-'"));
+    }
     match name {
         [t] => Ok((default_ws.to_string(), t.clone())),
         [w, t] => Ok((w.clone(), t.clone())),

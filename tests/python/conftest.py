@@ -83,13 +83,26 @@ def running(lake, extra=(), env=None):
         proc.wait()
 
 
-def mint(info, user, ttl="1h"):
+def mint(info, user, ttl="1h", roles=("*=owner",), operator=False):
     """A token from `tarn token`, signed with this instance's key."""
-    out = subprocess.run(
-        [str(TARN), "token", "--key-file", info["key"], "--user", user, "--ttl", ttl],
-        check=True, capture_output=True, text=True,
-    )
+    args = [str(TARN), "token", "--key-file", info["key"], "--user", user, "--ttl", ttl]
+    for r in roles:
+        args += ["--role", r]
+    if operator:
+        args.append("--operator")
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
     return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def writable(lake, tmp_path_factory):
+    """Token mode over a private copy of the demo lake, so writes do not
+    touch the lake other tests read; also a second workspace `hr`."""
+    import shutil
+    copy = tmp_path_factory.mktemp("lake") / "lake"
+    shutil.copytree(lake, copy, symlinks=True)
+    shutil.copytree(copy / "demo" / "IdentityInfo", copy / "hr" / "Salaries")
+    yield from running(copy, ["--auth", "token"])
 
 
 def start(lake, last, extra=(), env=None):
