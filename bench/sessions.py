@@ -2,78 +2,150 @@
 
 A session is a vCore lease from the coordinator (written durably to its
 state store before the client hears of it) plus a planning context in the
-gateway. Two paths are timed, each open + close:
+gateway. Two paths are timed, each open + close, one after the other (a
+session is closed before the next opens, and all run as the one user
+`bench`, so the 10-interactive-user limit never applies):
 
 - REST: `POST /v1/sessions` then `DELETE /v1/sessions/{id}`;
 - Flight SQL: a basic-auth handshake (what ADBC/JDBC do on connect) then
   the `CloseSession` action, with pyarrow.flight.
 
-Starts `tarn standalone` (release build) on the demo lake unless --http and
---uri are given, and prints p50 / p99 per path plus a JSON line.
+A failed cycle is counted (by error code) and the run goes on. Afterwards
+the script checks that nothing leaked: no session of `bench` left in
+`GET /v1/sessions`, and the interactive pool's leased vCores back where
+they were. Exits 1 on any failure or leak.
 
-    cd bench && ../.venv/bin/python sessions.py [--n 1000] [--tarn ../target/release/tarn]
+Starts `tarn standalone` (release build) on the demo lake unless --http and
+--uri are given; prints p50 / p99 / max per path plus a JSON line, and
+writes bench/results/sessions.json.
+
+    .venv/bin/python bench/sessions.py [--n 1000] [--warmup 20] [--tarn target/release/tarn]
 """
 
 import argparse
+import collections
 import json
+import pathlib
+import re
+import sys
 import time
+import urllib.error
 import urllib.request
 
 import pyarrow.flight as flight
 
-from latency import ROOT, pct, start
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import (DEFAULT_DEMO_LAKE, DEFAULT_TARN, command_line, machine, pct,  # noqa: E402
+                    start_tarn, write_result)
+
+USER = "bench"
+
+
+def rest(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"raw": raw.decode(errors="replace")}
 
 
 def rest_cycle(http):
-    req = urllib.request.Request(
-        f"{http}/v1/sessions", data=b'{"user": "bench"}', method="POST",
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        sid = json.loads(r.read())["session_id"]
-    req = urllib.request.Request(f"{http}/v1/sessions/{sid}", method="DELETE")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 204
+    status, body = rest("POST", f"{http}/v1/sessions", {"user": USER})
+    if status != 201:
+        raise RuntimeError(f"POST /v1/sessions: HTTP {status} {body}")
+    status, body2 = rest("DELETE", f"{http}/v1/sessions/{body['session_id']}")
+    if status != 204:
+        raise RuntimeError(f"DELETE /v1/sessions: HTTP {status} {body2}")
 
 
 def flight_cycle(uri):
     client = flight.FlightClient(uri)
-    token = client.authenticate_basic_token("bench", "dev")
-    opts = flight.FlightCallOptions(headers=[token])
-    list(client.do_action(flight.Action("CloseSession", b""), opts))
-    client.close()
+    try:
+        token = client.authenticate_basic_token(USER, "dev")
+        opts = flight.FlightCallOptions(headers=[token])
+        list(client.do_action(flight.Action("CloseSession", b""), opts))
+    finally:
+        client.close()
+
+
+def reason(e):
+    m = re.search(r"TARN-\d{4}(?: [A-Z_]+)?", str(e)) or re.search(r'"code": ?(\d{4})', str(e))
+    return m.group(0) if m else f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def leased(http):
+    status, pools = rest("GET", f"{http}/v1/pools")
+    if status != 200:
+        return None
+    return {p["name"]: p["leased_vcores"] for p in pools["pools"]}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--http")
-    ap.add_argument("--uri")
-    ap.add_argument("--tarn", default=str(ROOT / "target" / "release" / "tarn"))
-    ap.add_argument("--lake", default=str(ROOT / "target" / "bench-lake"))
-    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--http", help="a running Tarn's HTTP base (http://host:port)")
+    ap.add_argument("--uri", help="a running Tarn's Flight SQL address (grpc://host:port)")
+    ap.add_argument("--tarn", default=DEFAULT_TARN)
+    ap.add_argument("--lake", default=DEFAULT_DEMO_LAKE)
+    ap.add_argument("--n", type=int, default=1000, help="measured open+close cycles per path")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--paths", default="rest,flight")
     args = ap.parse_args()
 
-    proc, http, uri = None, args.http, args.uri
+    tarn, http, uri = None, args.http, args.uri
     if not (http and uri):
-        proc, uri = start(args.tarn, args.lake)
-        http = proc.http_url
-    results = {}
+        tarn = start_tarn(args.tarn, args.lake)
+        http, uri = tarn.http, tarn.flight
+    results, failed, leaks = {}, False, {}
+    cycles = {"rest": (rest_cycle, http), "flight": (flight_cycle, uri)}
     try:
-        for name, cycle, target in (("rest", rest_cycle, http), ("flight", flight_cycle, uri)):
+        before = leased(http)
+        for name in [p.strip() for p in args.paths.split(",") if p.strip()]:
+            cycle, target = cycles[name]
             for _ in range(args.warmup):
                 cycle(target)
-            times = []
+            times, errors = [], collections.Counter()
+            t0 = time.perf_counter()
             for _ in range(args.n):
                 t = time.perf_counter()
-                cycle(target)
+                try:
+                    cycle(target)
+                except Exception as e:
+                    errors[reason(e)] += 1
+                    continue
                 times.append((time.perf_counter() - t) * 1000)
-            results[name] = {"p50_ms": round(pct(times, 50), 2), "p99_ms": round(pct(times, 99), 2)}
-            print(f"{name:7s} open+close p50 {results[name]['p50_ms']:7.2f} ms   p99 {results[name]['p99_ms']:7.2f} ms")
+            wall = time.perf_counter() - t0
+            results[name] = {"n": len(times), "p50_ms": round(pct(times, 50), 2), "p99_ms": round(pct(times, 99), 2),
+                             "max_ms": round(max(times), 2) if times else None,
+                             "cycles_per_s": round(len(times) / wall, 1), "errors": dict(errors)}
+            failed |= bool(errors)
+            print(f"{name:7s} open+close p50 {results[name]['p50_ms']:7.2f} ms   p99 {results[name]['p99_ms']:7.2f} ms"
+                  f"   max {results[name]['max_ms'] or 0:7.2f} ms   {len(times)} ok"
+                  + (f", errors {dict(errors)}" if errors else ""), flush=True)
+        # Leak check: closes are synchronous, so nothing should remain.
+        _, listing = rest("GET", f"{http}/v1/sessions")
+        left = [s for s in (listing or {}).get("sessions", []) if s["user"] == USER]
+        after = leased(http)
+        leaks = {"sessions_left": len(left), "leased_before": before, "leased_after": after}
+        if left or (before is not None and after != before):
+            failed = True
+            print(f"LEAK: {leaks}")
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
+        if tarn:
+            tarn.stop()
+    payload = {"bench": "sessions", "n": args.n, "warmup": args.warmup, "results": results, "leaks": leaks,
+               "command": command_line(), "machine": machine()}
     print(json.dumps({"bench": "sessions", "n": args.n, "results": results}))
+    print("results:", write_result("sessions", payload))
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
