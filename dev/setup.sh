@@ -49,5 +49,5 @@ if [ "$want_python" -eq 1 ]; then
     echo "$want" > "$stamp"
   fi
   # The notebook provider, installed the way users install it.
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation ./clients/python
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
 fi
