@@ -85,17 +85,17 @@ async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
     expect_error(
         &mut c,
         "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
-        Code::Unimplemented,
-        "TARN-2803",
-        "only queries",
+        Code::PermissionDenied,
+        "TARN-2206",
+        "only operators",
     )
     .await;
     expect_error(
         &mut c,
         "COPY (SELECT 1) TO '/tmp/tarn-escape.csv'",
-        Code::Unimplemented,
-        "TARN-2803",
-        "only queries",
+        Code::PermissionDenied,
+        "TARN-2206",
+        "only operators",
     )
     .await;
     assert!(!std::path::Path::new("/tmp/tarn-escape.csv").exists());
