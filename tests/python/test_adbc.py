@@ -99,7 +99,7 @@ def test_errors_are_coded(tarn):
         assert "TARN-2001" in str(e.value)
         with pytest.raises(flight_sql.Error) as e:
             cur.execute("COPY (SELECT 1) TO '/tmp/tarn-py-escape.csv'")
-        assert "TARN-2803" in str(e.value)
+        assert "TARN-2206" in str(e.value)
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
 
