@@ -24,6 +24,7 @@ use ballista_scheduler::state::task_manager::JobInfoCache;
 use datafusion::physical_plan::ExecutionPlan;
 use tarn_proto::Pool;
 
+use crate::direct::DirectRuns;
 use crate::ledger::Ledger;
 use crate::registry::ExecutorRegistry;
 
@@ -48,13 +49,22 @@ pub fn query_of_job(job_name: &str) -> &str {
 pub struct LeasePolicy {
     ledger: Arc<Ledger>,
     registry: Arc<ExecutorRegistry>,
+    direct: Arc<DirectRuns>,
 }
 
 impl LeasePolicy {
-    /// A policy reading leases from `ledger` and executor pools from
-    /// `registry`.
-    pub fn new(ledger: Arc<Ledger>, registry: Arc<ExecutorRegistry>) -> Self {
-        Self { ledger, registry }
+    /// A policy reading leases from `ledger`, executor pools from
+    /// `registry`, and the vCores direct runs hold from `direct`.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        registry: Arc<ExecutorRegistry>,
+        direct: Arc<DirectRuns>,
+    ) -> Self {
+        Self {
+            ledger,
+            registry,
+            direct,
+        }
     }
 }
 
@@ -64,6 +74,43 @@ impl DistributionPolicy for LeasePolicy {
         &self,
         mut budgets: Vec<&mut AvailableVcores>,
         running_jobs: Arc<HashMap<JobId, JobInfoCache>>,
+    ) -> datafusion::error::Result<Vec<BoundTask>> {
+        // Direct runs hold vCores Ballista does not know about: off the
+        // executors' free vCores, and onto their leases' running count.
+        // The budgets are the scheduler's live free-vCore counts, so what
+        // is taken off here is put back at the end: only bound tasks may
+        // change them.
+        let (direct_by_lease, direct_by_executor) = self.direct.held();
+        let mut set_aside: HashMap<String, u32> = HashMap::new();
+        for b in budgets.iter_mut() {
+            if let Some(n) = direct_by_executor.get(&b.executor_id) {
+                let taken = (*n).min(b.vcores);
+                b.vcores -= taken;
+                set_aside.insert(b.executor_id.clone(), taken);
+            }
+        }
+        let bound = self
+            .bind_within(&mut budgets, running_jobs, direct_by_lease)
+            .await;
+        for b in budgets.iter_mut() {
+            if let Some(n) = set_aside.get(&b.executor_id) {
+                b.vcores += n;
+            }
+        }
+        bound
+    }
+
+    fn name(&self) -> &str {
+        "tarn-lease"
+    }
+}
+
+impl LeasePolicy {
+    async fn bind_within(
+        &self,
+        budgets: &mut [&mut AvailableVcores],
+        running_jobs: Arc<HashMap<JobId, JobInfoCache>>,
+        direct_by_lease: HashMap<String, u32>,
     ) -> datafusion::error::Result<Vec<BoundTask>> {
         let mut bound: Vec<BoundTask> = Vec::new();
         if budgets.iter().all(|b| b.vcores == 0) {
@@ -79,7 +126,7 @@ impl DistributionPolicy for LeasePolicy {
 
         // vCores each lease's tasks hold right now, across its jobs, and
         // each job's own share.
-        let mut in_use: HashMap<String, u32> = HashMap::new();
+        let mut in_use: HashMap<String, u32> = direct_by_lease;
         let mut job_held: HashMap<&JobId, (u32, u64)> = HashMap::new();
         for (job_id, job) in running_jobs.iter() {
             let graph = job.execution_graph.read().await;
@@ -112,6 +159,7 @@ impl DistributionPolicy for LeasePolicy {
                 // It would wait forever: have it cancelled.
                 tracing::info!(%job_id, %lease, "job's lease is gone; cancelling it");
                 self.ledger.cancel_jobs_of(&lease);
+                self.direct.forget_lease(&lease);
                 continue;
             };
             let used = in_use.entry(lease.clone()).or_default();
@@ -149,10 +197,6 @@ impl DistributionPolicy for LeasePolicy {
             }
         }
         Ok(bound)
-    }
-
-    fn name(&self) -> &str {
-        "tarn-lease"
     }
 }
 

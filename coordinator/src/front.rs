@@ -28,6 +28,9 @@ pub struct Leading {
     pub jobs: Arc<dyn JobState>,
     /// Leases and the job queue.
     pub ledger: Arc<Ledger>,
+    /// Reservations of direct runs (single-stage plans sent straight to
+    /// an executor), counted by the binding policy.
+    pub direct: Arc<crate::direct::DirectRuns>,
 }
 
 /// Set once, when this coordinator becomes leader.

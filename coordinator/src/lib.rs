@@ -8,6 +8,7 @@
 //! state store (embedded redb file, or etcd with leader election).
 
 pub mod binding;
+pub mod direct;
 pub mod error;
 pub mod front;
 pub mod ledger;
@@ -292,7 +293,10 @@ impl Lead {
             .await
             .map_err(Error::Ledger)?,
         );
-        let (scheduler, jobs) = self.start_scheduler(Arc::clone(&ledger)).await?;
+        let direct = Arc::new(direct::DirectRuns::default());
+        let (scheduler, jobs) = self
+            .start_scheduler(Arc::clone(&ledger), Arc::clone(&direct))
+            .await?;
         tokio::spawn(cancel_released(scheduler.clone(), released_rx));
         tokio::spawn(sweep(
             Arc::clone(&ledger),
@@ -303,6 +307,7 @@ impl Lead {
             scheduler,
             jobs,
             ledger,
+            direct,
         });
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -324,6 +329,7 @@ impl Lead {
     async fn start_scheduler(
         &self,
         ledger: Arc<Ledger>,
+        direct: Arc<direct::DirectRuns>,
     ) -> Result<(Scheduler, Arc<dyn ballista_scheduler::cluster::JobState>)> {
         let root = self.lake_root.clone();
         let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
@@ -340,7 +346,7 @@ impl Lead {
             Arc::clone(&config_producer),
         );
         let job_state = cluster.job_state();
-        let policy = binding::LeasePolicy::new(ledger, Arc::clone(&self.registry));
+        let policy = binding::LeasePolicy::new(ledger, Arc::clone(&self.registry), direct);
         let mut config = SchedulerConfig {
             bind_host: self.addr.ip().to_string(),
             external_host: self.addr.ip().to_string(),

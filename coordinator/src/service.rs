@@ -391,6 +391,67 @@ impl CoordinatorApi for CoordinatorService {
         }))
     }
 
+    #[instrument(skip_all, fields(lease = %request.get_ref().lease_id, query = %request.get_ref().query_id))]
+    async fn reserve_direct(
+        &self,
+        request: Request<ReserveDirectRequest>,
+    ) -> Result<Response<ReserveDirectResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let leading = self.leading()?;
+        let Some((pool, lease_vcores)) = leading.ledger.lease_grant(&r.lease_id) else {
+            leading.direct.forget_lease(&r.lease_id);
+            return Err(TarnError::new(
+                ErrorCode::SessionNotFound,
+                format!("lease {} does not exist (expired or released)", r.lease_id),
+            )
+            .into());
+        };
+        let live = self.executors().await;
+        let candidates: Vec<(String, u32)> = live
+            .iter()
+            .filter(|e| e.pool == pool as i32 && e.scheduler_alive && e.flight_port > 0)
+            .map(|e| (e.executor_id.clone(), e.vcores))
+            .collect();
+        let reply = match leading
+            .direct
+            .reserve(&r.lease_id, lease_vcores, r.vcores, &candidates)
+        {
+            Ok(g) => {
+                let e = live
+                    .iter()
+                    .find(|e| e.executor_id == g.executor_id)
+                    .cloned()
+                    .unwrap_or_default();
+                ReserveDirectResponse {
+                    granted: true,
+                    reservation_id: g.reservation_id,
+                    executor_id: g.executor_id,
+                    host: e.host,
+                    flight_port: e.flight_port,
+                    vcores: g.vcores,
+                    reason: String::new(),
+                }
+            }
+            Err(reason) => ReserveDirectResponse {
+                granted: false,
+                reason,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn release_direct(
+        &self,
+        request: Request<ReleaseDirectRequest>,
+    ) -> Result<Response<ReleaseDirectResponse>, Status> {
+        let r = request.into_inner();
+        check_header(&r.header)?;
+        let released = self.leading()?.direct.release(&r.reservation_id);
+        Ok(Response::new(ReleaseDirectResponse { released }))
+    }
+
     #[instrument(skip_all, fields(lease = %request.get_ref().lease_id))]
     async fn release_lease(
         &self,
@@ -399,6 +460,7 @@ impl CoordinatorApi for CoordinatorService {
         let r = request.into_inner();
         check_header(&r.header)?;
         let released = self.ledger()?.release(&r.lease_id).await?;
+        self.leading()?.direct.forget_lease(&r.lease_id);
         Ok(Response::new(ReleaseLeaseResponse { released }))
     }
 

@@ -2,6 +2,7 @@
 //! registered, plus an announcement of its pool and vCores to the
 //! coordinator's `tarn.v1` API.
 
+pub mod direct;
 pub mod error;
 pub mod options;
 
@@ -110,6 +111,35 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
             Ok(Arc::new(env))
         }));
     }
+    // Direct runs share Ballista's Flight port, so a cluster needs no
+    // extra port (or Service entry) for them.
+    let direct_runtime = {
+        let env = RuntimeEnvBuilder::new()
+            .build()
+            .map_err(|e| Error::Ballista {
+                source: ballista_core::error::BallistaError::DataFusionError(Box::new(e)),
+            })?;
+        if lake_root.scheme() != "file" {
+            tarn_lake::register_object_store(&env, &lake_root).map_err(Error::Lake)?;
+        }
+        Arc::new(env)
+    };
+    let max_message = config.grpc_max_encoding_message_size as usize;
+    let flight_id = executor_id.clone();
+    config.override_arrow_flight_service =
+        Some(Arc::new(move |work_dir, address, shutdown, grpc_config| {
+            direct::serve(
+                direct::TarnFlightService::new(
+                    work_dir,
+                    Arc::clone(&direct_runtime),
+                    flight_id.clone(),
+                ),
+                address,
+                shutdown,
+                grpc_config,
+                max_message,
+            )
+        }));
     info!(%executor_id, pool = pool.label(), vcores, flight_port, grpc_port, "starting executor");
 
     let announce = RegisterExecutorRequest {

@@ -8,6 +8,7 @@
 //! gateway to the client without being gathered first.
 
 pub mod auth;
+pub mod direct;
 pub mod error;
 pub mod flight;
 pub mod http;
@@ -101,16 +102,23 @@ impl Gateway {
             },
         )
         .map_err(|e| Error::Serve(e.to_string()))?;
-        let sessions = Arc::new(Sessions::new(
-            lake,
-            scheduler_url,
-            leases,
-            opts.default_workspace.clone(),
+        let direct = Arc::new(direct::Direct::new(
+            direct::DirectOptions {
+                enabled: opts.direct_runs,
+                small_input_bytes: opts.direct_small_input_bytes,
+            },
+            leases.clone(),
         ));
+        let sessions = Arc::new(
+            Sessions::new(lake, scheduler_url, leases, opts.default_workspace.clone())
+                .with_settings(&opts.session_settings)
+                .map_err(|e| Error::Serve(e.to_string()))?,
+        );
         let queries = Arc::new(Queries::new(
             Arc::clone(&sessions),
             &coordinator,
             opts.query_timeout,
+            opts.direct_runs.then_some(direct),
         ));
         let service = Arc::new(
             TarnFlightSql::new(

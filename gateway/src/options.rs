@@ -65,6 +65,21 @@ pub struct GatewayOptions {
     /// whatever their own expiry; queries already running finish.
     #[serde(with = "humantime_serde")]
     pub credential_lifetime: std::time::Duration,
+    /// Reads whose plan has no shuffle run directly on one executor of the
+    /// session's pool (still within the session's leased vCores), without
+    /// a Ballista job; their batches stream back as they are produced.
+    pub direct_runs: bool,
+    /// Reads scanning at most this many bytes are planned with a single
+    /// partition, so that aggregates and joins need no shuffle and run
+    /// directly on one vCore (0: only plans without a shuffle at the
+    /// leased partition count run directly).
+    pub direct_small_input_bytes: u64,
+    /// DataFusion and Ballista settings every session starts with, as
+    /// `key=value` pairs separated by commas, e.g.
+    /// `ballista.shuffle.compression.codec=none`. Checked at start-up.
+    /// `datafusion.execution.target_partitions` is not among them: the
+    /// session's lease decides it.
+    pub session_settings: String,
 }
 
 impl Default for GatewayOptions {
@@ -88,6 +103,9 @@ impl Default for GatewayOptions {
             auth: "token".into(),
             auth_key_file: String::new(),
             credential_lifetime: std::time::Duration::from_secs(3600),
+            direct_runs: true,
+            direct_small_input_bytes: 64 * 1024 * 1024,
+            session_settings: String::new(),
         }
     }
 }

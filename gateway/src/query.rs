@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt};
 use tarn_common::{ErrorCode, TarnError};
 use tokio_util::sync::CancellationToken;
 
+use crate::direct::Direct;
 use crate::error::from_datafusion;
 use crate::session::{bind_parameters, Planned, Session, Sessions};
 use crate::write::Effect;
@@ -45,6 +46,8 @@ pub struct Queries {
     timeout: Duration,
     /// One connection for progress polls.
     progress_channel: Option<tonic::transport::Channel>,
+    /// Single-stage reads sent straight to an executor.
+    direct: Option<Arc<Direct>>,
 }
 
 const STOP_NONE: u8 = 0;
@@ -54,7 +57,12 @@ const STOP_TIMED_OUT: u8 = 2;
 impl Queries {
     /// Queries of `sessions`' sessions, cancelled through the coordinator
     /// at `coordinator` (host:port), each limited to `timeout`.
-    pub fn new(sessions: Arc<Sessions>, coordinator: &str, timeout: Duration) -> Self {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        coordinator: &str,
+        timeout: Duration,
+        direct: Option<Arc<Direct>>,
+    ) -> Self {
         Self {
             sessions,
             coordinator: format!("http://{coordinator}"),
@@ -66,6 +74,7 @@ impl Queries {
             ))
             .ok()
             .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
+            direct,
         }
     }
 
@@ -141,8 +150,23 @@ impl Queries {
         // say so at once instead.
         self.pool.check().await?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        let df = DataFrame::new(state, plan);
-        let stream = df.execute_stream().await.map_err(|e| from_datafusion(&e))?;
+        let direct = match (&effect, &self.direct) {
+            (Effect::Nothing, Some(direct)) => match direct.plan(&state, &plan).await {
+                Some(p) => direct
+                    .run(p, &session.lease_id, &run_id)
+                    .await
+                    .map_err(|e| from_datafusion(&e))?,
+                None => None,
+            },
+            _ => None,
+        };
+        let stream = match direct {
+            Some(stream) => stream,
+            None => DataFrame::new(state, plan)
+                .execute_stream()
+                .await
+                .map_err(|e| from_datafusion(&e))?,
+        };
         let stream = match effect {
             Effect::Commit(spec) => commit_after(
                 stream,

@@ -116,6 +116,8 @@ pub struct Sessions {
     ended: DashMap<String, TarnError>,
     /// Every session that ends, with why (kernels close their websockets).
     events: tokio::sync::broadcast::Sender<(String, TarnError)>,
+    /// Operator-set DataFusion/Ballista defaults of every session.
+    settings: Vec<(String, String)>,
 }
 
 impl Sessions {
@@ -135,7 +137,40 @@ impl Sessions {
             sessions: DashMap::new(),
             ended: DashMap::new(),
             events: tokio::sync::broadcast::channel(1024).0,
+            settings: Vec::new(),
         }
+    }
+
+    /// Every session starts with `settings` (`key=value,key=value`),
+    /// which must be DataFusion or Ballista settings.
+    pub fn with_settings(mut self, settings: &str) -> Result<Self, TarnError> {
+        let mut probe = SessionConfig::new_with_ballista();
+        for pair in settings.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| {
+                    TarnError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("session setting {pair:?} is not key=value"),
+                    )
+                })?;
+            if key.eq_ignore_ascii_case("datafusion.execution.target_partitions") {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    "target_partitions cannot be a session default: each session's lease decides it",
+                )
+                .with_fix("set session_vcores or session_size instead"));
+            }
+            probe.options_mut().set(&key, &value).map_err(|e| {
+                TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("session setting {key}={value} is not accepted: {e}"),
+                )
+            })?;
+            self.settings.push((key, value));
+        }
+        Ok(self)
     }
 
     /// Sessions ending from now on, with why.
@@ -361,6 +396,10 @@ impl Sessions {
         // every CamelCase name in the lake.
         config.options_mut().sql_parser.enable_ident_normalization = false;
         config.options_mut().execution.collect_statistics = true;
+        for (key, value) in &self.settings {
+            // Checked when the gateway started.
+            let _ = config.options_mut().set(key, value);
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

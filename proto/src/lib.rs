@@ -13,6 +13,10 @@ pub use generated::*;
 
 pub mod leader;
 
+/// What an executor's Flight `DoGet` ticket starts with when it carries a
+/// [`DirectTicket`] (a direct run) rather than a Ballista shuffle fetch.
+pub const DIRECT_TICKET_MAGIC: &[u8] = b"TARN-DIRECT1:";
+
 impl Pool {
     /// The pool's name as users and configuration write it.
     pub fn label(self) -> &'static str {

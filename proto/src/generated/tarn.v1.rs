@@ -324,6 +324,77 @@ pub struct ReleaseLeaseResponse {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReserveDirectRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub lease_id: ::prost::alloc::string::String,
+    /// vCores the plan's partitions need (at least 1).
+    #[prost(uint32, tag = "3")]
+    pub vcores: u32,
+    /// The gateway's query id, for logs and the job list.
+    #[prost(string, tag = "4")]
+    pub query_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReserveDirectResponse {
+    /// False when the lease has no vCores free right now, or no executor of
+    /// its pool has room: the gateway then submits a Ballista job, which
+    /// waits for vCores like any other.
+    #[prost(bool, tag = "1")]
+    pub granted: bool,
+    #[prost(string, tag = "2")]
+    pub reservation_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub executor_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub host: ::prost::alloc::string::String,
+    /// The executor's Arrow Flight port, where direct runs are served.
+    #[prost(uint32, tag = "5")]
+    pub flight_port: u32,
+    #[prost(uint32, tag = "6")]
+    pub vcores: u32,
+    /// Why it was not granted.
+    #[prost(string, tag = "7")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseDirectRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub reservation_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseDirectResponse {
+    #[prost(bool, tag = "1")]
+    pub released: bool,
+}
+/// The ticket of a direct run, sent to an executor's Flight port after the
+/// magic prefix "TARN-DIRECT1:".
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DirectTicket {
+    /// The physical plan, encoded with datafusion-proto and Tarn's codec.
+    /// Its output is one partition.
+    #[prost(bytes = "vec", tag = "1")]
+    pub plan: ::prost::alloc::vec::Vec<u8>,
+    /// DataFusion session settings the plan runs with.
+    #[prost(map = "string, string", tag = "2")]
+    pub settings: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    #[prost(string, tag = "3")]
+    pub query_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reservation_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListLeasesRequest {
     #[prost(message, optional, tag = "1")]
     pub header: ::core::option::Option<RequestHeader>,
@@ -994,6 +1065,60 @@ pub mod coordinator_client {
                 .insert(GrpcMethod::new("tarn.v1.Coordinator", "FinishJobRun"));
             self.inner.unary(req, path, codec).await
         }
+        /// Reserves some of a lease's vCores on one executor of its pool for a
+        /// direct run: a single-stage plan (no shuffle) that the gateway sends
+        /// straight to that executor instead of submitting a Ballista job. The
+        /// reservation counts against the lease exactly like the lease's running
+        /// Ballista tasks, and against the executor's free vCores.
+        pub async fn reserve_direct(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReserveDirectRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReserveDirectResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ReserveDirect",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ReserveDirect"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Ends a direct run's reservation.
+        pub async fn release_direct(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReleaseDirectRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseDirectResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ReleaseDirect",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ReleaseDirect"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1120,6 +1245,26 @@ pub mod coordinator_server {
             &self,
             request: tonic::Request<super::FinishJobRunRequest>,
         ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        /// Reserves some of a lease's vCores on one executor of its pool for a
+        /// direct run: a single-stage plan (no shuffle) that the gateway sends
+        /// straight to that executor instead of submitting a Ballista job. The
+        /// reservation counts against the lease exactly like the lease's running
+        /// Ballista tasks, and against the executor's free vCores.
+        async fn reserve_direct(
+            &self,
+            request: tonic::Request<super::ReserveDirectRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReserveDirectResponse>,
+            tonic::Status,
+        >;
+        /// Ends a direct run's reservation.
+        async fn release_direct(
+            &self,
+            request: tonic::Request<super::ReleaseDirectRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseDirectResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct CoordinatorServer<T> {
@@ -1903,6 +2048,96 @@ pub mod coordinator_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = FinishJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ReserveDirect" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReserveDirectSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ReserveDirectRequest>
+                    for ReserveDirectSvc<T> {
+                        type Response = super::ReserveDirectResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReserveDirectRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::reserve_direct(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReserveDirectSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ReleaseDirect" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReleaseDirectSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ReleaseDirectRequest>
+                    for ReleaseDirectSvc<T> {
+                        type Response = super::ReleaseDirectResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReleaseDirectRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::release_direct(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReleaseDirectSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

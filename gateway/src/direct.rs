@@ -1,0 +1,347 @@
+//! Direct runs: single-stage plans sent straight to one executor.
+//!
+//! Ballista runs every query as a job: the scheduler splits the plan into
+//! stages, each task writes its output to shuffle files, the client polls
+//! (or is pushed) the job's status and then fetches the final partitions
+//! from the executors. For a plan with no shuffle in it that machinery is
+//! pure overhead: a point lookup pays for it in milliseconds, and a large
+//! `SELECT *` is written to disk whole before its first batch can leave.
+//!
+//! So a read whose physical plan has no repartitioning is planned here,
+//! encoded with datafusion-proto and Tarn's codec, and sent in a Flight
+//! `DoGet` ticket to an executor of the session's pool, after the
+//! coordinator reserved vCores of the session's lease on that executor.
+//! The executor runs it at once and its batches stream back as they are
+//! produced. Plans over small inputs are planned with one partition, which
+//! turns aggregates and joins into single-stage plans too. Anything else,
+//! or any hitch before the run starts (no room in the lease, a plan the
+//! codec cannot carry), goes the Ballista way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::Ticket;
+use dashmap::DashMap;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tarn_proto::{DirectTicket, ReleaseDirectRequest, ReserveDirectRequest};
+use tonic::transport::Channel;
+
+use crate::lease::LeaseClient;
+
+/// How direct runs are chosen.
+#[derive(Debug, Clone)]
+pub struct DirectOptions {
+    /// Whether reads may run directly at all.
+    pub enabled: bool,
+    /// Reads of at most this many input bytes are planned with one
+    /// partition (so aggregates and joins need no shuffle) and run
+    /// directly on one vCore.
+    pub small_input_bytes: u64,
+}
+
+/// A plan ready to run directly.
+pub struct DirectPlan {
+    /// One output partition.
+    plan: Arc<dyn ExecutionPlan>,
+    /// vCores its partitions use at once.
+    vcores: u32,
+    /// The settings it was planned with.
+    settings: std::collections::HashMap<String, String>,
+}
+
+/// Sends direct runs to executors.
+pub struct Direct {
+    opts: DirectOptions,
+    leases: LeaseClient,
+    channels: DashMap<String, Channel>,
+}
+
+impl Direct {
+    /// Direct runs reserved through `leases`' coordinator.
+    pub fn new(opts: DirectOptions, leases: LeaseClient) -> Self {
+        Self {
+            opts,
+            leases,
+            channels: DashMap::new(),
+        }
+    }
+
+    /// The physical plan of a read, when it can run directly.
+    pub async fn plan(&self, state: &SessionState, logical: &LogicalPlan) -> Option<DirectPlan> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let optimized = state.optimize(logical).ok()?;
+        let planner = DefaultPhysicalPlanner::default();
+        let plan = planner.create_physical_plan(&optimized, state).await.ok()?;
+        if has_shuffle(&plan) {
+            if input_bytes(&plan) > self.opts.small_input_bytes
+                || state.config().target_partitions() == 1
+            {
+                return None;
+            }
+            let config = state.config().clone().with_target_partitions(1);
+            let one = SessionStateBuilder::new_from_existing(state.clone())
+                .with_config(config)
+                .build();
+            let plan = planner.create_physical_plan(&optimized, &one).await.ok()?;
+            return (!has_shuffle(&plan)).then(|| DirectPlan::new(plan, &one));
+        }
+        Some(DirectPlan::new(plan, state))
+    }
+
+    /// Starts `plan` on an executor for `lease`'s session. `Ok(None)` means
+    /// it could not start directly (nothing ran): submit it to Ballista.
+    pub async fn run(
+        &self,
+        plan: DirectPlan,
+        lease_id: &str,
+        query_id: &str,
+    ) -> Result<Option<SendableRecordBatchStream>, DataFusionError> {
+        let codec = tarn_lake::LakePhysicalCodec::default();
+        let bytes = match datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(
+            Arc::clone(&plan.plan),
+            &codec,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(%query_id, error = %e, "plan cannot travel; running it through Ballista");
+                return Ok(None);
+            }
+        };
+        let mut api = self.leases.api();
+        let reply = match api
+            .reserve_direct(ReserveDirectRequest {
+                header: Some(tarn_proto::header()),
+                lease_id: lease_id.to_string(),
+                vcores: plan.vcores,
+                query_id: query_id.to_string(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                tracing::debug!(%query_id, error = %e.message(), "no direct reservation");
+                return Ok(None);
+            }
+        };
+        if !reply.granted {
+            tracing::debug!(%query_id, reason = %reply.reason, "no direct reservation");
+            return Ok(None);
+        }
+        let guard = Reservation {
+            leases: self.leases.clone(),
+            id: reply.reservation_id.clone(),
+        };
+        let mut ticket = tarn_proto::DIRECT_TICKET_MAGIC.to_vec();
+        DirectTicket {
+            plan: bytes.to_vec(),
+            settings: plan.settings,
+            query_id: query_id.to_string(),
+            reservation_id: reply.reservation_id.clone(),
+        }
+        .encode(&mut ticket)
+        .map_err(|e| DataFusionError::Internal(format!("cannot encode a direct ticket: {e}")))?;
+        let address = format!("http://{}:{}", reply.host, reply.flight_port);
+        let channel = match self.channel(&address) {
+            Some(c) => c,
+            None => return Ok(None),
+        };
+        let mut client = FlightServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let response = match client
+            .do_get(Ticket {
+                ticket: ticket.into(),
+            })
+            .await
+        {
+            Ok(r) => r,
+            // The executor is unreachable or refused the plan before it
+            // ran: nothing happened, so Ballista may still run it.
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tracing::warn!(%query_id, %address, error = %s.message(), "executor unreachable for a direct run; running it through Ballista");
+                self.channels.remove(&address);
+                return Ok(None);
+            }
+            Err(s) => return Err(DataFusionError::Execution(s.message().to_string())),
+        };
+        tracing::debug!(%query_id, executor = %reply.executor_id, vcores = reply.vcores, "direct run");
+        let schema = plan.plan.schema();
+        let batches = FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        )
+        .map_err(|e| match e {
+            FlightError::Tonic(s) => DataFusionError::Execution(s.message().to_string()),
+            other => DataFusionError::External(Box::new(other)),
+        })
+        // The reservation lasts as long as the stream is read.
+        .map(move |b| {
+            let _ = &guard;
+            b
+        });
+        Ok(Some(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.boxed(),
+        ))))
+    }
+
+    fn channel(&self, address: &str) -> Option<Channel> {
+        if let Some(c) = self.channels.get(address) {
+            return Some(c.clone());
+        }
+        let c = Channel::from_shared(address.to_string())
+            .ok()?
+            .connect_timeout(Duration::from_secs(3))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
+            .connect_lazy();
+        self.channels.insert(address.to_string(), c.clone());
+        Some(c)
+    }
+}
+
+impl DirectPlan {
+    fn new(plan: Arc<dyn ExecutionPlan>, state: &SessionState) -> Self {
+        let vcores = max_partitions(&plan).max(1) as u32;
+        let plan: Arc<dyn ExecutionPlan> =
+            if plan.properties().output_partitioning().partition_count() > 1 {
+                Arc::new(CoalescePartitionsExec::new(plan))
+            } else {
+                plan
+            };
+        let settings = state
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .filter(|e| e.key.starts_with("datafusion."))
+            .filter_map(|e| e.value.map(|v| (e.key, v)))
+            .collect();
+        Self {
+            plan,
+            vcores,
+            settings,
+        }
+    }
+}
+
+/// Gives a reservation back when its stream ends or is dropped.
+struct Reservation {
+    leases: LeaseClient,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut api = self.leases.api();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = api
+                    .release_direct(ReleaseDirectRequest {
+                        header: Some(tarn_proto::header()),
+                        reservation_id: id.clone(),
+                    })
+                    .await
+                {
+                    tracing::warn!(reservation = %id, error = %e.message(), "could not release a direct reservation");
+                }
+            });
+        }
+    }
+}
+
+/// Whether a plan repartitions (a stage boundary for Ballista).
+fn has_shuffle(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<RepartitionExec>().is_some() || plan.children().into_iter().any(has_shuffle)
+}
+
+/// The most partitions any operator of the plan runs at once.
+fn max_partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    plan.children()
+        .into_iter()
+        .map(max_partitions)
+        .chain(std::iter::once(
+            plan.properties().output_partitioning().partition_count(),
+        ))
+        .max()
+        .unwrap_or(1)
+}
+
+/// Bytes of the files the plan scans.
+fn input_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|d| d.data_source().downcast_ref::<FileScanConfig>())
+        .map(|c| {
+            c.file_groups
+                .iter()
+                .flat_map(|g| g.files())
+                .map(|f| f.object_meta.size)
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    own + plan.children().into_iter().map(input_bytes).sum::<u64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn physical(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn aggregates_shuffle_unless_planned_with_one_partition() {
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(4),
+        );
+        ctx.sql("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'a')) AS v(x, y)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let scan = physical(&ctx, "SELECT x FROM t WHERE x > 1").await;
+        assert!(!has_shuffle(&scan));
+        let grouped = physical(&ctx, "SELECT y, count(*) FROM t GROUP BY y").await;
+        assert!(has_shuffle(&grouped));
+        assert!(max_partitions(&grouped) >= 1);
+
+        let one = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+        );
+        one.register_table("t", ctx.table_provider("t").await.unwrap())
+            .unwrap();
+        let grouped = physical(&one, "SELECT y, count(*) FROM t GROUP BY y").await;
+        assert!(!has_shuffle(&grouped));
+        assert_eq!(max_partitions(&grouped), 1);
+    }
+}
