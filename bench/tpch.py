@@ -21,9 +21,16 @@ version used is printed), one SessionContext with target_partitions = the
 core count, tables registered over the same folders. DuckDB: the PyPI
 `duckdb` package with threads = the core count, views over read_parquet().
 
-Stock Ballista (`--ballista`) is not offered: PyPI's `ballista` (54.0.0,
-54.1.0) ships an sdist and a macOS arm64 wheel only, no manylinux x86_64
-wheel, and building it from source is a full DataFusion + Ballista build.
+Stock Ballista (`--ballista`): `bench/ballista-stock`, a small binary over
+the same Ballista 55 crates Tarn embeds, set up the way
+`SessionContext::standalone()` does it (Ballista's standalone scheduler,
+pull-staged, default task policy, one executor with a vCore per core,
+Ballista's default settings) and registering the same Parquet folders.
+Build it with `cargo build --release -p ballista-stock`. It runs twice:
+`ballista` with target_partitions = --vcores (like every other engine
+here), and `ballista-defaults` with Ballista's own default of 16
+(--ballista-runs runs, since it is slow). PyPI's `ballista` has no
+manylinux wheel, so the crates are the way to run it here.
 
 Per query and engine: --warmup unmeasured runs, then --runs measured runs;
 the median is reported, Tarn / DataFusion per query and for the sum of
@@ -56,7 +63,7 @@ import warnings
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import DATA, DEFAULT_TARN, Tarn, command_line, machine, start_tarn, write_result  # noqa: E402
+from common import DATA, DEFAULT_TARN, ROOT, Tarn, command_line, machine, start_tarn, write_result  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Cannot disable autocommit")
 
@@ -287,6 +294,30 @@ def run_engine(engine, queries, texts, runs, warmup, results):
                 traceback.print_exc()
 
 
+def run_stock_ballista(binary, lake, queries, name, runs, warmup, partitions, vcores, results):
+    """Stock Ballista standalone in its own process; fills `results`."""
+    cmd = [binary, "--data", str(pathlib.Path(lake) / WORKSPACE), "--queries", str(QUERIES_DIR),
+           "--only", ",".join(str(q) for q in queries), "--runs", str(runs), "--warmup", str(warmup),
+           "--vcores", str(vcores)]
+    if partitions:
+        cmd += ["--target-partitions", str(partitions)]
+    print(f"\n== stock Ballista ({name}) ==\n  {' '.join(cmd)}", flush=True)
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "error"))
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, check=True, text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for q in queries:
+        v = report["queries"][f"q{q:02d}"]
+        if "error" in v or not v["times_ms"]:
+            results[q]["engines"][name] = {"error": v.get("error", "no run")}
+            continue
+        results[q]["engines"][name] = {"times_ms": [round(x, 2) for x in v["times_ms"]],
+                                       "median_ms": round(statistics.median(v["times_ms"]), 2),
+                                       "rows": v["rows"]}
+    tp = report["target_partitions"]
+    label = f"{report['engine']}, target_partitions {tp}" + ("" if partitions else " (its default)")
+    return {"label": label, "version": report["engine"], "target_partitions": tp}
+
+
 def fmt_ms(v):
     return "—" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
 
@@ -301,7 +332,12 @@ def main():
     ap.add_argument("--engines", default="tarn,datafusion,duckdb",
                     help="comma list of tarn, datafusion, duckdb (missing packages are skipped)")
     ap.add_argument("--ballista", action="store_true",
-                    help="stock Ballista: not available (no manylinux wheel on PyPI), see the docstring")
+                    help="also run stock Ballista 55 standalone (bench/ballista-stock), with target_partitions "
+                         "= --vcores and with Ballista's defaults")
+    ap.add_argument("--ballista-bin", default=str(ROOT / "target" / "release" / "ballista-stock"),
+                    help="the ballista-stock binary (cargo build --release -p ballista-stock)")
+    ap.add_argument("--ballista-runs", type=int, default=1,
+                    help="measured runs of stock Ballista with its defaults (no warm-up)")
     ap.add_argument("--flight", help="a running Tarn (grpc://host:port) whose lake holds this workspace `tpch`")
     ap.add_argument("--token", help="password/token for --flight outside dev mode")
     ap.add_argument("--tarn", default=DEFAULT_TARN, help="tarn binary (default target/release/tarn, env TARN_BIN)")
@@ -316,15 +352,16 @@ def main():
     ap.add_argument("--out", help="JSON result file (default bench/results/tpch-sf<N>.json)")
     args = ap.parse_args()
 
-    if args.ballista:
-        raise SystemExit("stock Ballista is not available here: PyPI's `ballista` has no manylinux x86_64 "
-                         "wheel (sdist and macOS arm64 only), and it is not built from source for this.")
+    if args.ballista and not os.path.exists(args.ballista_bin):
+        raise SystemExit(f"{args.ballista_bin} is missing: cargo build --release -p ballista-stock")
 
     queries = parse_queries(args.queries)
     texts = {q: (QUERIES_DIR / f"q{q:02d}.sql").read_text() for q in queries}
     parts = args.parts or default_parts(args.sf)
     lake, data_info = prepare(args.sf, parts, args.data_dir)
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.ballista:
+        wanted += [e for e in ("ballista", "ballista-defaults") if e not in wanted]
 
     results = {q: {"engines": {}, "_tables": {}} for q in queries}
     labels = {}
@@ -353,6 +390,15 @@ def main():
                 except ImportError:
                     print("[datafusion] not importable: skipped", flush=True)
                     continue
+            elif name in ("ballista", "ballista-defaults"):
+                defaults = name == "ballista-defaults"
+                labels[name] = run_stock_ballista(
+                    args.ballista_bin, lake, queries, name,
+                    runs=args.ballista_runs if defaults else args.runs,
+                    warmup=0 if defaults else args.warmup,
+                    partitions=None if defaults else args.vcores,
+                    vcores=args.vcores, results=results)
+                continue
             elif name == "duckdb":
                 try:
                     engine = DuckDBEngine(lake, args.vcores)
@@ -397,10 +443,14 @@ def main():
         del r["_tables"]
 
     # ---- totals: sums over the queries every engine answered
-    complete = [q for q in queries if all("median_ms" in results[q]["engines"].get(e, {}) for e in engines)]
-    totals = {e: round(sum(results[q]["engines"][e]["median_ms"] for q in complete), 2) for e in engines}
+    # (stock Ballista failing a query does not shrink the others' sums)
+    core = [e for e in engines if not e.startswith("ballista")] or engines
+    complete = [q for q in queries if all("median_ms" in results[q]["engines"].get(e, {}) for e in core)]
+    totals = {e: (round(sum(results[q]["engines"][e]["median_ms"] for q in complete), 2)
+                  if all("median_ms" in results[q]["engines"].get(e, {}) for q in complete) else None)
+              for e in engines}
     ratio = (round(totals["tarn"] / totals["datafusion"], 3)
-             if "tarn" in totals and totals.get("datafusion") else None)
+             if totals.get("tarn") and totals.get("datafusion") else None)
 
     cmd = command_line()
     out = pathlib.Path(args.out) if args.out else None
@@ -420,7 +470,7 @@ def main():
         path = write_result(f"tpch-sf{sf_name(args.sf)}", payload)
 
     # ---- Markdown
-    cols = [e for e in ("tarn", "datafusion", "duckdb") if e in labels]
+    cols = [e for e in ("tarn", "datafusion", "duckdb", "ballista", "ballista-defaults") if e in labels]
     both = "tarn" in cols and "datafusion" in cols
     head = ["query"]
     for e in cols:
@@ -443,7 +493,7 @@ def main():
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["**sum of medians**" + ("" if len(complete) == len(queries) else f" ({len(complete)} queries)")]
     for e in cols:
-        cells.append(f"**{fmt_ms(totals[e])}**")
+        cells.append(f"**{fmt_ms(totals[e])}**" if totals[e] is not None else "(fails some)")
         if e == "datafusion" and both:
             cells.append(f"**{ratio:.2f}×**" if ratio else "—")
     cells.append("")

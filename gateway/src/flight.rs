@@ -61,6 +61,17 @@ struct StatementTicket {
     prepared: Option<String>,
 }
 
+/// A read planned for GetFlightInfo, waiting for its DoGet.
+struct PlannedRead {
+    session_id: String,
+    plan: datafusion::logical_expr::LogicalPlan,
+    at: std::time::Instant,
+}
+
+/// How long a GetFlightInfo's plan waits for its DoGet; a later DoGet
+/// (or a second one of the same ticket) plans again.
+const PLAN_REUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A prepared statement held between create and close.
 #[derive(Debug)]
 struct Prepared {
@@ -76,6 +87,9 @@ pub struct TarnFlightSql {
     queries: Arc<Queries>,
     auth: Arc<Authenticator>,
     prepared: DashMap<String, Arc<Prepared>>,
+    /// Plans made for GetFlightInfo, by ticket id, for the DoGet that
+    /// follows: a query is parsed, resolved and planned once, not twice.
+    planned: DashMap<String, PlannedRead>,
     sql_info: SqlInfoData,
     /// Sessions of requests that carry a token rather than a session id
     /// (ADBC's bearer header), and of dev-mode requests without
@@ -115,6 +129,7 @@ impl TarnFlightSql {
             queries,
             auth,
             prepared: DashMap::new(),
+            planned: DashMap::new(),
             sql_info,
             implicit: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
@@ -212,8 +227,23 @@ impl TarnFlightSql {
             .sessions
             .plan(session, &t.workspace, &t.sql, &t.query_id)
             .await?;
+        let reusable =
+            t.prepared.is_none() && matches!(planned.effect, crate::write::Effect::Nothing);
         let plan = bind_parameters(planned.plan, params.as_ref())?;
         let schema = plan.schema().as_arrow().clone();
+        if reusable {
+            if self.planned.len() >= 1024 {
+                self.planned.retain(|_, p| p.at.elapsed() < PLAN_REUSE);
+            }
+            self.planned.insert(
+                t.query_id.clone(),
+                PlannedRead {
+                    session_id: session.id.clone(),
+                    plan,
+                    at: std::time::Instant::now(),
+                },
+            );
+        }
         let handle = serde_json::to_vec(&t).map_err(|e| Status::internal(e.to_string()))?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
@@ -244,10 +274,37 @@ impl TarnFlightSql {
         // Each DoGet is its own run with a server-made id (the Ballista job
         // name): a replayed or forged ticket can never share or cancel
         // someone else's job.
-        let q = self
-            .queries
-            .start(session, &t.workspace, &t.sql, params.as_ref(), &t.query_id)
-            .await?;
+        let reuse = match t.prepared {
+            Some(_) => None,
+            None => self
+                .planned
+                .remove(&t.query_id)
+                .map(|(_, p)| p)
+                .filter(|p| p.session_id == session.id && p.at.elapsed() < PLAN_REUSE),
+        };
+        let q = match reuse {
+            Some(p) => {
+                let run_id = new_query_id();
+                let state = self.sessions.run_state(session, &t.workspace, &run_id);
+                self.queries
+                    .start_planned(
+                        session,
+                        crate::session::Planned {
+                            plan: p.plan,
+                            state,
+                            effect: crate::write::Effect::Nothing,
+                        },
+                        run_id,
+                        &t.query_id,
+                    )
+                    .await?
+            }
+            None => {
+                self.queries
+                    .start(session, &t.workspace, &t.sql, params.as_ref(), &t.query_id)
+                    .await?
+            }
+        };
         tracing::debug!(run_id = %q.run_id, "streaming results");
         let batches = q
             .stream
