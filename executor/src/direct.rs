@@ -29,7 +29,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tarn_proto::{DirectTicket, DIRECT_TICKET_MAGIC};
 use tonic::{Request, Response, Status, Streaming};
@@ -42,12 +42,31 @@ pub struct TarnFlightService {
     /// Functions, codecs and the runtime (object stores) plans run with.
     base: SessionState,
     executor_id: String,
+    /// Where direct plans run (not the Flight server's runtime).
+    compute: tokio::runtime::Handle,
+}
+
+/// Aborts a direct run's task when its response stream is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            tracing::debug!("direct run's response dropped; aborting it");
+        }
+        self.0.abort();
+    }
 }
 
 impl TarnFlightService {
     /// A service whose shuffle files live in `work_dir` and whose direct
     /// runs use `runtime` (with the lake's object store registered).
-    pub fn new(work_dir: String, runtime: Arc<RuntimeEnv>, executor_id: String) -> Self {
+    pub fn new(
+        work_dir: String,
+        runtime: Arc<RuntimeEnv>,
+        executor_id: String,
+        compute: tokio::runtime::Handle,
+    ) -> Self {
         let base = SessionStateBuilder::new()
             .with_runtime_env(runtime)
             .with_default_features()
@@ -56,6 +75,7 @@ impl TarnFlightService {
             ballista: BallistaFlightService::new(work_dir),
             base,
             executor_id,
+            compute,
         }
     }
 
@@ -83,14 +103,36 @@ impl TarnFlightService {
         }
         let span = tracing::info_span!("direct_run", query_id = %t.query_id,
             reservation = %t.reservation_id, executor = %self.executor_id);
-        let stream = {
-            let _g = span.enter();
-            plan.execute(0, ctx)
-                .map_err(|e| Status::internal(e.to_string()))?
-        };
         tracing::debug!(parent: &span, "direct run started");
-        let schema = stream.schema();
-        let batches = stream.map_err(|e| FlightError::ExternalError(Box::new(e)));
+        let schema = plan.schema();
+        // The plan runs on the executor's own compute runtime, as Ballista's
+        // tasks do: operators spawn their work where `execute` is called,
+        // so it is called there too, and a long operator can never stall
+        // this Flight server's threads, the executor's announcements or its
+        // shutdown. Dropping the response (client gone, query cancelled)
+        // aborts the run at its next yield.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let task = self.compute.spawn(async move {
+            let mut stream = match plan.execute(0, ctx) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let guard = AbortOnDrop(task);
+        let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(move |item| {
+                let _ = &guard;
+                item
+            })
+            .map_err(|e| FlightError::ExternalError(Box::new(e)));
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)

@@ -124,6 +124,22 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         }
         Arc::new(env)
     };
+    // Direct runs compute here, never on the runtime serving gRPC and
+    // announcing the executor; as many threads as vCores.
+    let compute = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            vcores
+                .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
+        )
+        .thread_name("tarn-direct")
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Bind {
+            addr: "direct-run runtime".into(),
+            source,
+        })?;
+    let compute_handle = compute.handle().clone();
     let max_message = config.grpc_max_encoding_message_size as usize;
     let flight_id = executor_id.clone();
     config.override_arrow_flight_service =
@@ -133,6 +149,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
                     work_dir,
                     Arc::clone(&direct_runtime),
                     flight_id.clone(),
+                    compute_handle.clone(),
                 ),
                 address,
                 shutdown,
@@ -162,6 +179,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         .map_err(|source| Error::Ballista { source });
     shutdown.cancel();
     announcer.abort();
+    compute.shutdown_background();
     if let Some(d) = owned_work_dir {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -149,6 +149,13 @@ impl Direct {
             leases: self.leases.clone(),
             id: reply.reservation_id.clone(),
         };
+        // A plan with more partitions than the lease has free would run
+        // them all at once on the executor: the lease's cap must hold, so
+        // it goes to Ballista, whose binding queues its tasks instead.
+        if reply.vcores < plan.vcores {
+            tracing::debug!(%query_id, granted = reply.vcores, needed = plan.vcores, "lease too small for a direct run");
+            return Ok(None);
+        }
         let mut ticket = tarn_proto::DIRECT_TICKET_MAGIC.to_vec();
         DirectTicket {
             plan: bytes.to_vec(),

@@ -10,7 +10,13 @@ use tarn_tests::{query, scalar_i64, to_status, Cluster};
 
 #[tokio::test]
 async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
+    // The Ballista job is what is watched here (direct runs: direct.rs).
+    let cluster = Cluster::start_with(
+        &tarn_tests::demo_lake()?,
+        &[],
+        &[("TARN_GATEWAY__DIRECT_RUNS", "false")],
+    )
+    .await?;
     let mut c = cluster.flight_sql().await?;
     // ~13 billion joined rows: runs far longer than this test.
     let info = c

@@ -3,11 +3,18 @@
 use std::collections::HashMap;
 
 use tarn_proto::{GetClusterInfoRequest, Pool};
-use tarn_tests::{query, rows, Cluster};
+use tarn_tests::{demo_lake, query, rows, Cluster};
 
 #[tokio::test]
 async fn joins_run_as_multi_stage_jobs_on_executor_processes() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
+    // The demo lake is small enough for a direct run; without the
+    // small-input rule the join needs a shuffle, so it is a Ballista job.
+    let cluster = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[("TARN_GATEWAY__DIRECT_SMALL_INPUT_BYTES", "0")],
+    )
+    .await?;
     let mut c = cluster.flight_sql().await?;
     let mut coord = cluster.coordinator().await?;
 

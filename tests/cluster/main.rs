@@ -1,6 +1,7 @@
 //! Tests against a real `tarn standalone` with real clients.
 
 mod cancel;
+mod direct;
 mod distributed;
 mod errors;
 mod ha;

@@ -61,7 +61,13 @@ const WIDE: &str = "SELECT Computer, COUNT(*) AS n, SUM(LENGTH(CommandLine)) AS 
 async fn a_lease_caps_the_tasks_a_session_runs_at_once() -> anyhow::Result<()> {
     // The interactive executor offers 12 task slots, so only the lease can
     // hold a session to 2.
-    let cluster = Cluster::start_with(&demo_lake()?, &["--interactive-vcores", "12"], &[]).await?;
+    // Ballista's task binding is what is under test: no direct runs.
+    let cluster = Cluster::start_with(
+        &demo_lake()?,
+        &["--interactive-vcores", "12"],
+        &[("TARN_GATEWAY__DIRECT_RUNS", "false")],
+    )
+    .await?;
     let mut narrow = session(&cluster, "ana", 2).await?;
     query(
         &mut narrow,

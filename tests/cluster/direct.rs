@@ -1,0 +1,111 @@
+//! Direct runs: reads without a shuffle go straight to an executor of the
+//! session's pool, with the same answers as Ballista jobs, and stop when
+//! cancelled.
+
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
+use futures::TryStreamExt;
+use prost::Message;
+use tarn_tests::{demo_lake, query, scalar_i64, to_status, Cluster};
+
+fn text(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|e| e.to_string())
+}
+
+const READS: &[&str] = &[
+    // a scan with a filter: no shuffle at any partition count
+    "SELECT TimeGenerated, IPAddress, ResultType FROM SigninLogs \
+     WHERE UserPrincipalName = 'megan.bowen@contoso.com' ORDER BY TimeGenerated",
+    // an aggregate and a join over small inputs: one partition, no shuffle
+    "SELECT ResultType, COUNT(*) AS n FROM SigninLogs GROUP BY ResultType ORDER BY n DESC, ResultType",
+    "SELECT i.Department, COUNT(*) AS n FROM SigninLogs s \
+     JOIN IdentityInfo i ON s.UserPrincipalName = i.AccountUPN \
+     GROUP BY i.Department ORDER BY n DESC, i.Department",
+];
+
+#[tokio::test]
+async fn small_reads_run_directly_with_the_answers_of_ballista_jobs() -> anyhow::Result<()> {
+    let direct = Cluster::start().await?;
+    let jobs = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[("TARN_GATEWAY__DIRECT_RUNS", "false")],
+    )
+    .await?;
+    let mut d = direct.flight_sql().await?;
+    let mut j = jobs.flight_sql().await?;
+    for sql in READS {
+        let got = query(&mut d, sql).await?;
+        let want = query(&mut j, sql).await?;
+        assert!(
+            want.iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+            "{sql}"
+        );
+        assert_eq!(text(&got), text(&want), "{sql}");
+    }
+    // Ran on an executor without a Ballista job; the other cluster's reads
+    // were jobs.
+    assert!(
+        direct.jobs().await?.is_empty(),
+        "{:?}",
+        direct.jobs().await?
+    );
+    assert!(jobs.jobs().await?.len() >= READS.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_a_direct_run_stops_it() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut c = cluster.flight_sql().await?;
+    // Small inputs, so it runs directly; ~13 billion joined rows, so it
+    // runs far longer than this test.
+    let info = c
+        .execute(
+            "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.EventID + b.EventID > 0".into(),
+            None,
+        )
+        .await?;
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut reader = c.clone();
+    let fetch = tokio::spawn(async move {
+        let stream = reader.do_get(ticket).await.map_err(to_status)?;
+        stream.try_collect::<Vec<_>>().await.map_err(to_status)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let action = arrow_flight::Action::new(
+        "CancelFlightInfo",
+        CancelFlightInfoRequest::new(info).encode_to_vec(),
+    );
+    let mut results = c.do_action(action).await?;
+    let body = results.try_next().await?.expect("a cancel result");
+    let result = CancelFlightInfoResult::decode(body.body)?;
+    assert_eq!(result.status, CancelStatus::Cancelled as i32);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), fetch).await??;
+    let err = outcome.expect_err("a cancelled query does not return a result");
+    assert_eq!(err.code(), tonic::Code::Cancelled, "{}", err.message());
+    assert!(err.message().contains("TARN-2804"), "{}", err.message());
+    assert!(cluster.jobs().await?.is_empty(), "it was a direct run");
+    // Its reservation is given back: a read using every vCore of the
+    // session's lease still runs directly (were the cancelled run still
+    // holding one, it would become a Ballista job).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = scalar_i64(
+        &query(
+            &mut c,
+            "SELECT COUNT(*) FROM SigninLogs WHERE ResultType = '0'",
+        )
+        .await?,
+    );
+    assert!(n > 0);
+    assert!(
+        cluster.jobs().await?.is_empty(),
+        "{:?}",
+        cluster.jobs().await?
+    );
+    Ok(())
+}
