@@ -125,13 +125,12 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         Arc::new(env)
     };
     // Direct runs compute here, never on the runtime serving gRPC and
-    // announcing the executor; as many threads as vCores.
+    // announcing the executor. A thread per vCore, like Ballista's task
+    // slots: an operator that does not yield (a huge nested-loop join)
+    // holds its thread until it ends, even when cancelled, and must not
+    // starve other sessions' runs.
     let compute = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            vcores
-                .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1),
-        )
+        .worker_threads(vcores.max(1))
         .thread_name("tarn-direct")
         .enable_all()
         .build()
