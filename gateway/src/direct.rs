@@ -87,6 +87,15 @@ impl Direct {
         if !self.opts.enabled {
             return None;
         }
+        // A join, grouping or window over a large input needs a shuffle at
+        // any partition count worth running it at: skip planning it twice.
+        let (bytes, needs_shuffle) = logical_shape(logical);
+        if needs_shuffle
+            && bytes > self.opts.small_input_bytes
+            && state.config().target_partitions() > 1
+        {
+            return None;
+        }
         let optimized = state.optimize(logical).ok()?;
         let planner = DefaultPhysicalPlanner::default();
         let plan = planner.create_physical_plan(&optimized, state).await.ok()?;
@@ -276,6 +285,36 @@ impl Drop for Reservation {
             });
         }
     }
+}
+
+/// Bytes of the lake tables a logical plan (with its subqueries) reads,
+/// and whether it has an operator that repartitions its input when run
+/// with more than one partition.
+fn logical_shape(plan: &LogicalPlan) -> (u64, bool) {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut bytes = 0u64;
+    let mut needs_shuffle = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                if let Ok(provider) =
+                    datafusion::catalog::default_table_source::source_as_provider(&scan.source)
+                {
+                    if let Some(t) = provider.downcast_ref::<tarn_lake::LakeTable>() {
+                        bytes += t.spec().files.iter().map(|f| f.size).sum::<u64>();
+                    }
+                }
+            }
+            LogicalPlan::Aggregate(a) if !a.group_expr.is_empty() => needs_shuffle = true,
+            LogicalPlan::Join(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Repartition(_) => needs_shuffle = true,
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    (bytes, needs_shuffle)
 }
 
 /// Whether a plan repartitions (a stage boundary for Ballista).

@@ -130,13 +130,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::process::exit(0);
 }
 
-/// Runs one query text (statements separated by `;`) and returns the rows
-/// of the last one.
+/// Runs one query file (one statement; comments and a trailing `;` are
+/// fine) and returns its row count.
 async fn run(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<usize> {
-    let mut rows = 0;
-    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let batches = ctx.sql(statement).await?.collect().await?;
-        rows = batches.iter().map(|b| b.num_rows()).sum();
-    }
-    Ok(rows)
+    let statement = sql.trim().trim_end_matches(';');
+    let batches = ctx.sql(statement).await?.collect().await?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
