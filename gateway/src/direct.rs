@@ -189,11 +189,21 @@ impl Direct {
             .await
         {
             Ok(r) => r,
-            // The executor is unreachable or refused the plan before it
-            // ran: nothing happened, so Ballista may still run it.
+            // The executor is unreachable, or refused the plan before it
+            // ran (another version, a plan it cannot decode): nothing
+            // happened, so Ballista may still run it.
             Err(s) if s.code() == tonic::Code::Unavailable => {
                 tracing::warn!(%query_id, %address, error = %s.message(), "executor unreachable for a direct run; running it through Ballista");
                 self.channels.remove(&address);
+                return Ok(None);
+            }
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::Unimplemented
+                ) =>
+            {
+                tracing::warn!(%query_id, %address, error = %s.message(), "executor refused a direct run; running it through Ballista");
                 return Ok(None);
             }
             Err(s) => return Err(DataFusionError::Execution(s.message().to_string())),
