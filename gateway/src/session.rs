@@ -154,6 +154,10 @@ impl Sessions {
                         ErrorCode::InvalidArgument,
                         format!("session setting {pair:?} is not key=value"),
                     )
+                    .with_fix(
+                        "write session_settings as key=value pairs separated by commas, \
+                         e.g. ballista.shuffle.compression.codec=none",
+                    )
                 })?;
             if key.eq_ignore_ascii_case("datafusion.execution.target_partitions") {
                 return Err(TarnError::new(
@@ -166,6 +170,10 @@ impl Sessions {
                 TarnError::new(
                     ErrorCode::InvalidArgument,
                     format!("session setting {key}={value} is not accepted: {e}"),
+                )
+                .with_fix(
+                    "use a datafusion.* or ballista.* setting name with a value of its type, \
+                     or remove it from session_settings",
                 )
             })?;
             self.settings.push((key, value));

@@ -1,6 +1,7 @@
 """Authentication and every timeout, against a Tarn whose limits are
 seconds (see STRICT_ENV in conftest.py) and which requires tokens."""
 
+import os
 import time
 
 import adbc_driver_flightsql
@@ -216,3 +217,20 @@ def test_a_websocket_closes_when_its_credential_expires(strict):
     code, reason = ws.close_status(timeout=30)
     assert code == 4401 and "CREDENTIALS_EXPIRED" in reason, (code, reason)
     reattach_and_run(strict, k["id"], mint(strict, "lena"))
+
+
+@pytest.mark.parametrize("settings, cause, fix", [
+    ("ballista.nope=1", "is not accepted", "remove it from session_settings"),
+    ("datafusion.execution.target_partitions=4", "lease decides it", "session_vcores"),
+    ("compression", "is not key=value", "key=value pairs"),
+])
+def test_a_bad_session_setting_stops_the_gateway_with_a_coded_error(tmp_path, settings, cause, fix):
+    import subprocess
+    from conftest import TARN
+    env = dict(os.environ, TARN_GATEWAY__SESSION_SETTINGS=settings, RUST_BACKTRACE="0", RUST_LOG="error")
+    p = subprocess.run([str(TARN), "gateway", "--lake", str(tmp_path), "--auth", "dev",
+                        "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "TARN-2805" in out and cause in out and fix in out, out
