@@ -86,6 +86,24 @@ pub enum ErrorCode {
     WriteConflict,
     /// the statement reads or writes files outside the lake.
     PathOutsideLake,
+    /// The caller of an internal port is not a Tarn role of this cluster, or its role may not make the call.
+    ClusterCredentialRefused,
+    /// An executor refused a plan with a node, file format or path Tarn does not produce.
+    PlanRefused,
+    /// A direct run came without a valid, unused reservation signed by the coordinator.
+    ReservationInvalid,
+    /// An HTTP request's Host or Origin is not one the gateway serves.
+    OriginNotAllowed,
+    /// A request body is not of the media type the endpoint takes.
+    UnsupportedMediaType,
+    /// A kernel already has the most cells waiting to run.
+    KernelQueueFull,
+    /// A session holds the most prepared statements allowed.
+    TooManyPreparedStatements,
+    /// A user holds the most sessions (or kernels) allowed.
+    TooManySessions,
+    /// A statement needed more memory than its share.
+    MemoryLimitExceeded,
     /// Something inside Tarn failed; this is a bug or an outage.
     Internal,
     /// This coordinator is a standby; another one leads.
@@ -142,6 +160,15 @@ impl ErrorCode {
         ErrorCode::InvalidWrite,
         ErrorCode::WriteConflict,
         ErrorCode::PathOutsideLake,
+        ErrorCode::ClusterCredentialRefused,
+        ErrorCode::PlanRefused,
+        ErrorCode::ReservationInvalid,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::KernelQueueFull,
+        ErrorCode::TooManyPreparedStatements,
+        ErrorCode::TooManySessions,
+        ErrorCode::MemoryLimitExceeded,
         ErrorCode::Internal,
         ErrorCode::NotLeader,
         ErrorCode::StateStoreUnavailable,
@@ -376,6 +403,60 @@ impl ErrorCode {
                 403,
                 "query lake tables by name; only operators may name files or locations",
             ),
+            ErrorCode::ClusterCredentialRefused => s(
+                2207,
+                G::PermissionDenied,
+                403,
+                "internal ports (coordinator, executors) take only Tarn roles with a certificate of this cluster's CA; users go through the gateway",
+            ),
+            ErrorCode::PlanRefused => s(
+                2208,
+                G::PermissionDenied,
+                403,
+                "send queries through the gateway; executors run only the plans Tarn makes over lake tables",
+            ),
+            ErrorCode::ReservationInvalid => s(
+                2209,
+                G::PermissionDenied,
+                403,
+                "send queries through the gateway; it reserves vCores before each direct run",
+            ),
+            ErrorCode::OriginNotAllowed => s(
+                2210,
+                G::PermissionDenied,
+                403,
+                "open the gateway by an allowed host name, or ask an operator to add yours to http_allowed_hosts / http_allowed_origins",
+            ),
+            ErrorCode::UnsupportedMediaType => s(
+                2211,
+                G::InvalidArgument,
+                415,
+                "send the body as application/json",
+            ),
+            ErrorCode::KernelQueueFull => s(
+                2311,
+                G::ResourceExhausted,
+                429,
+                "wait for the queued cells to finish, or interrupt the kernel",
+            ),
+            ErrorCode::TooManyPreparedStatements => s(
+                2312,
+                G::ResourceExhausted,
+                429,
+                "close prepared statements you no longer use",
+            ),
+            ErrorCode::TooManySessions => s(
+                2313,
+                G::ResourceExhausted,
+                429,
+                "close sessions or kernels you no longer use",
+            ),
+            ErrorCode::MemoryLimitExceeded => s(
+                2904,
+                G::ResourceExhausted,
+                507,
+                "narrow the query (filter by TimeGenerated, fewer columns, a LIMIT), or lease more vCores for a larger memory share",
+            ),
             ErrorCode::Internal => s(
                 2901,
                 G::Internal,
@@ -457,6 +538,15 @@ impl ErrorCode {
             ErrorCode::InvalidWrite => "INVALID_WRITE",
             ErrorCode::WriteConflict => "WRITE_CONFLICT",
             ErrorCode::PathOutsideLake => "PATH_OUTSIDE_LAKE",
+            ErrorCode::ClusterCredentialRefused => "CLUSTER_CREDENTIAL_REFUSED",
+            ErrorCode::PlanRefused => "PLAN_REFUSED",
+            ErrorCode::ReservationInvalid => "RESERVATION_INVALID",
+            ErrorCode::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::KernelQueueFull => "KERNEL_QUEUE_FULL",
+            ErrorCode::TooManyPreparedStatements => "TOO_MANY_PREPARED_STATEMENTS",
+            ErrorCode::TooManySessions => "TOO_MANY_SESSIONS",
+            ErrorCode::MemoryLimitExceeded => "MEMORY_LIMIT_EXCEEDED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::StateStoreUnavailable => "STATE_STORE_UNAVAILABLE",
