@@ -54,6 +54,9 @@ enum Command {
         /// etcd endpoints, comma-separated (with --store etcd).
         #[arg(long)]
         etcd_endpoints: Option<String>,
+        /// Folder of the cluster credentials (`tarn certs --dir`).
+        #[arg(long)]
+        cluster_dir: Option<String>,
     },
     /// An executor of one pool.
     Executor {
@@ -72,6 +75,10 @@ enum Command {
         /// Host to bind and advertise.
         #[arg(long)]
         bind_host: Option<String>,
+        /// Folder of the cluster credentials (`tarn certs --dir`), the
+        /// coordinators' folder.
+        #[arg(long)]
+        cluster_dir: Option<String>,
     },
     /// The gateway (Flight SQL + HTTP).
     Gateway {
@@ -98,6 +105,10 @@ enum Command {
         /// File with the token signing key.
         #[arg(long)]
         auth_key_file: Option<String>,
+        /// Folder of the cluster credentials (`tarn certs --dir`); the
+        /// gateway reads its own certificate there.
+        #[arg(long)]
+        cluster_dir: Option<String>,
     },
     /// Mints a bearer token for a user, signed with the deployment's key.
     Token {
@@ -123,6 +134,14 @@ enum Command {
         /// lets them name files.
         #[arg(long)]
         operator: bool,
+    },
+    /// Creates the credentials coordinators and executors share (the
+    /// direct-run reservation key), keeping any that exist. Gateways do not
+    /// need them; executors must never get the gateway's token key.
+    Certs {
+        /// The folder to create or complete.
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// (Re)generates the demo workspace in the lake.
     Demo {
@@ -164,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             state_dir,
             etcd_endpoints,
+            cluster_dir,
         } => {
             let mut o: tarn_coordinator::CoordinatorOptions = config::load("coordinator", file)?;
             set(&mut o.bind, bind);
@@ -173,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             set(&mut o.store, store);
             set(&mut o.state_dir, state_dir);
             set(&mut o.etcd_endpoints, etcd_endpoints);
+            set(&mut o.cluster_dir, cluster_dir);
             let shutdown = tarn_common::shutdown::install_signal_handlers();
             let c = tarn_coordinator::Coordinator::start(Arc::new(o), shutdown).await?;
             c.wait().await?;
@@ -184,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             vcores,
             lake,
             bind_host,
+            cluster_dir,
         } => {
             let mut o: tarn_executor::ExecutorOptions = config::load("executor", file)?;
             set(&mut o.coordinator, coordinator);
@@ -191,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             set(&mut o.vcores, vcores);
             set(&mut o.lake, lake);
             set(&mut o.bind_host, bind_host);
+            set(&mut o.cluster_dir, cluster_dir);
             // Ballista's executor installs its own signal handling and
             // drains on SIGTERM; this token only stops the announcer.
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -205,10 +228,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             session_vcores,
             auth,
             auth_key_file,
+            cluster_dir,
         } => {
             let mut o: tarn_gateway::GatewayOptions = config::load("gateway", file)?;
             set(&mut o.auth, auth);
             set(&mut o.auth_key_file, auth_key_file);
+            set(&mut o.cluster_dir, cluster_dir);
             set(&mut o.flight_addr, flight_addr);
             set(&mut o.http_addr, http_addr);
             set(&mut o.coordinator, coordinator);
@@ -256,6 +281,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("--user is required (or --create-key alone to make a key)"),
             }
+            Ok(())
+        }
+        Command::Certs { dir } => {
+            tarn_common::cluster::create(&dir)?;
+            tracing::info!(dir = %dir.display(), "cluster credentials ready");
             Ok(())
         }
         Command::Demo {

@@ -180,10 +180,7 @@ where
 /// The gateway is ready with one interactive executor; standalone also
 /// waits for its job executor, so "ready" means every role is up.
 async fn both_pools_up(coordinator: &str) -> bool {
-    let Ok(mut c) =
-        tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{coordinator}"))
-            .await
-    else {
+    let Ok(mut c) = tarn_proto::connect_coordinator(coordinator).await else {
         return false;
     };
     c.health(tarn_proto::HealthRequest {
@@ -277,6 +274,17 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
     let key = tarn_common::auth::TokenKey::load_or_create(Path::new(&key_file))
         .context("cannot prepare the token signing key")?;
 
+    // The internal roles' own credentials, apart from the token key:
+    // executors get these, never the gateway's key.
+    let cluster_dir = Path::new(&args.state_dir).join("cluster");
+    tarn_common::cluster::create(&cluster_dir).context("cannot prepare the cluster credentials")?;
+    // The supervisor asks the coordinator whether both pools are up: it
+    // needs a cluster identity to be let in at all.
+    tarn_common::cluster::ClusterTls::load(&cluster_dir, tarn_common::cluster::Role::Gateway)
+        .context("cannot read the cluster credentials")?
+        .install();
+    let cluster_dir = cluster_dir.display().to_string();
+
     let mut children = Children(Vec::new());
     let s = |v: &str| v.to_string();
     children
@@ -294,6 +302,8 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
                 s("embedded"),
                 s("--state-dir"),
                 args.state_dir.clone(),
+                s("--cluster-dir"),
+                cluster_dir.clone(),
             ],
             file,
         )
@@ -314,6 +324,8 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             lake.clone(),
             s("--vcores"),
             vcores.to_string(),
+            s("--cluster-dir"),
+            cluster_dir.clone(),
         ];
         children
             .spawn(
@@ -346,6 +358,8 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
                 auth.clone(),
                 s("--auth-key-file"),
                 key_file.clone(),
+                s("--cluster-dir"),
+                cluster_dir.clone(),
             ],
             file,
         )

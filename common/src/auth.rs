@@ -129,6 +129,16 @@ impl TokenKey {
         }
     }
 
+    /// An HMAC-SHA256 tag of `message` under this key.
+    pub fn tag(&self, message: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.key, message).as_ref().to_vec()
+    }
+
+    /// Whether `tag` is this key's tag of `message` (in constant time).
+    pub fn check_tag(&self, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.key, message, tag).is_ok()
+    }
+
     /// A token for `user` with `grants`, valid for `ttl` from now.
     pub fn mint(&self, user: &str, ttl: Duration, grants: crate::roles::Grants) -> String {
         let iat = now_secs();

@@ -5,8 +5,10 @@
 //! Ballista or the lake lives in the crate that owns that concern.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod reservation;
 pub mod roles;
 pub mod shutdown;
 pub mod telemetry;

@@ -41,6 +41,7 @@ use crate::front::{LeaderSlot, Leading, SchedulerFront};
 use crate::ledger::{Ledger, Limits};
 use crate::registry::ExecutorRegistry;
 use crate::service::CoordinatorService;
+use tarn_common::cluster::{Role, RoleGuard};
 
 /// Ballista's scheduler specialised to the plan encodings Tarn uses.
 pub type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
@@ -92,6 +93,16 @@ impl Coordinator {
         };
         let lake_root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let limits = limits(&opts)?;
+        let tls = tarn_common::cluster::ClusterTls::load(
+            std::path::Path::new(&opts.cluster_dir),
+            Role::Coordinator,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?
+        .install();
+        let reservation_key = Arc::new(
+            tarn_common::cluster::reservation_key(std::path::Path::new(&opts.cluster_dir))
+                .map_err(|e| Error::Config(e.to_string()))?,
+        );
 
         let store = match opts.store.as_str() {
             "embedded" => Store::Embedded(EmbeddedStore::open(
@@ -127,14 +138,20 @@ impl Coordinator {
             advertise.clone(),
             backend,
             election.clone(),
+            reservation_key,
         );
-        let ballista =
+        let ballista = RoleGuard::new(
             ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer::new(
                 SchedulerFront::new(Arc::clone(&slot)),
             )
             .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024);
-        let tarn = tarn_proto::coordinator_server::CoordinatorServer::new(service);
+            .max_encoding_message_size(256 * 1024 * 1024),
+            callers,
+        );
+        let tarn = RoleGuard::new(
+            tarn_proto::coordinator_server::CoordinatorServer::new(service),
+            callers,
+        );
 
         info!(%addr, %advertise, store = backend, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
         let server_shutdown = shutdown.clone();
@@ -143,6 +160,8 @@ impl Coordinator {
             // small response; the builder's own nodelay flag does not reach
             // a caller-supplied listener, so it is set on the incoming side.
             tonic::transport::Server::builder()
+                .tls_config(tls.server_config())
+                .map_err(|source| Error::Serve { source })?
                 .add_service(ballista)
                 .add_service(tarn)
                 .serve_with_incoming_shutdown(
@@ -359,6 +378,11 @@ impl Lead {
             override_config_producer: Some(config_producer),
             override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
             override_physical_codec: Some(Arc::new(tarn_lake::LakePhysicalCodec::default())),
+            // The scheduler launches tasks over mutual TLS as the
+            // coordinator; executors' task ports take no one else.
+            override_create_grpc_client_endpoint: Some(Arc::new(
+                tarn_common::cluster::secure_endpoint,
+            )),
             ..Default::default()
         };
         config.finished_job_data_clean_up_interval_seconds = 300;
@@ -367,6 +391,28 @@ impl Lead {
             .await
             .map_err(|source| Error::StartScheduler { source })?;
         Ok((scheduler, job_state))
+    }
+}
+
+/// Who may call what on the coordinator's port: executors register and
+/// report on their tasks; gateways lease, submit plans and reserve direct
+/// runs; anyone of the cluster may ask who leads.
+fn callers(path: &str) -> &'static [Role] {
+    const ANY: &[Role] = &[Role::Gateway, Role::Executor, Role::Coordinator];
+    const EXECUTOR: &[Role] = &[Role::Executor];
+    const GATEWAY: &[Role] = &[Role::Gateway];
+    match path.rsplit_once('/') {
+        Some(("/tarn.v1.Coordinator", "Health")) => ANY,
+        Some(("/tarn.v1.Coordinator", "RegisterExecutor")) => EXECUTOR,
+        Some((
+            "/ballista.protobuf.SchedulerGrpc",
+            "RegisterExecutor"
+            | "HeartBeatFromExecutor"
+            | "UpdateTaskStatus"
+            | "PollWork"
+            | "ExecutorStopped",
+        )) => EXECUTOR,
+        _ => GATEWAY,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct CoordinatorOptions {
     pub store: String,
     /// Folder of the embedded store.
     pub state_dir: String,
+    /// Folder of the cluster's credentials (`tarn certs --dir`), shared
+    /// with the executors: the reservation key lives there.
+    pub cluster_dir: String,
     /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
     pub etcd_endpoints: String,
     /// Key prefix of this cluster in etcd.
@@ -69,6 +72,7 @@ impl Default for CoordinatorOptions {
             lake: "./lake".into(),
             store: "embedded".into(),
             state_dir: "./tarn-state".into(),
+            cluster_dir: "./tarn-state/cluster".into(),
             etcd_endpoints: "http://127.0.0.1:2379".into(),
             etcd_prefix: "/tarn".into(),
             election_ttl: Duration::from_secs(5),

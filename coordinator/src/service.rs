@@ -24,6 +24,8 @@ pub struct CoordinatorService {
     advertise: String,
     backend: &'static str,
     election: Option<Arc<tarn_state::Election>>,
+    /// Signs direct-run reservations for the executors to check.
+    reservation_key: Arc<tarn_common::auth::TokenKey>,
 }
 
 impl CoordinatorService {
@@ -35,6 +37,7 @@ impl CoordinatorService {
         advertise: String,
         backend: &'static str,
         election: Option<Arc<tarn_state::Election>>,
+        reservation_key: Arc<tarn_common::auth::TokenKey>,
     ) -> Self {
         Self {
             registry,
@@ -42,6 +45,7 @@ impl CoordinatorService {
             advertise,
             backend,
             election,
+            reservation_key,
         }
     }
 
@@ -399,6 +403,13 @@ impl CoordinatorApi for CoordinatorService {
         let r = request.into_inner();
         check_header(&r.header)?;
         let leading = self.leading()?;
+        if r.plan_sha256.len() != 64 {
+            return Err(TarnError::new(
+                ErrorCode::InvalidArgument,
+                "a direct-run reservation must name its plan's SHA-256 (plan_sha256)",
+            )
+            .into());
+        }
         let Some((pool, lease_vcores)) = leading.ledger.lease_grant(&r.lease_id) else {
             leading.direct.forget_lease(&r.lease_id);
             return Err(TarnError::new(
@@ -423,8 +434,19 @@ impl CoordinatorApi for CoordinatorService {
                     .find(|e| e.executor_id == g.executor_id)
                     .cloned()
                     .unwrap_or_default();
+                let grant = tarn_common::reservation::Grant {
+                    reservation_id: g.reservation_id.clone(),
+                    executor_id: g.executor_id.clone(),
+                    lease_id: r.lease_id.clone(),
+                    plan_sha256: r.plan_sha256.clone(),
+                    vcores: g.vcores,
+                    exp_ms: tarn_common::reservation::now_ms()
+                        + tarn_common::reservation::GRANT_TTL.as_millis() as u64,
+                }
+                .sign(&self.reservation_key);
                 ReserveDirectResponse {
                     granted: true,
+                    grant,
                     reservation_id: g.reservation_id,
                     executor_id: g.executor_id,
                     host: e.host,

@@ -31,8 +31,11 @@ use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use tarn_common::reservation::GrantChecker;
+use tarn_common::{ErrorCode, TarnError};
 use tarn_proto::{DirectTicket, DIRECT_TICKET_MAGIC};
 use tonic::{Request, Response, Status, Streaming};
+use url::Url;
 
 type BoxedFlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -44,6 +47,21 @@ pub struct TarnFlightService {
     executor_id: String,
     /// Where direct plans run (not the Flight server's runtime).
     compute: tokio::runtime::Handle,
+    /// The lake plans may read and write.
+    lake_root: Url,
+    /// The coordinator's signed reservations, each admitted once.
+    grants: Arc<GrantChecker>,
+    memory: MemoryBudget,
+}
+
+/// Where a direct run's memory comes from: its lease's share (its granted
+/// vCores times `per_vcore`) of the executor's pool.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    /// The executor's pool.
+    pub process: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
+    /// Bytes per granted vCore.
+    pub per_vcore: usize,
 }
 
 /// Aborts a direct run's task when its response stream is dropped.
@@ -66,6 +84,9 @@ impl TarnFlightService {
         runtime: Arc<RuntimeEnv>,
         executor_id: String,
         compute: tokio::runtime::Handle,
+        lake_root: Url,
+        grants: Arc<GrantChecker>,
+        memory: MemoryBudget,
     ) -> Self {
         let base = SessionStateBuilder::new()
             .with_runtime_env(runtime)
@@ -76,28 +97,56 @@ impl TarnFlightService {
             base,
             executor_id,
             compute,
+            lake_root,
+            grants,
+            memory,
         }
     }
 
     fn direct(&self, body: &[u8]) -> Result<BoxedFlightStream<FlightData>, Status> {
+        let invalid = |what: String| TarnError::new(ErrorCode::InvalidArgument, what).to_status();
         let t = DirectTicket::decode(body)
-            .map_err(|e| Status::invalid_argument(format!("corrupt direct ticket: {e}")))?;
+            .map_err(|e| invalid(format!("corrupt direct ticket: {e}")))?;
+        // The reservation first: nothing of an unreserved plan is decoded.
+        let grant = self
+            .grants
+            .admit(
+                &t.grant,
+                &t.reservation_id,
+                &t.plan,
+                tarn_common::reservation::now_ms(),
+            )
+            .map_err(|e| {
+                tracing::warn!(query_id = %t.query_id, error = %e, "refused a direct run");
+                e.to_status()
+            })?;
         let settings: HashMap<String, String> = t.settings.into_iter().collect();
         let config = SessionConfig::from_string_hash_map(&settings)
-            .map_err(|e| Status::invalid_argument(format!("direct run settings: {e}")))?;
+            .map_err(|e| invalid(format!("direct run settings: {e}")))?;
+        let share = crate::memory::LeaseShare::new(
+            Arc::clone(&self.memory.process),
+            self.memory.per_vcore * grant.vcores.max(1) as usize,
+            format!("lease {}", grant.lease_id),
+        );
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            self.base.runtime_env(),
+        )
+        .with_memory_pool(Arc::new(share))
+        .build_arc()
+        .map_err(|e| TarnError::new(ErrorCode::Internal, e.to_string()).to_status())?;
         let ctx = Arc::new(
             TaskContext::from(&self.base)
                 .with_session_config(config)
+                .with_runtime(runtime)
                 .with_task_id(t.query_id.clone()),
         );
-        let codec = tarn_lake::LakePhysicalCodec::default();
-        let plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
-            &t.plan, &ctx, &codec,
-        )
-        .map_err(|e| Status::invalid_argument(format!("cannot decode the direct plan: {e}")))?;
+        let plan = decode_plan(&t.plan, &ctx, &self.lake_root).map_err(|e| {
+            tracing::warn!(query_id = %t.query_id, lease = %grant.lease_id, error = %e, "refused a direct plan");
+            e.to_status()
+        })?;
         let partitions = plan.properties().output_partitioning().partition_count();
         if partitions != 1 {
-            return Err(Status::invalid_argument(format!(
+            return Err(invalid(format!(
                 "a direct plan must have one output partition, not {partitions}"
             )));
         }
@@ -158,6 +207,7 @@ impl FlightService for TarnFlightService {
         if let Some(body) = request.get_ref().ticket.strip_prefix(DIRECT_TICKET_MAGIC) {
             return self.direct(body).map(Response::new);
         }
+        check_fetch(&request.get_ref().ticket)?;
         self.ballista.do_get(request).await
     }
 
@@ -207,6 +257,7 @@ impl FlightService for TarnFlightService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        check_fetch(&request.get_ref().body)?;
         self.ballista.do_action(request).await
     }
 
@@ -225,6 +276,61 @@ impl FlightService for TarnFlightService {
     }
 }
 
+/// Decodes a direct run's plan and checks it is one Tarn makes over the
+/// lake at `lake_root`. Whatever the bytes, the answer is a plan or a coded
+/// error: a decoder panic on hostile input is caught and refused too.
+pub fn decode_plan(
+    bytes: &[u8],
+    ctx: &TaskContext,
+    lake_root: &Url,
+) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>, TarnError> {
+    let codec = tarn_lake::LakePhysicalCodec::default();
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(bytes, ctx, &codec)
+    }))
+    .map_err(|_| {
+        TarnError::new(
+            ErrorCode::InvalidArgument,
+            "cannot decode the direct plan: the decoder failed on it",
+        )
+    })?
+    .map_err(|e| {
+        TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("cannot decode the direct plan: {e}"),
+        )
+    })?;
+    tarn_lake::guard::check_plan(&decoded, lake_root)?;
+    Ok(decoded)
+}
+
+/// Gateways fetch results and run direct plans; executors fetch shuffle
+/// data from each other.
+fn flight_callers(_path: &str) -> &'static [tarn_common::cluster::Role] {
+    use tarn_common::cluster::Role;
+    &[Role::Gateway, Role::Executor]
+}
+
+/// Ballista builds the path of a shuffle file from the fetch's job id, so a
+/// job id that is not a plain name would read outside the work directory.
+fn check_fetch(body: &[u8]) -> Result<(), Status> {
+    use ballista_core::serde::scheduler::Action as BallistaAction;
+    let Ok(action) = ballista_core::serde::decode_protobuf(body) else {
+        // Ballista answers what it cannot decode itself.
+        return Ok(());
+    };
+    match &action {
+        BallistaAction::FetchPartition { job_id, .. } => {
+            tarn_lake::guard::check_job_id(job_id.as_str()).map_err(|e| {
+                tracing::warn!(error = %e, "refused a shuffle fetch");
+                e.to_status()
+            })
+        }
+        #[allow(unreachable_patterns)]
+        _ => Ok(()),
+    }
+}
+
 /// Serves [`TarnFlightService`] on Ballista's Flight address until the
 /// executor shuts down (the shape Ballista's flight-service override takes).
 pub fn serve(
@@ -233,17 +339,132 @@ pub fn serve(
     mut shutdown: Shutdown,
     config: GrpcServerConfig,
     max_message_size: usize,
+    tls: Arc<tarn_common::cluster::ClusterTls>,
 ) -> tokio::task::JoinHandle<Result<(), BallistaError>> {
     tokio::spawn(async move {
-        tracing::info!(%address, "Flight service (shuffle and direct runs) listening");
+        tracing::info!(%address, "Flight service (shuffle and direct runs, mutual TLS) listening");
         create_grpc_server(&config)
-            .add_service(
+            .tls_config(tls.server_config())
+            .map_err(BallistaError::TonicError)?
+            .add_service(tarn_common::cluster::RoleGuard::new(
                 FlightServiceServer::new(service)
                     .max_decoding_message_size(max_message_size)
                     .max_encoding_message_size(max_message_size),
-            )
+                flight_callers,
+            ))
             .serve_with_shutdown(address, shutdown.recv())
             .await
             .map_err(BallistaError::TonicError)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+    use proptest::prelude::*;
+
+    fn lake() -> Url {
+        Url::parse("file:///srv/lake/").unwrap()
+    }
+
+    fn ctx() -> TaskContext {
+        TaskContext::default()
+    }
+
+    fn encoded(sql: &str) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ctx = SessionContext::new();
+            let plan = ctx
+                .sql(sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            datafusion_proto::bytes::physical_plan_to_bytes(plan)
+                .unwrap()
+                .to_vec()
+        })
+    }
+
+    #[test]
+    fn a_plan_of_tarn_shape_decodes_and_a_file_sink_does_not() {
+        let ok = encoded("SELECT 1 AS x UNION ALL SELECT 2");
+        assert!(decode_plan(&ok, &ctx(), &lake()).is_ok());
+        let sink = encoded("COPY (SELECT 1 AS x) TO '/tmp/tarn-never-written.csv' STORED AS CSV");
+        let e = decode_plan(&sink, &ctx(), &lake()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PlanRefused, "{e}");
+    }
+
+    #[test]
+    fn shuffle_fetches_must_name_plain_job_ids() {
+        use ballista_core::serde::protobuf::{action, Action, FetchPartition};
+        let fetch = |job_id: &str| {
+            Action {
+                action_type: Some(action::ActionType::FetchPartition(FetchPartition {
+                    job_id: job_id.into(),
+                    stage_id: 1,
+                    partition_id: 0,
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                    ..Default::default()
+                })),
+                settings: vec![],
+            }
+            .encode_to_vec()
+        };
+        assert!(check_fetch(&fetch("aBc123")).is_ok());
+        let s = check_fetch(&fetch("../../etc")).unwrap_err();
+        assert_eq!(
+            s.metadata()
+                .get(tarn_common::error::ERROR_CODE_HEADER)
+                .unwrap(),
+            "2208"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes never crash the decoder: a plan or a coded error.
+        #[test]
+        fn arbitrary_bytes_decode_to_a_plan_or_a_coded_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(e) = decode_plan(&bytes, &ctx(), &lake()) {
+                prop_assert!(matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::PlanRefused), "{e}");
+            }
+        }
+
+        /// Nor do valid plans with bytes changed here and there.
+        #[test]
+        fn corrupted_plans_decode_to_a_plan_or_a_coded_error(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
+        ) {
+            let mut bytes = encoded("SELECT 1 AS x UNION ALL SELECT 2");
+            for (i, b) in flips {
+                let at = i.index(bytes.len());
+                bytes[at] = b;
+            }
+            if let Err(e) = decode_plan(&bytes, &ctx(), &lake()) {
+                prop_assert!(matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::PlanRefused), "{e}");
+            }
+        }
+
+        /// Ticket bodies: arbitrary bytes are a corrupt ticket or a ticket
+        /// whose grant does not verify.
+        #[test]
+        fn arbitrary_tickets_are_refused_with_a_code(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let checker = GrantChecker::new(tarn_common::auth::TokenKey::from_secret(&[3u8; 32]), "e");
+            match DirectTicket::decode(bytes.as_slice()) {
+                Err(_) => {}
+                Ok(t) => {
+                    let e = checker.admit(&t.grant, &t.reservation_id, &t.plan, 0).unwrap_err();
+                    prop_assert_eq!(e.code, ErrorCode::ReservationInvalid);
+                }
+            }
+        }
+    }
 }

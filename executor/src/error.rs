@@ -23,6 +23,9 @@ pub enum Error {
     /// The lake root is unusable.
     #[error("lake: {0}")]
     Lake(tarn_lake::Error),
+    /// The cluster credentials are missing or unreadable.
+    #[error("{0}")]
+    Credentials(String),
     /// The embedded Ballista executor failed.
     #[error("executor failed: {source}")]
     Ballista {

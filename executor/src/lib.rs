@@ -3,7 +3,10 @@
 //! coordinator's `tarn.v1` API.
 
 pub mod direct;
+pub mod engine;
 pub mod error;
+pub mod front;
+pub mod memory;
 pub mod options;
 
 pub use error::{Error, Result};
@@ -15,7 +18,6 @@ use std::time::Duration;
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use tarn_proto::coordinator_client::CoordinatorClient;
 use tarn_proto::{Pool, RegisterExecutorRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -64,6 +66,34 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     };
     let executor_id = format!("{}-{}", pool.label(), uuid::Uuid::new_v4().simple());
     let lake_root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
+    let cluster_dir = std::path::Path::new(&opts.cluster_dir);
+    let reservation_key = tarn_common::cluster::reservation_key(cluster_dir)
+        .map_err(|e| Error::Credentials(e.to_string()))?;
+    let tls =
+        tarn_common::cluster::ClusterTls::load(cluster_dir, tarn_common::cluster::Role::Executor)
+            .map_err(|e| Error::Credentials(e.to_string()))?
+            .install();
+    // The task port's TLS front takes the advertised address; Ballista's
+    // own server sits behind it on a loopback alias of the same port.
+    let public = |port: u16| -> Result<std::net::SocketAddr> {
+        let addr = format!("{}:{port}", opts.bind_host);
+        let parsed: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|_| Error::InvalidAddress(addr.clone()))?;
+        if parsed.ip().is_unspecified() {
+            return Err(Error::InvalidAddress(format!(
+                "{addr}: bind_host must be one address (the host's or the pod's IP), not a \
+                 wildcard, so the task port's TLS front and Ballista's loopback server can share \
+                 the port"
+            )));
+        }
+        Ok(parsed)
+    };
+    let task_front_addr = public(grpc_port)?;
+    let flight_addr = public(flight_port)?;
+    let task_inner_addr: std::net::SocketAddr = format!("{}:{grpc_port}", front::INNER_HOST)
+        .parse()
+        .map_err(|_| Error::InvalidAddress(front::INNER_HOST.into()))?;
     // Shuffle files live here until their job's data expires. An explicit
     // directory, because Ballista's fallback temp dir is deleted as soon as
     // it is created.
@@ -81,7 +111,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
 
     let mut config = ExecutorProcessConfig {
         executor_id: executor_id.clone(),
-        bind_host: opts.bind_host.clone(),
+        bind_host: front::INNER_HOST.to_string(),
         external_host: Some(
             opts.advertise_host
                 .clone()
@@ -94,23 +124,68 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         scheduler_connect_timeout_seconds: 30,
         vcores,
         task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
-        work_dir: Some(work_dir),
+        work_dir: Some(work_dir.clone()),
         print_thread_info: false,
         job_data_ttl_seconds: 3600,
         job_data_clean_up_interval_seconds: 600,
         executor_heartbeat_interval_seconds: 3,
         override_logical_codec: Some(Arc::new(tarn_lake::LakeLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(tarn_lake::LakePhysicalCodec::default())),
+        // Every task's plan is checked before it runs: only Tarn's
+        // operators, over lake files.
+        override_execution_engine: Some(Arc::new(engine::GuardedEngine::new(lake_root.clone()))),
+        // Calls to the scheduler, and its clients' reconnects, go over the
+        // cluster's mutual TLS as this executor.
+        override_create_grpc_client_endpoint: Some(Arc::new(tarn_common::cluster::secure_endpoint)),
+        // So do tasks' shuffle fetches from other executors.
+        override_config_producer: Some(Arc::new(|| {
+            use ballista_core::extension::SessionConfigExt;
+            datafusion::prelude::SessionConfig::new_with_ballista()
+                .with_ballista_override_create_grpc_client_endpoint(Arc::new(
+                    tarn_common::cluster::secure_endpoint,
+                ))
+        })),
         ..Default::default()
     };
-    if lake_root.scheme() != "file" {
-        let root = lake_root.clone();
-        config.override_runtime_producer = Some(Arc::new(move |_| {
-            let env = RuntimeEnvBuilder::new().build()?;
-            tarn_lake::register_object_store(&env, &root)?;
+    // Tasks open files only through the lake's store, confined to its root.
+    // One memory pool for the process; each session's tasks (one runtime
+    // per session, as Ballista caches them) get a share sized by the
+    // partitions its lease runs, which follow its vCores.
+    let memory_limit = match opts.memory_limit_bytes {
+        0 => memory::default_limit(),
+        n => n as usize,
+    };
+    let per_vcore = memory_limit / vcores.max(1);
+    let process_pool = memory::process_pool(memory_limit);
+    info!(memory_limit, per_vcore, "executor memory budget");
+    let root = lake_root.clone();
+    let spill_dir = work_dir.clone();
+    let task_pool = Arc::clone(&process_pool);
+    config.override_runtime_producer = Some(Arc::new(
+        move |session: &datafusion::prelude::SessionConfig| {
+            let lease_vcores = session.target_partitions().clamp(1, vcores.max(1));
+            // Tarn names jobs `query@lease`.
+            let job = session
+                .options()
+                .entries()
+                .into_iter()
+                .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
+                .and_then(|e| e.value)
+                .unwrap_or_default();
+            let lease = job.rsplit_once('@').map(|(_, l)| l).unwrap_or("a session");
+            let share = memory::LeaseShare::new(
+                Arc::clone(&task_pool),
+                per_vcore * lease_vcores,
+                format!("lease {lease}"),
+            );
+            let env = RuntimeEnvBuilder::new()
+                .with_temp_file_path(spill_dir.clone())
+                .with_memory_pool(Arc::new(share))
+                .build()?;
+            tarn_lake::guard::confine_runtime(&env, &root)?;
             Ok(Arc::new(env))
-        }));
-    }
+        },
+    ));
     // Direct runs share Ballista's Flight port, so a cluster needs no
     // extra port (or Service entry) for them.
     let direct_runtime = {
@@ -119,9 +194,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
             .map_err(|e| Error::Ballista {
                 source: ballista_core::error::BallistaError::DataFusionError(Box::new(e)),
             })?;
-        if lake_root.scheme() != "file" {
-            tarn_lake::register_object_store(&env, &lake_root).map_err(Error::Lake)?;
-        }
+        tarn_lake::guard::confine_runtime(&env, &lake_root).map_err(Error::Lake)?;
         Arc::new(env)
     };
     // Direct runs compute here, never on the runtime serving gRPC and
@@ -141,21 +214,36 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let compute_handle = compute.handle().clone();
     let max_message = config.grpc_max_encoding_message_size as usize;
     let flight_id = executor_id.clone();
-    config.override_arrow_flight_service =
-        Some(Arc::new(move |work_dir, address, shutdown, grpc_config| {
+    let grants = Arc::new(tarn_common::reservation::GrantChecker::new(
+        reservation_key,
+        executor_id.clone(),
+    ));
+    let flight_root = lake_root.clone();
+    let flight_tls = Arc::clone(&tls);
+    let direct_pool = Arc::clone(&process_pool);
+    config.override_arrow_flight_service = Some(Arc::new(
+        move |work_dir, _inner_address, shutdown, grpc_config| {
             direct::serve(
                 direct::TarnFlightService::new(
                     work_dir,
                     Arc::clone(&direct_runtime),
                     flight_id.clone(),
                     compute_handle.clone(),
+                    flight_root.clone(),
+                    Arc::clone(&grants),
+                    direct::MemoryBudget {
+                        process: Arc::clone(&direct_pool),
+                        per_vcore,
+                    },
                 ),
-                address,
+                flight_addr,
                 shutdown,
                 grpc_config,
                 max_message,
+                Arc::clone(&flight_tls),
             )
-        }));
+        },
+    ));
     info!(%executor_id, pool = pool.label(), vcores, flight_port, grpc_port, "starting executor");
 
     let announce = RegisterExecutorRequest {
@@ -170,6 +258,16 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     };
     let coordinator = format!("http://{coord_host}:{coord_port}");
     let announcer = tokio::spawn(announce_loop(coordinator, announce, shutdown.clone()));
+    let task_front = front::serve(
+        task_front_addr,
+        task_inner_addr,
+        Arc::clone(&tls),
+        shutdown.clone(),
+    )
+    .map_err(|e| Error::Bind {
+        addr: task_front_addr.to_string(),
+        source: std::io::Error::other(e),
+    })?;
 
     // Ballista's executor handles SIGINT/SIGTERM itself: it fences itself
     // with the scheduler, drains running tasks and stops its servers.
@@ -178,6 +276,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         .map_err(|source| Error::Ballista { source });
     shutdown.cancel();
     announcer.abort();
+    let _ = task_front.await;
     compute.shutdown_background();
     if let Some(d) = owned_work_dir {
         let _ = std::fs::remove_dir_all(d);
@@ -197,7 +296,7 @@ async fn announce_loop(
     let mut warned = false;
     loop {
         let result = async {
-            let mut client = CoordinatorClient::connect(coordinator.clone())
+            let mut client = tarn_proto::connect_coordinator(&coordinator)
                 .await
                 .map_err(|e| e.to_string())?;
             client

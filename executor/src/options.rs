@@ -25,6 +25,14 @@ pub struct ExecutorOptions {
     pub lake: String,
     /// Where shuffle files go; a temporary directory when unset.
     pub work_dir: Option<String>,
+    /// Folder of the cluster's credentials (`tarn certs --dir`), the same
+    /// as the coordinators': direct runs need a reservation signed with
+    /// its key.
+    pub cluster_dir: String,
+    /// Memory all tasks and direct runs together may reserve, in bytes;
+    /// 0 means three quarters of the machine's memory. Each lease gets its
+    /// vCores' share of it on this executor.
+    pub memory_limit_bytes: u64,
 }
 
 impl Default for ExecutorOptions {
@@ -39,6 +47,8 @@ impl Default for ExecutorOptions {
             grpc_port: 0,
             lake: "./lake".into(),
             work_dir: None,
+            cluster_dir: "./tarn-state/cluster".into(),
+            memory_limit_bytes: 0,
         }
     }
 }

@@ -141,6 +141,7 @@ impl Direct {
                 lease_id: lease_id.to_string(),
                 vcores: plan.vcores,
                 query_id: query_id.to_string(),
+                plan_sha256: tarn_common::reservation::sha256_hex(&bytes),
             })
             .await
         {
@@ -171,6 +172,7 @@ impl Direct {
             settings: plan.settings,
             query_id: query_id.to_string(),
             reservation_id: reply.reservation_id.clone(),
+            grant: reply.grant.clone(),
         }
         .encode(&mut ticket)
         .map_err(|e| DataFusionError::Internal(format!("cannot encode a direct ticket: {e}")))?;
@@ -232,7 +234,7 @@ impl Direct {
         if let Some(c) = self.channels.get(address) {
             return Some(c.clone());
         }
-        let c = Channel::from_shared(address.to_string())
+        let c = tarn_common::cluster::endpoint(address)
             .ok()?
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))

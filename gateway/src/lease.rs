@@ -48,7 +48,7 @@ fn from_status(s: tonic::Status) -> TarnError {
 impl LeaseClient {
     /// A client of the coordinator at `endpoint` (`host:port`); connects lazily.
     pub fn new(endpoint: &str, holder: String, default: LeaseWish) -> Result<Self, TarnError> {
-        let channel = Channel::from_shared(format!("http://{endpoint}"))
+        let channel = tarn_common::cluster::endpoint(endpoint)
             .map_err(|e| {
                 TarnError::new(ErrorCode::Internal, format!("bad coordinator address: {e}"))
             })?

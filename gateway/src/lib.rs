@@ -52,6 +52,13 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both listeners and starts serving.
     pub async fn start(opts: Arc<GatewayOptions>, shutdown: CancellationToken) -> Result<Self> {
+        // Every call behind the gateway is mutual TLS as the gateway role.
+        tarn_common::cluster::ClusterTls::load(
+            std::path::Path::new(&opts.cluster_dir),
+            tarn_common::cluster::Role::Gateway,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?
+        .install();
         let bind = |addr: String| async move {
             TcpListener::bind(&addr)
                 .await

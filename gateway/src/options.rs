@@ -61,6 +61,10 @@ pub struct GatewayOptions {
     /// File holding the token signing key (base64, 32+ bytes); `tarn
     /// token --key-file F --create-key` makes one.
     pub auth_key_file: String,
+    /// Folder of the cluster credentials (`tarn certs --dir`): the gateway
+    /// reads only `ca.pem`, `gateway.pem` and `gateway.key` there, to call
+    /// coordinators and executors over mutual TLS.
+    pub cluster_dir: String,
     /// Credentials older than this are refused (401 CREDENTIALS_EXPIRED)
     /// whatever their own expiry; queries already running finish.
     #[serde(with = "humantime_serde")]
@@ -102,6 +106,7 @@ impl Default for GatewayOptions {
             max_result_rows: 10_000,
             auth: "token".into(),
             auth_key_file: String::new(),
+            cluster_dir: "./tarn-state/cluster".into(),
             credential_lifetime: std::time::Duration::from_secs(3600),
             direct_runs: true,
             direct_small_input_bytes: 64 * 1024 * 1024,

@@ -69,11 +69,9 @@ impl Queries {
             pool: PoolProbe::new(format!("http://{coordinator}")),
             running: Arc::new(DashMap::new()),
             timeout,
-            progress_channel: tonic::transport::Endpoint::from_shared(format!(
-                "http://{coordinator}"
-            ))
-            .ok()
-            .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
+            progress_channel: tarn_common::cluster::endpoint(coordinator)
+                .ok()
+                .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
             direct,
         }
     }
@@ -380,10 +378,9 @@ impl PoolProbe {
     }
 
     async fn ask(&self) -> Result<u32, String> {
-        let mut c =
-            tarn_proto::coordinator_client::CoordinatorClient::connect(self.coordinator.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+        let mut c = tarn_proto::connect_coordinator(&self.coordinator)
+            .await
+            .map_err(|e| e.to_string())?;
         c.health(tarn_proto::HealthRequest {
             header: Some(tarn_proto::header()),
         })
@@ -439,7 +436,7 @@ impl Drop for RunningGuard {
 /// abandoned query stops using executors.
 async fn cancel_jobs(coordinator: String, query_id: String) {
     let result = async {
-        let mut c = tarn_proto::coordinator_client::CoordinatorClient::connect(coordinator).await?;
+        let mut c = tarn_proto::connect_coordinator(&coordinator).await?;
         c.cancel_query(tarn_proto::CancelQueryRequest {
             header: Some(tarn_proto::header()),
             query_id: query_id.clone(),

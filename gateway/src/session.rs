@@ -398,7 +398,12 @@ impl Sessions {
             .with_ballista_physical_extension_codec(Arc::new(
                 tarn_lake::LakePhysicalCodec::default(),
             ))
-            .with_ballista_job_name("tarn-query");
+            .with_ballista_job_name("tarn-query")
+            // Ballista's clients (job submission, result fetches) dial the
+            // coordinator and executors over the cluster's mutual TLS.
+            .with_ballista_override_create_grpc_client_endpoint(Arc::new(
+                tarn_common::cluster::secure_endpoint,
+            ));
         // Analysts type `SigninLogs.UserPrincipalName` exactly as the
         // schema spells it; lower-casing unquoted identifiers would break
         // every CamelCase name in the lake.

@@ -17,7 +17,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::coordinator_client::CoordinatorClient;
 use crate::{header, HealthRequest};
 
 /// How often coordinators are asked who leads.
@@ -101,9 +100,7 @@ async fn probe(
 
 async fn is_leader(addr: &str) -> bool {
     let ask = async {
-        let mut c = CoordinatorClient::connect(format!("http://{addr}"))
-            .await
-            .ok()?;
+        let mut c = crate::connect_coordinator(addr).await.ok()?;
         let h = c
             .health(HealthRequest {
                 header: Some(header()),

@@ -37,6 +37,16 @@ impl Pool {
     }
 }
 
+/// A client of the coordinator at `addr` (`host:port`) over the internal
+/// plane: mutual TLS with this process's cluster identity.
+pub async fn connect_coordinator(
+    addr: &str,
+) -> Result<coordinator_client::CoordinatorClient<tonic::transport::Channel>, tonic::transport::Error>
+{
+    let channel = tarn_common::cluster::endpoint(addr)?.connect().await?;
+    Ok(coordinator_client::CoordinatorClient::new(channel))
+}
+
 /// A request header for this build's protocol version.
 pub fn header() -> RequestHeader {
     RequestHeader {

@@ -114,8 +114,9 @@ fn tail(log: &std::path::Path) -> String {
 }
 
 async fn announce(addr: &str, id: &str, pool: Pool, vcores: u32) -> anyhow::Result<()> {
-    // What an executor's announcer sends; the ledger's capacity follows it.
-    coordinator_client(addr)
+    // What an executor's announcer sends (with an executor's certificate);
+    // the ledger's capacity follows it.
+    tarn_tests::coordinator_client_as(addr, tarn_common::cluster::Role::Executor)
         .await?
         .register_executor(RegisterExecutorRequest {
             header: Some(header()),

@@ -8,4 +8,6 @@ mod ha;
 mod metadata;
 mod pools;
 mod queries;
+#[path = "../security/mod.rs"]
+mod security;
 mod sessions;

@@ -50,6 +50,27 @@ pub fn free_port() -> u16 {
         .expect("invariant: loopback has free ports")
 }
 
+/// The cluster credentials every role a test starts directly shares (as a
+/// deployment's coordinators and executors share theirs), made on first
+/// use with `tarn certs`, which keeps what exists.
+pub fn cluster_dir() -> anyhow::Result<PathBuf> {
+    let dir = target_dir().join("tarn-test-cluster");
+    if dir.join("reservation.key").is_file() && dir.join("gateway.pem").is_file() {
+        return Ok(dir);
+    }
+    let status = Command::new(tarn_bin()?)
+        .args(["certs", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running tarn certs")?;
+    if !status.success() {
+        bail!("tarn certs failed: {status}");
+    }
+    Ok(dir)
+}
+
 /// The shared demo lake, generated on first use. Generation goes to a
 /// temporary sibling and is renamed into place, so concurrent test processes
 /// never see half a lake.
@@ -109,6 +130,8 @@ pub struct Cluster {
     pub metrics: String,
     /// Lake root directory.
     pub lake: PathBuf,
+    /// The standalone's state directory (token key, cluster credentials).
+    pub state: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -191,6 +214,7 @@ impl Cluster {
             coordinator,
             metrics,
             lake: lake.to_path_buf(),
+            state,
             log,
             _dir: dir,
         };
@@ -254,17 +278,25 @@ impl Cluster {
         Ok(FlightSqlServiceClient::new(channel))
     }
 
-    /// A client of the coordinator's tarn.v1 API.
+    /// A client of the coordinator's tarn.v1 API, as the gateway role.
     pub async fn coordinator(
         &self,
     ) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
-        Ok(
-            tarn_proto::coordinator_client::CoordinatorClient::connect(format!(
-                "http://{}",
-                self.coordinator
-            ))
-            .await?,
-        )
+        let channel = internal_endpoint(
+            &self.coordinator,
+            &self.cluster_dir(),
+            Some(tarn_common::cluster::Role::Gateway),
+        )?
+        .connect()
+        .await?;
+        Ok(tarn_proto::coordinator_client::CoordinatorClient::new(
+            channel,
+        ))
+    }
+
+    /// The standalone's cluster credentials folder.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.state.join("cluster")
     }
 
     /// The coordinator's most recent Ballista jobs.
@@ -438,8 +470,12 @@ impl Role {
             }
             None => (Stdio::null(), Stdio::null()),
         };
+        let cluster = cluster_dir()?;
         let child = Command::new(tarn_bin()?)
             .args(args)
+            .env("TARN_COORDINATOR__CLUSTER_DIR", &cluster)
+            .env("TARN_EXECUTOR__CLUSTER_DIR", &cluster)
+            .env("TARN_GATEWAY__CLUSTER_DIR", &cluster)
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
             .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
             .env(
@@ -549,10 +585,45 @@ impl Drop for Etcd {
 pub async fn coordinator_client(
     addr: &str,
 ) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
-    Ok(
-        tarn_proto::coordinator_client::CoordinatorClient::connect(format!("http://{addr}"))
-            .await?,
-    )
+    coordinator_client_as(addr, tarn_common::cluster::Role::Gateway).await
+}
+
+/// A client of a directly started coordinator at `addr` as `role`, with
+/// the tests' shared cluster credentials.
+pub async fn coordinator_client_as(
+    addr: &str,
+    role: tarn_common::cluster::Role,
+) -> anyhow::Result<tarn_proto::coordinator_client::CoordinatorClient<Channel>> {
+    let channel = internal_endpoint(addr, &cluster_dir()?, Some(role))?
+        .connect()
+        .await?;
+    Ok(tarn_proto::coordinator_client::CoordinatorClient::new(
+        channel,
+    ))
+}
+
+/// An endpoint of an internal port (`host:port`) over the cluster's TLS:
+/// as `role` with that role's certificate from `cluster_dir`, or with no
+/// client certificate at all (`None`, trusting the cluster CA only).
+pub fn internal_endpoint(
+    addr: &str,
+    cluster_dir: &Path,
+    role: Option<tarn_common::cluster::Role>,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
+    match role {
+        Some(role) => Ok(tarn_common::cluster::ClusterTls::load(cluster_dir, role)?.secure(plain)?),
+        None => {
+            let ca = std::fs::read(cluster_dir.join("ca.pem"))?;
+            Ok(
+                tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?.tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .domain_name(tarn_common::cluster::CLUSTER_NAME),
+                )?,
+            )
+        }
+    }
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or fails after `limit`.

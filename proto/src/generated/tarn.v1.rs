@@ -335,6 +335,10 @@ pub struct ReserveDirectRequest {
     /// The gateway's query id, for logs and the job list.
     #[prost(string, tag = "4")]
     pub query_id: ::prost::alloc::string::String,
+    /// SHA-256 (hex) of the encoded plan the reservation is for: the grant
+    /// admits that plan only.
+    #[prost(string, tag = "5")]
+    pub plan_sha256: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -358,6 +362,10 @@ pub struct ReserveDirectResponse {
     /// Why it was not granted.
     #[prost(string, tag = "7")]
     pub reason: ::prost::alloc::string::String,
+    /// The reservation signed by the coordinator for this plan, executor and
+    /// lease; the executor runs the plan only with it, once.
+    #[prost(string, tag = "8")]
+    pub grant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -392,6 +400,9 @@ pub struct DirectTicket {
     pub query_id: ::prost::alloc::string::String,
     #[prost(string, tag = "4")]
     pub reservation_id: ::prost::alloc::string::String,
+    /// The coordinator's signed grant (ReserveDirectResponse.grant).
+    #[prost(string, tag = "5")]
+    pub grant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
