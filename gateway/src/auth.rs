@@ -246,10 +246,14 @@ mod tests {
         fn header() -> impl Strategy<Value = String> {
             prop_oneof![
                 ".{0,120}",
-                ("(Bearer|bearer|token|Basic|Digest)", ".{0,80}").prop_map(|(s, v)| format!("{s} {v}")),
+                ("(Bearer|bearer|token|Basic|Digest)", ".{0,80}")
+                    .prop_map(|(s, v)| format!("{s} {v}")),
                 prop::collection::vec(any::<u8>(), 0..60).prop_map(|b| {
                     use base64::Engine;
-                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(b))
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(b)
+                    )
                 }),
                 ".{0,40}".prop_map(|v| format!("Bearer tarn.{v}")),
             ]

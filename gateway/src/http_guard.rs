@@ -215,16 +215,60 @@ mod tests {
     #[test]
     fn loopback_and_own_names_pass_and_foreign_ones_get_2210() {
         let g = HttpGuard::new(&["10.0.0.5:8060".into()], &[], &[]);
-        for ok in ["localhost:8060", "127.0.0.1:1", "[::1]:8060", "localhost", "10.0.0.5:8060", "127.0.0.2"] {
+        for ok in [
+            "localhost:8060",
+            "127.0.0.1:1",
+            "[::1]:8060",
+            "localhost",
+            "10.0.0.5:8060",
+            "127.0.0.2",
+        ] {
             assert_eq!(code(&g, &[("host", ok)]), None, "{ok}");
         }
-        for bad in ["evil.example:8060", "evil.example", "localhost.evil.example", "10.0.0.6:8060", "", "a b"] {
+        for bad in [
+            "evil.example:8060",
+            "evil.example",
+            "localhost.evil.example",
+            "10.0.0.6:8060",
+            "",
+            "a b",
+        ] {
             assert_eq!(code(&g, &[("host", bad)]), Some(2210), "{bad}");
         }
-        assert_eq!(code(&g, &[("host", "localhost:8060"), ("origin", "http://evil.example")]), Some(2210));
-        assert_eq!(code(&g, &[("host", "localhost:8060"), ("origin", "null")]), Some(2210));
-        assert_eq!(code(&g, &[("host", "localhost:8060"), ("origin", "http://localhost:8888")]), None);
-        assert_eq!(code(&g, &[("host", "10.0.0.5:8060"), ("origin", "http://10.0.0.5:8060")]), None);
+        assert_eq!(
+            code(
+                &g,
+                &[
+                    ("host", "localhost:8060"),
+                    ("origin", "http://evil.example")
+                ]
+            ),
+            Some(2210)
+        );
+        assert_eq!(
+            code(&g, &[("host", "localhost:8060"), ("origin", "null")]),
+            Some(2210)
+        );
+        assert_eq!(
+            code(
+                &g,
+                &[
+                    ("host", "localhost:8060"),
+                    ("origin", "http://localhost:8888")
+                ]
+            ),
+            None
+        );
+        assert_eq!(
+            code(
+                &g,
+                &[
+                    ("host", "10.0.0.5:8060"),
+                    ("origin", "http://10.0.0.5:8060")
+                ]
+            ),
+            None
+        );
         // No Origin: a non-browser client.
         assert_eq!(code(&g, &[("host", "127.0.0.1:8060")]), None);
     }
@@ -234,19 +278,46 @@ mod tests {
         let g = HttpGuard::new(
             &["0.0.0.0:8060".into()],
             &["tarn.corp.example".into(), "gw.example:9000".into()],
-            &["https://notebooks.corp.example".into(), "lab.example".into()],
+            &[
+                "https://notebooks.corp.example".into(),
+                "lab.example".into(),
+            ],
         );
         assert_eq!(code(&g, &[("host", "tarn.corp.example:8060")]), None);
         assert_eq!(code(&g, &[("host", "gw.example:9000")]), None);
         assert_eq!(code(&g, &[("host", "gw.example:9001")]), Some(2210));
         assert_eq!(code(&g, &[("host", "0.0.0.0:8060")]), Some(2210));
         let h = "tarn.corp.example";
-        assert_eq!(code(&g, &[("host", h), ("origin", "https://notebooks.corp.example")]), None);
-        assert_eq!(code(&g, &[("host", h), ("origin", "http://notebooks.corp.example")]), Some(2210));
-        assert_eq!(code(&g, &[("host", h), ("origin", "http://lab.example:1234")]), None);
-        assert_eq!(code(&g, &[("host", h), ("origin", "https://tarn.corp.example")]), None);
+        assert_eq!(
+            code(
+                &g,
+                &[("host", h), ("origin", "https://notebooks.corp.example")]
+            ),
+            None
+        );
+        assert_eq!(
+            code(
+                &g,
+                &[("host", h), ("origin", "http://notebooks.corp.example")]
+            ),
+            Some(2210)
+        );
+        assert_eq!(
+            code(&g, &[("host", h), ("origin", "http://lab.example:1234")]),
+            None
+        );
+        assert_eq!(
+            code(&g, &[("host", h), ("origin", "https://tarn.corp.example")]),
+            None
+        );
         let any = HttpGuard::new(&[], &["*".into()], &["*".into()]);
-        assert_eq!(code(&any, &[("host", "evil.example"), ("origin", "http://evil.example")]), None);
+        assert_eq!(
+            code(
+                &any,
+                &[("host", "evil.example"), ("origin", "http://evil.example")]
+            ),
+            None
+        );
     }
 
     #[test]
@@ -254,10 +325,20 @@ mod tests {
         let ok = headers(&[("content-type", "application/json; charset=utf-8")]);
         assert!(require_json(&ok, b"{}").is_ok());
         assert!(require_json(&HeaderMap::new(), b"").is_ok());
-        for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
             let e = require_json(&headers(&[("content-type", ct)]), b"{}").unwrap_err();
             assert_eq!(e.code.number(), 2211);
         }
-        assert_eq!(require_json(&HeaderMap::new(), b"{}").unwrap_err().code.number(), 2211);
+        assert_eq!(
+            require_json(&HeaderMap::new(), b"{}")
+                .unwrap_err()
+                .code
+                .number(),
+            2211
+        );
     }
 }

@@ -367,7 +367,9 @@ impl Kernels {
                     _ = k.closed.cancelled() => return,
                     next = queue.recv() => next,
                 };
-                let Some((seq, msg, sender)) = next else { return };
+                let Some((seq, msg, sender)) = next else {
+                    return;
+                };
                 if seq <= k.abort_upto.load(Ordering::SeqCst) {
                     k.abort(&msg);
                 } else if me.execute(&k, msg, &sender).await {

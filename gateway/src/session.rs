@@ -530,15 +530,9 @@ impl Sessions {
             if wants_listing {
                 self.refresh_all().await?;
             }
-            let (plan, effect) = crate::write::plan_statement(
-                &self.lake,
-                &state,
-                grants,
-                workspace,
-                statement,
-                w,
-            )
-            .await?;
+            let (plan, effect) =
+                crate::write::plan_statement(&self.lake, &state, grants, workspace, statement, w)
+                    .await?;
             return Ok(Planned {
                 plan,
                 state,
