@@ -71,7 +71,7 @@ def test_a_cell_queued_before_the_credential_expired_is_refused_when_it_runs(wri
     lasting = mint(writable, "eve", roles=("*=owner",))
     sql(writable, lasting, "CREATE TABLE demo.Late_SPRK AS SELECT 1 AS a")
     k = start_kernel(writable, lasting)
-    brief = mint(writable, "eve", ttl="3s", roles=("*=owner",))
+    brief = mint(writable, "eve", ttl="5s", roles=("*=owner",))
     ws = Kernel(writable["http"], k["id"], brief)
     try:
         # A long cell, then a write queued behind it while the token is valid.
