@@ -210,3 +210,20 @@ def test_a_request_cannot_pick_the_kernels_user(strict):
     k = start_kernel(strict, token, {"KERNEL_USERNAME": "olga"})
     assert k["tarn"]["user"] == "olga"
     assert http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=token)[0] == 204
+
+
+@pytest.fixture(scope="module")
+def named(lake):
+    """Dev mode, also answering to a name an operator allowed."""
+    from conftest import running
+    yield from running(lake, env={"TARN_GATEWAY__HTTP_ALLOWED_HOSTS": "tarn.test.example, other.example:1",
+                                  "TARN_GATEWAY__HTTP_ALLOWED_ORIGINS": "https://lab.test.example"})
+
+
+def test_operators_allow_more_host_names_and_origins(named):
+    base = named["http"]
+    assert raw("GET", base + "/api/kernels", headers=[("Host", "tarn.test.example:8060")])[0] == 200
+    assert raw("GET", base + "/api/kernels", headers=[("Host", "other.example:2")])[0] == 403
+    assert raw("GET", base + "/api/kernels", headers=[("Host", "evil.example")])[0] == 403
+    assert raw("GET", base + "/api/kernels", headers=[("Origin", "https://lab.test.example")])[0] == 200
+    assert raw("GET", base + "/api/kernels", headers=[("Origin", "http://lab.test.example")])[0] == 403
