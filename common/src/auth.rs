@@ -321,4 +321,109 @@ mod tests {
             Err(KeyError::Invalid { .. })
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const SECRET: [u8; 32] = [7; 32];
+
+        fn key() -> TokenKey {
+            TokenKey::from_secret(&SECRET)
+        }
+
+        fn valid() -> String {
+            key().mint(
+                "alice",
+                HOUR,
+                crate::roles::Grants::parse_specs(["soc=owner", "*=reader"], false).unwrap(),
+            )
+        }
+
+        /// Signs `body` (already base64) as this deployment would.
+        fn signed(body: &str) -> String {
+            let k = hmac::Key::new(hmac::HMAC_SHA256, &SECRET);
+            let tag = hmac::sign(&k, format!("{PREFIX}{body}").as_bytes());
+            format!("{PREFIX}{body}.{}", B64.encode(tag.as_ref()))
+        }
+
+        fn role() -> impl Strategy<Value = crate::roles::Role> {
+            prop_oneof![
+                Just(crate::roles::Role::Reader),
+                Just(crate::roles::Role::Contributor),
+                Just(crate::roles::Role::Owner),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_text_is_refused_with_a_code(text in ".{0,300}") {
+                let e = key().verify(&text, HOUR, now_secs()).unwrap_err();
+                prop_assert_eq!(e.code, ErrorCode::InvalidToken);
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_refused_with_a_code(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let e = key().verify(&text, HOUR, now_secs()).unwrap_err();
+                prop_assert_eq!(e.code, ErrorCode::InvalidToken);
+            }
+
+            /// A real token with one character changed, dropped or added,
+            /// or cut short: refused, never accepted as something else.
+            #[test]
+            fn a_damaged_token_is_refused(at in any::<prop::sample::Index>(), c in any::<char>(), how in 0..4u8) {
+                let t = valid();
+                let mut chars: Vec<char> = t.chars().collect();
+                let i = at.index(chars.len());
+                match how {
+                    0 if chars[i] != c => chars[i] = c,
+                    0 => chars[i] = if c == 'A' { 'B' } else { 'A' },
+                    1 => { chars.remove(i); }
+                    2 => chars.insert(i, c),
+                    _ => chars.truncate(i),
+                }
+                let damaged: String = chars.into_iter().collect();
+                let e = key().verify(&damaged, HOUR, now_secs()).unwrap_err();
+                prop_assert_eq!(e.code, ErrorCode::InvalidToken);
+            }
+
+            /// Correctly signed claims that are not claims (any bytes,
+            /// any JSON of the wrong shape): a coded refusal.
+            #[test]
+            fn signed_nonsense_claims_are_refused(
+                body in prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| B64.encode(b)),
+                    "[a-zA-Z0-9_-]{0,64}",
+                    ".{0,40}".prop_map(|s| B64.encode(format!("{{\"sub\": {s:?}}}"))),
+                    any::<i64>().prop_map(|n| B64.encode(format!("{{\"sub\":\"a\",\"iat\":{n},\"exp\":\"x\"}}"))),
+                ],
+            ) {
+                let e = key().verify(&signed(&body), HOUR, now_secs()).unwrap_err();
+                prop_assert_eq!(e.code, ErrorCode::InvalidToken);
+            }
+
+            /// Any user, lifetime and roles survive minting and checking.
+            #[test]
+            fn a_valid_token_round_trips(
+                user in ".{1,40}",
+                ttl in 1u64..1_000_000,
+                roles in prop::collection::btree_map("[a-z*][a-z0-9_]{0,10}", role(), 0..4),
+                operator in any::<bool>(),
+            ) {
+                let grants = crate::roles::Grants { roles, operator };
+                let now = now_secs();
+                let t = key().mint(&user, Duration::from_secs(ttl), grants.clone());
+                let c = key().verify(&t, Duration::from_secs(2_000_000), now).unwrap();
+                prop_assert_eq!(&c.sub, &user);
+                prop_assert_eq!(&c.grants, &grants);
+                prop_assert!(c.exp >= now + ttl && c.exp <= now + ttl + 2);
+                // Past its expiry it is refused with the expiry code.
+                let e = key().verify(&t, Duration::from_secs(2_000_000), c.exp).unwrap_err();
+                prop_assert_eq!(e.code, ErrorCode::CredentialsExpired);
+            }
+        }
+    }
 }

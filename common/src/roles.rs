@@ -139,6 +139,34 @@ impl Grants {
         }
     }
 
+    /// What two credentials may both do: per workspace, the lower of the
+    /// two roles (none if either holds none); an operator only if both
+    /// are. A kernel runs each cell with the meet of the grants it was
+    /// started with and those of the credential that sent the cell, so a
+    /// downgraded or narrower token never borrows the kernel's roles.
+    pub fn meet(&self, other: &Grants) -> Grants {
+        let mut names: Vec<&str> = self
+            .roles
+            .keys()
+            .chain(other.roles.keys())
+            .map(String::as_str)
+            .collect();
+        names.push("*");
+        let roles = names
+            .into_iter()
+            .filter_map(|ws| {
+                // `None` sorts below every role, so `min` drops a workspace
+                // either side cannot see.
+                let r = self.role_in(ws).min(other.role_in(ws))?;
+                Some((ws.to_string(), r))
+            })
+            .collect();
+        Grants {
+            roles,
+            operator: self.operator && other.operator,
+        }
+    }
+
     /// A short description for logs and `tarn token`.
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self.roles.iter().map(|(w, r)| format!("{w}={r}")).collect();
@@ -166,6 +194,29 @@ mod tests {
         let e = g.require("demo", Role::Contributor, "writing").unwrap_err();
         assert_eq!(e.code, ErrorCode::AccessDenied);
         assert!(e.message.contains("contributor"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_meet_holds_the_lower_role_in_every_workspace() {
+        let owner = Grants::parse_specs(["*=owner"], false).unwrap();
+        let reader = Grants::parse_specs(["*=reader"], false).unwrap();
+        let m = owner.meet(&reader);
+        assert_eq!(m.role_in("demo"), Some(Role::Reader));
+        assert_eq!(m.role_in("anything"), Some(Role::Reader));
+        assert_eq!(m, reader.meet(&owner));
+        // Narrower on one side, wider on the other.
+        let a = Grants::parse_specs(["soc=owner", "*=reader"], false).unwrap();
+        let b = Grants::parse_specs(["soc=contributor", "hr=owner"], false).unwrap();
+        let m = a.meet(&b);
+        assert_eq!(m.role_in("soc"), Some(Role::Contributor));
+        assert_eq!(m.role_in("hr"), Some(Role::Reader));
+        assert_eq!(m.role_in("demo"), None);
+        // An operator side leaves the other side's grants; both: operator.
+        let op = Grants::parse_specs([], true).unwrap();
+        assert_eq!(op.meet(&b).role_in("soc"), Some(Role::Contributor));
+        assert!(!op.meet(&b).operator);
+        assert!(op.meet(&op).operator);
+        assert_eq!(op.meet(&Grants::default()).role_in("soc"), None);
     }
 
     #[test]

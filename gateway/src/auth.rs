@@ -238,4 +238,46 @@ mod tests {
         );
         assert!(Authenticator::new("open", None, Duration::from_secs(1)).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn header() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,120}",
+                ("(Bearer|bearer|token|Basic|Digest)", ".{0,80}")
+                    .prop_map(|(s, v)| format!("{s} {v}")),
+                prop::collection::vec(any::<u8>(), 0..60).prop_map(|b| {
+                    use base64::Engine;
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(b)
+                    )
+                }),
+                ".{0,40}".prop_map(|v| format!("Bearer tarn.{v}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Whatever a client puts in `Authorization` or `?token=`, the
+            /// answer is a coded refusal (token mode), never a panic.
+            #[test]
+            fn any_credential_text_gets_a_coded_answer(h in header(), q in ".{0,60}") {
+                let key = TokenKey::from_secret(&[1; 32]);
+                let a = Authenticator::new("token", Some(key), Duration::from_secs(3600)).unwrap();
+                for (header, query) in [(Some(h.as_str()), None), (None, Some(q.as_str())), (Some(h.as_str()), Some(q.as_str()))] {
+                    match a.identify(header, query) {
+                        Ok(id) => prop_assert!(false, "accepted {:?} as {}", (header, query), id.user),
+                        Err(e) => prop_assert!(
+                            matches!(e.code, ErrorCode::Unauthenticated | ErrorCode::InvalidToken),
+                            "{:?}", e.code
+                        ),
+                    }
+                }
+            }
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! websocket. Errors are JSON bodies with a stable code:
 //! `{"error": {"code": 2303, "name": "INSUFFICIENT_VCORES", ...}}`; every
 //! route but `/healthz`, `/readyz` and `/api` needs credentials outside dev
-//! mode.
+//! mode, and every route but the two probes checks `Host` and `Origin`
+//! ([`crate::http_guard`]).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Identity, ANONYMOUS};
 use crate::error::{Error, Result};
+use crate::http_guard::{require_json, HttpGuard};
 use crate::kernel::{Kernels, KERNEL_NAME};
 use crate::lease::{coordinator_error, LeaseWish};
 use crate::session::Sessions;
@@ -34,6 +36,7 @@ struct AppState {
     sessions: Arc<Sessions>,
     kernels: Arc<Kernels>,
     auth: Arc<Authenticator>,
+    guard: Arc<HttpGuard>,
 }
 
 impl AppState {
@@ -108,12 +111,14 @@ pub async fn serve(
     sessions: Arc<Sessions>,
     kernels: Arc<Kernels>,
     auth: Arc<Authenticator>,
+    guard: Arc<HttpGuard>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let state = AppState {
         sessions,
         kernels,
         auth,
+        guard,
     };
     let guarded = Router::new()
         .route("/v1/pools", get(pools))
@@ -149,6 +154,10 @@ pub async fn serve(
             )
             .into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host_and_origin,
+        ))
         .with_state(state);
     // Small websocket frames and JSON replies would otherwise wait on
     // Nagle for the peer's delayed ACK (~40 ms a round trip).
@@ -183,7 +192,38 @@ async fn authenticate(
     }
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> std::result::Result<T, ApiError> {
+/// Requests by a foreign `Host` or `Origin` get 403 TARN-2210 before
+/// anything else (before authentication too: a rebinding page must not
+/// even learn whether dev mode is on). Health and readiness probes come
+/// from orchestrators by any address and reveal nothing, so they pass.
+async fn check_host_and_origin(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    if let Err(e) = s.guard.check(req.headers()) {
+        tracing::warn!(
+            method = %req.method(),
+            path = %req.uri().path(),
+            host = ?req.headers().get(axum::http::header::HOST),
+            origin = ?req.headers().get(axum::http::header::ORIGIN),
+            "refused a request by its Host or Origin"
+        );
+        return ApiError(e).into_response();
+    }
+    next.run(req).await
+}
+
+/// A JSON body (empty: the defaults); a body not sent as
+/// `application/json` is refused with 415 (TARN-2211).
+fn body<T: for<'de> Deserialize<'de> + Default>(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> std::result::Result<T, ApiError> {
+    require_json(headers, bytes)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -362,9 +402,10 @@ struct OpenSession {
 async fn open_session(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let req: OpenSession = body(&bytes)?;
+    let req: OpenSession = body(&headers, &bytes)?;
     let who = Identity {
         user: acting_user(&who, &req.user),
         ..who
@@ -486,9 +527,10 @@ struct SubmitRun {
 async fn submit_run(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let req: SubmitRun = body(&bytes)?;
+    let req: SubmitRun = body(&headers, &bytes)?;
     if req.name.trim().is_empty() {
         return Err(ApiError(
             TarnError::new(ErrorCode::InvalidArgument, "a job run needs a name")
@@ -603,6 +645,7 @@ async fn finish_run(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
     own_run(&s, &who, &id).await?;
@@ -612,7 +655,7 @@ async fn finish_run(
             message: String::new(),
         }
     } else {
-        body(&bytes)?
+        body(&headers, &bytes)?
     };
     let r = s
         .sessions
@@ -693,8 +736,8 @@ struct StartKernel {
     #[serde(default)]
     name: String,
     /// `KERNEL_*` variables from the notebook server; Tarn reads
-    /// `KERNEL_TARN_VCORES` and `KERNEL_TARN_SESSION_SIZE` (the lease), and
-    /// in dev mode `KERNEL_USERNAME`.
+    /// `KERNEL_TARN_VCORES` and `KERNEL_TARN_SESSION_SIZE` (the lease).
+    /// `KERNEL_USERNAME`, when sent, must name the authenticated user.
     #[serde(default)]
     env: HashMap<String, serde_json::Value>,
 }
@@ -702,9 +745,10 @@ struct StartKernel {
 async fn start_kernel(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
-    let req: StartKernel = body(&bytes)?;
+    let req: StartKernel = body(&headers, &bytes)?;
     let env = |k: &str| {
         req.env.get(k).map(|v| match v {
             serde_json::Value::String(s) => s.trim().to_string(),
@@ -724,12 +768,33 @@ async fn start_kernel(
         vcores,
         size: env("KERNEL_TARN_SESSION_SIZE").unwrap_or_default(),
     };
-    let who = Identity {
-        user: acting_user(&who, &env("KERNEL_USERNAME").unwrap_or_default()),
-        ..who
-    };
+    check_kernel_user(&who, env("KERNEL_USERNAME").as_deref())?;
     let kernel = s.kernels.start(&who, &req.name, &wish).await?;
     Ok((StatusCode::CREATED, Json(kernel.model())).into_response())
+}
+
+/// A kernel runs as whoever authenticated the request: a `KERNEL_USERNAME`
+/// naming someone else is refused (403 TARN-2203) rather than ignored, so
+/// a notebook server configured for another user finds out. Notebook
+/// servers send the variable from their own environment, which names the
+/// same user when it is set at all. (Dev mode names users by basic
+/// credentials, `user:anything`.)
+fn check_kernel_user(who: &Identity, named: Option<&str>) -> std::result::Result<(), ApiError> {
+    match named.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) if n != who.user => Err(ApiError(
+            TarnError::new(
+                ErrorCode::AccessDenied,
+                format!(
+                    "KERNEL_USERNAME {n:?} differs from the authenticated user {:?}; a request cannot choose the kernel's user",
+                    who.user
+                ),
+            )
+            .with_fix(format!(
+                "leave KERNEL_USERNAME unset, or authenticate as {n:?} (a token minted for that user)"
+            )),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn get_kernel(
@@ -795,10 +860,10 @@ async fn channels(
     // read, measured and refused with a reason instead of a bare error.
     let hard = limit.saturating_mul(2).max(limit + 64 * 1024);
     let kernels = Arc::clone(&s.kernels);
-    let expires = who.expires_ms;
+    // The websocket's messages act as the credential that opened it.
     Ok(ws
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| async move { kernels.connect(kernel, socket, expires).await })
+        .on_upgrade(move |socket| async move { kernels.connect(kernel, socket, who).await })
         .into_response())
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
+use crate::kernel_auth::Sender;
 use crate::lease::LeaseWish;
 use crate::query::Queries;
 use crate::session::{Session, Sessions};
@@ -94,8 +95,9 @@ pub struct Kernel {
     current: parking_lot::Mutex<Option<(CancellationToken, Option<String>)>>,
     /// At most one completion request runs at a time.
     completing: Arc<tokio::sync::Semaphore>,
-    /// Cells waiting to run, in arrival order, each with its number.
-    cells: mpsc::UnboundedSender<(u64, Value)>,
+    /// Cells waiting to run, in arrival order, each with its number and
+    /// the credential that sent it (the cell runs as that credential).
+    cells: mpsc::UnboundedSender<(u64, Value, Arc<Sender>)>,
     /// Number of the last cell queued.
     queued: AtomicU64,
     /// Cells numbered up to this are answered `aborted` instead of run
@@ -365,10 +367,12 @@ impl Kernels {
                     _ = k.closed.cancelled() => return,
                     next = queue.recv() => next,
                 };
-                let Some((seq, msg)) = next else { return };
+                let Some((seq, msg, sender)) = next else {
+                    return;
+                };
                 if seq <= k.abort_upto.load(Ordering::SeqCst) {
                     k.abort(&msg);
-                } else if me.execute(&k, msg).await {
+                } else if me.execute(&k, msg, &sender).await {
                     // Stop on error: the cells queued behind it are aborted.
                     k.abort_queued();
                 }
@@ -452,13 +456,18 @@ impl Kernels {
 
     /// Serves one websocket until it closes, the kernel ends, or its
     /// lifetime is reached.
+    /// Every message it carries acts as `who`, the credential that opened
+    /// it (its roles met with the kernel's), and the websocket closes with
+    /// 4401 when that credential expires.
     pub async fn connect(
         self: &Arc<Self>,
         kernel: Arc<Kernel>,
         socket: axum::extract::ws::WebSocket,
-        credential_expires_ms: Option<u64>,
+        who: Identity,
     ) {
         use axum::extract::ws::{CloseFrame, Message};
+        let sender = Arc::new(Sender::new(&who, &kernel.session.grants));
+        let credential_expires_ms = sender.expires_ms;
         let (mut sink, mut incoming) = socket.split();
         let close = |code: u16, reason: String| {
             Message::Close(Some(CloseFrame {
@@ -485,7 +494,7 @@ impl Kernels {
             let _ = futures::SinkExt::send(&mut sink, close(CLOSE_ALREADY_CONNECTED, reason)).await;
             return;
         }
-        tracing::info!(kernel = %kernel.id, conn, "websocket attached");
+        tracing::info!(kernel = %kernel.id, conn, user = %sender.user, grants = %sender.grants.describe(), "websocket attached");
         let lifetime = tokio::time::sleep(self.opts.websocket_lifetime);
         tokio::pin!(lifetime);
         // The credential it connected with ends the websocket too (a
@@ -562,7 +571,18 @@ impl Kernels {
                                 t.len(), self.opts.max_message_bytes
                             )));
                         }
-                        self.handle(&kernel, t.as_str());
+                        // Checked per message, not only by the timer: a
+                        // message that races the expiry is still refused.
+                        if sender.expired_at(crate::session::now_ms()) {
+                            self.refuse(&kernel, t.as_str(), &sender);
+                            // The refusal goes out before the close.
+                            while let Ok(Outgoing::Text(t)) = rx.try_recv() {
+                                let _ = futures::SinkExt::send(&mut sink, Message::Text(t.into())).await;
+                            }
+                            break Some((CLOSE_CREDENTIALS_EXPIRED,
+                                "TARN-2202 CREDENTIALS_EXPIRED: reconnect with a new token; the kernel is running".into()));
+                        }
+                        self.handle(&kernel, t.as_str(), &sender);
                     }
                     Some(Ok(Message::Binary(b))) => {
                         if b.len() > self.opts.max_message_bytes {
@@ -605,41 +625,46 @@ impl Kernels {
         tracing::info!(kernel = %kernel.id, conn, "websocket detached");
     }
 
+    /// Answers a message whose sender's credential has expired with
+    /// TARN-2202 in the form its type expects (an execute request gets
+    /// its error and an `error` reply), and acts on nothing.
+    fn refuse(&self, kernel: &Kernel, text: &str, sender: &Sender) {
+        let Err(e) = sender.check(crate::session::now_ms()) else {
+            return;
+        };
+        let Ok(d) = crate::kernel_msg::decode(text) else {
+            kernel.emit("iopub", "error", &json!({}), error_content(&e));
+            return;
+        };
+        tracing::info!(kernel = %kernel.id, user = %sender.user, msg_type = %d.msg_type, "refused a message: credential expired");
+        let mut content = error_content(&e);
+        content["status"] = json!("error");
+        if d.msg_type == "execute_request" {
+            kernel.emit("iopub", "error", &d.msg, error_content(&e));
+            content["execution_count"] = json!(kernel.execution_count.load(Ordering::SeqCst));
+        }
+        match d.msg_type.strip_suffix("_request") {
+            Some(base) => kernel.emit(&d.channel, &format!("{base}_reply"), &d.msg, content),
+            None => kernel.emit("iopub", "error", &d.msg, error_content(&e)),
+        }
+    }
+
     /// One message from the client. Malformed input gets an error message,
     /// never a dropped connection or a dead kernel.
-    fn handle(self: &Arc<Self>, kernel: &Arc<Kernel>, text: &str) {
-        let msg: Value = match serde_json::from_str(text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) | Err(_) => {
-                let e = TarnError::new(
-                    ErrorCode::InvalidArgument,
-                    "a websocket frame is not a JSON Jupyter message",
-                )
-                .with_fix("send Jupyter messages (header, parent_header, metadata, content, channel) as JSON");
-                kernel.emit("iopub", "error", &json!({}), error_content(&e));
+    fn handle(self: &Arc<Self>, kernel: &Arc<Kernel>, text: &str, sender: &Arc<Sender>) {
+        let crate::kernel_msg::Decoded {
+            msg,
+            msg_type,
+            channel,
+            content,
+        } = match crate::kernel_msg::decode(text) {
+            Ok(d) => d,
+            Err(r) => {
+                kernel.emit("iopub", "error", &r.parent, error_content(&r.error));
                 return;
             }
         };
-        let msg_type = msg
-            .pointer("/header/msg_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let channel = msg
-            .get("channel")
-            .and_then(Value::as_str)
-            .unwrap_or("shell")
-            .to_string();
-        if msg_type.is_empty() {
-            let e = TarnError::new(
-                ErrorCode::InvalidArgument,
-                "the message has no header.msg_type",
-            );
-            kernel.emit("iopub", "error", &msg, error_content(&e));
-            return;
-        }
         kernel.touch();
-        let content = msg.get("content").cloned().unwrap_or_else(|| json!({}));
         // Busy/idle around a reply only while no cell runs: front ends
         // take every status at face value.
         let reply = |content: Value| {
@@ -658,7 +683,7 @@ impl Kernels {
             "execute_request" => {
                 *kernel.last_parent.lock() = msg.clone();
                 let seq = kernel.queued.fetch_add(1, Ordering::SeqCst) + 1;
-                let _ = kernel.cells.send((seq, msg));
+                let _ = kernel.cells.send((seq, msg, Arc::clone(sender)));
             }
             "complete_request" => {
                 // One completion at a time per kernel: a burst while one
@@ -671,8 +696,9 @@ impl Kernels {
                 };
                 let me = Arc::clone(self);
                 let kernel = Arc::clone(kernel);
+                let sender = Arc::clone(sender);
                 tokio::spawn(async move {
-                    let c = me.complete(&kernel, &content).await;
+                    let c = me.complete(&kernel, &content, &sender.grants).await;
                     kernel.emit(&channel, "complete_reply", &msg, c);
                     drop(permit);
                 });
@@ -734,7 +760,7 @@ impl Kernels {
 
     /// Runs one cell; returns whether the cells queued behind it should
     /// be aborted (it failed and asked to stop on error).
-    async fn execute(&self, kernel: &Kernel, parent: Value) -> bool {
+    async fn execute(&self, kernel: &Kernel, parent: Value, sender: &Sender) -> bool {
         let content = parent.get("content").cloned().unwrap_or_else(|| json!({}));
         let code = content
             .get("code")
@@ -781,7 +807,16 @@ impl Kernels {
                 ));
                 break;
             }
-            match self.run_statement(kernel, &parent, sql, &token).await {
+            // The sender's credential may have expired while the cell
+            // waited in the queue or ran its earlier statements.
+            if let Err(e) = sender.check(crate::session::now_ms()) {
+                failure = Some(e);
+                break;
+            }
+            match self
+                .run_statement(kernel, &parent, sql, &token, &sender.grants)
+                .await
+            {
                 Ok(Some(data)) if !silent => {
                     if i == last {
                         kernel.emit(
@@ -838,13 +873,15 @@ impl Kernels {
         parent: &Value,
         sql: &str,
         interrupt: &CancellationToken,
+        grants: &tarn_common::roles::Grants,
     ) -> Result<Option<(Value, Value)>, TarnError> {
         let started = Instant::now();
         let workspace = kernel.session.workspace();
         let q = self
             .queries
-            .start(
+            .start_as(
                 &kernel.session,
+                grants,
                 &workspace,
                 sql,
                 None,
@@ -937,7 +974,16 @@ impl Kernels {
     /// Completions for the word before the cursor: workspaces, tables of
     /// the session's workspace, `workspace.table`, `table.column`, and
     /// columns of the tables the cell names.
-    async fn complete(&self, kernel: &Kernel, content: &Value) -> Value {
+    ///
+    /// Only what `grants` sees is offered, exactly as `information_schema`
+    /// shows it: no workspace, table or column of a workspace the caller
+    /// holds no role in.
+    async fn complete(
+        &self,
+        kernel: &Kernel,
+        content: &Value,
+        grants: &tarn_common::roles::Grants,
+    ) -> Value {
         let code = content.get("code").and_then(Value::as_str).unwrap_or("");
         let chars: Vec<char> = code.chars().collect();
         let cursor = content
@@ -968,10 +1014,17 @@ impl Kernels {
             Some(q) => start + q.chars().count() + 1,
             None => start,
         };
+        let default_visible = grants.sees(&default_ws);
         match &qualifier {
             Some(q) => {
-                if let Ok(ws) = lake.workspace(q).await {
+                if let Some(ws) = visible_workspace(lake, grants, q).await {
+                    // A workspace first named here has not been listed yet.
+                    if ws.cached_table_names().is_empty() {
+                        let _ = ws.refresh().await;
+                    }
                     candidates.extend(ws.cached_table_names());
+                } else if !default_visible || lake.workspace_names().iter().any(|w| w == q) {
+                    // `hidden_ws.` offers nothing, as if it did not exist.
                 } else if let Ok(ws) = lake.workspace(&default_ws).await {
                     if let Ok(t) = ws.table(q).await {
                         let schema = datafusion::catalog::TableProvider::schema(t.as_ref());
@@ -980,8 +1033,12 @@ impl Kernels {
                 }
             }
             None => {
-                candidates.extend(lake.workspace_names());
-                if let Ok(ws) = lake.workspace(&default_ws).await {
+                candidates.extend(
+                    lake.workspace_names()
+                        .into_iter()
+                        .filter(|w| grants.sees(w)),
+                );
+                if let Some(ws) = visible_workspace(lake, grants, &default_ws).await {
                     let tables = ws.cached_table_names();
                     for t in &tables {
                         let mentioned = code
@@ -1015,6 +1072,18 @@ impl Kernels {
             "metadata": {},
         })
     }
+}
+
+/// A workspace the caller may see; others are not offered at all.
+async fn visible_workspace(
+    lake: &Arc<tarn_lake::Lake>,
+    grants: &tarn_common::roles::Grants,
+    name: &str,
+) -> Option<Arc<tarn_lake::Workspace>> {
+    if !grants.sees(name) {
+        return None;
+    }
+    lake.workspace(name).await.ok()
 }
 
 const SQL_KEYWORDS: &[&str] = &[

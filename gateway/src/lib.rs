@@ -12,8 +12,11 @@ pub mod direct;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod http_guard;
 pub mod ingest;
 pub mod kernel;
+pub mod kernel_auth;
+pub mod kernel_msg;
 pub mod lease;
 pub mod options;
 pub mod query;
@@ -182,11 +185,23 @@ impl Gateway {
                 .await
                 .map_err(|e| Error::Serve(e.to_string()))
         });
+        // The HTTP port answers to loopback names and to the addresses it
+        // and the Flight port are bound to, plus what the operator allows.
+        let guard = Arc::new(http_guard::HttpGuard::new(
+            &[
+                opts.http_addr.clone(),
+                http_addr.to_string(),
+                opts.flight_addr.clone(),
+            ],
+            &opts.http_allowed_hosts,
+            &opts.http_allowed_origins,
+        ));
         let http = tokio::spawn(http::serve(
             http_listener,
             Arc::clone(&sessions),
             kernels,
             auth,
+            guard,
             shutdown.clone(),
         ));
         info!(%flight_addr, %http_addr, "gateway listening");

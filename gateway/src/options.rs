@@ -84,6 +84,41 @@ pub struct GatewayOptions {
     /// `datafusion.execution.target_partitions` is not among them: the
     /// session's lease decides it.
     pub session_settings: String,
+    /// Host names the HTTP port answers to, besides `localhost`,
+    /// `127.0.0.1`, `[::1]` and the gateway's own bind address (each with
+    /// any port): `name` (any port) or `name:port`; `*` allows any. A
+    /// request by another `Host` gets 403 ORIGIN_NOT_ALLOWED, which keeps
+    /// web pages from reaching the gateway through DNS rebinding. A list,
+    /// or one string separated by commas (`TARN_GATEWAY__HTTP_ALLOWED_HOSTS`).
+    #[serde(deserialize_with = "list")]
+    pub http_allowed_hosts: Vec<String>,
+    /// Web page origins allowed to call the HTTP port, besides pages on
+    /// loopback names and on the gateway's own host: `scheme://host[:port]`
+    /// exactly, or a bare `host` (any scheme and port); `*` allows any.
+    /// Requests without an `Origin` header (non-browser clients) are not
+    /// affected.
+    #[serde(deserialize_with = "list")]
+    pub http_allowed_origins: Vec<String>,
+}
+
+/// A list given as a TOML array or as one string separated by commas
+/// (environment variables can only say the latter).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
 }
 
 impl Default for GatewayOptions {
@@ -111,6 +146,25 @@ impl Default for GatewayOptions {
             direct_runs: true,
             direct_small_input_bytes: 64 * 1024 * 1024,
             session_settings: String::new(),
+            http_allowed_hosts: Vec::new(),
+            http_allowed_origins: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_lists_take_an_array_or_a_comma_separated_string() {
+        let o: GatewayOptions = serde_json::from_str(
+            r#"{"http_allowed_hosts": ["a.example", "b.example:9"],
+                "http_allowed_origins": "https://x.example, *"}"#,
+        )
+        .unwrap();
+        assert_eq!(o.http_allowed_hosts, ["a.example", "b.example:9"]);
+        assert_eq!(o.http_allowed_origins, ["https://x.example", "*"]);
+        assert!(GatewayOptions::default().http_allowed_hosts.is_empty());
     }
 }

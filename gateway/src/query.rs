@@ -100,8 +100,27 @@ impl Queries {
         params: Option<&RecordBatch>,
         ticket_id: &str,
     ) -> Result<Query, TarnError> {
+        self.start_as(session, &session.grants, workspace, sql, params, ticket_id)
+            .await
+    }
+
+    /// Like [`Queries::start`], planned and checked with `grants` (a
+    /// kernel cell runs with its sender's grants, never the session's
+    /// alone).
+    pub async fn start_as(
+        &self,
+        session: &Session,
+        grants: &tarn_common::roles::Grants,
+        workspace: &str,
+        sql: &str,
+        params: Option<&RecordBatch>,
+        ticket_id: &str,
+    ) -> Result<Query, TarnError> {
         let run_id = new_query_id();
-        let planned = self.sessions.plan(session, workspace, sql, &run_id).await?;
+        let planned = self
+            .sessions
+            .plan_as(session, grants, workspace, sql, &run_id)
+            .await?;
         let plan = bind_parameters(planned.plan, params)?;
         self.start_planned(
             session,

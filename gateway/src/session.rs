@@ -423,16 +423,38 @@ impl Sessions {
             .map_err(|e| {
                 TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
             })?;
-        state.catalog_list().register_catalog(
-            CATALOG.to_string(),
-            // Workspaces the user holds no role in are not there at all:
-            // not in SHOW SCHEMAS, information_schema, nor name resolution.
-            Arc::new(LakeCatalog::with_visible(Arc::clone(&self.lake), {
-                let grants = grants.clone();
-                Arc::new(move |ws: &str| grants.sees(ws))
-            })),
-        );
+        state
+            .catalog_list()
+            .register_catalog(CATALOG.to_string(), self.catalog_for(grants));
         Ok(state)
+    }
+
+    /// The lake as the `tarn` catalog of a caller holding `grants`.
+    fn catalog_for(
+        &self,
+        grants: &tarn_common::roles::Grants,
+    ) -> Arc<dyn datafusion::catalog::CatalogProvider> {
+        // Workspaces the user holds no role in are not there at all: not
+        // in SHOW SCHEMAS, information_schema, nor name resolution.
+        Arc::new(LakeCatalog::with_visible(Arc::clone(&self.lake), {
+            let grants = grants.clone();
+            Arc::new(move |ws: &str| grants.sees(ws))
+        }))
+    }
+
+    /// A catalog list holding only the `tarn` catalog as `grants` sees it
+    /// (a run with narrower grants than its session's gets its own).
+    fn catalogs_for(
+        &self,
+        grants: &tarn_common::roles::Grants,
+    ) -> Arc<dyn datafusion::catalog::CatalogProviderList> {
+        let list = datafusion::catalog::MemoryCatalogProviderList::new();
+        datafusion::catalog::CatalogProviderList::register_catalog(
+            &list,
+            CATALOG.to_string(),
+            self.catalog_for(grants),
+        );
+        Arc::new(list)
     }
 
     /// Parses, resolves and plans one statement for `session` in `workspace`.
@@ -447,6 +469,23 @@ impl Sessions {
         sql: &str,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
+        self.plan_as(session, &session.grants, workspace, sql, query_id)
+            .await
+    }
+
+    /// Like [`Sessions::plan`], checked against `grants` instead of the
+    /// session's own: a kernel plans each cell with the grants of the
+    /// credential that sent it (never more than the session's). The
+    /// catalog then shows only the workspaces `grants` sees, so
+    /// `information_schema` and name resolution narrow with them.
+    pub async fn plan_as(
+        &self,
+        session: &Session,
+        grants: &tarn_common::roles::Grants,
+        workspace: &str,
+        sql: &str,
+        query_id: &str,
+    ) -> Result<Planned, TarnError> {
         let base = session.state.read().clone();
         // The job name carries the lease: the coordinator binds the job's
         // tasks within it, and refuses the job if the lease has ended.
@@ -455,15 +494,17 @@ impl Sessions {
             .clone()
             .with_ballista_job_name(&format!("{query_id}@{}", session.lease_id));
         config.options_mut().catalog.default_schema = workspace.to_string();
-        let state = SessionStateBuilder::new_from_existing(base)
-            .with_config(config)
-            .build();
+        let mut builder = SessionStateBuilder::new_from_existing(base).with_config(config);
+        if grants != &session.grants {
+            builder = builder.with_catalog_list(self.catalogs_for(grants));
+        }
+        let state = builder.build();
 
         let sql = number_placeholders(sql);
         let statement = state
             .sql_to_statement(&sql, &datafusion::config::Dialect::Generic)
             .map_err(|e| from_datafusion(&e))?;
-        let write = crate::write::classify(&statement, &session.grants)?;
+        let write = crate::write::classify(&statement, grants)?;
         if write.is_none() {
             check_read_only(&statement)?;
         }
@@ -487,22 +528,16 @@ impl Sessions {
                     continue;
                 }
             }
-            self.check_reference(&r, workspace, &session.grants, &mut wants_listing)
+            self.check_reference(&r, workspace, grants, &mut wants_listing)
                 .await?;
         }
         if let Some(w) = write {
             if wants_listing {
                 self.refresh_all().await?;
             }
-            let (plan, effect) = crate::write::plan_statement(
-                &self.lake,
-                &state,
-                &session.grants,
-                workspace,
-                statement,
-                w,
-            )
-            .await?;
+            let (plan, effect) =
+                crate::write::plan_statement(&self.lake, &state, grants, workspace, statement, w)
+                    .await?;
             return Ok(Planned {
                 plan,
                 state,
