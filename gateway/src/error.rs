@@ -58,8 +58,8 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
         }
         DataFusionError::NotImplemented(m) => TarnError::new(ErrorCode::Unsupported, m.clone()),
         DataFusionError::ResourcesExhausted(m) => TarnError::new(
-            ErrorCode::ExecutionFailed,
-            format!("the query ran out of memory on an executor: {m}"),
+            ErrorCode::MemoryLimitExceeded,
+            format!("the statement needed more memory than its share: {m}"),
         ),
         other => {
             let msg = other.to_string();
