@@ -82,7 +82,11 @@ fn data_bytes(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(c.get_array_memory_size()))
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or(c.get_array_memory_size())
+        })
         .sum()
 }
 
@@ -116,7 +120,11 @@ mod tests {
         assert_eq!(shown.total(), 100_000);
         let kept_rows: usize = shown.batches().iter().map(|b| b.num_rows()).sum();
         assert!(kept_rows > 0 && kept_rows < 200, "{kept_rows}");
-        assert!(shown.kept_bytes() <= (1 << 20) + 16 * 1024, "{}", shown.kept_bytes());
+        assert!(
+            shown.kept_bytes() <= (1 << 20) + 16 * 1024,
+            "{}",
+            shown.kept_bytes()
+        );
         // Kept rows do not hold on to the batches they came from.
         let held: usize = shown
             .batches()

@@ -109,9 +109,10 @@ pub fn guard(state: SessionState, max_bytes: usize) -> SessionState {
     let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(StartConstantBudget)];
     rules.extend(state.optimizers().iter().cloned());
     rules.push(Arc::new(RefuseOversizedConstants { max_bytes }));
-    let mut state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
-        .with_optimizer_rules(rules)
-        .build();
+    let mut state =
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+            .with_optimizer_rules(rules)
+            .build();
     for f in functions {
         // Registered under the same names and aliases: replaces the stock one.
         let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, f);
@@ -151,7 +152,11 @@ impl Guarded {
                     bytes.div_ceil(1024 * 1024),
                     self.max_bytes.div_ceil(1024 * 1024)
                 );
-                tracing::warn!(function = self.inner.name(), bytes, "constant refused: {why}");
+                tracing::warn!(
+                    function = self.inner.name(),
+                    bytes,
+                    "constant refused: {why}"
+                );
                 if b.open && b.refused.is_none() {
                     b.refused = Some(why.clone());
                 }
@@ -195,19 +200,19 @@ fn estimate(growth: Growth, args: &[ColumnarValue], rows: usize) -> Option<usize
         // Up to four bytes a character.
         Growth::Pad => count(1).saturating_mul(4),
         Growth::ArrayRepeat => count(1).saturating_mul(element_size(scalar(0)?)),
-        Growth::ArrayResize => count(1).saturating_mul(
-            scalar(2)
-                .map(element_size)
-                .unwrap_or(16)
-                .max(16),
-        ),
+        Growth::ArrayResize => {
+            count(1).saturating_mul(scalar(2).map(element_size).unwrap_or(16).max(16))
+        }
         Growth::Replace => {
             let (s, to) = (text(0), text(2));
             s.saturating_add((s + 1).saturating_mul(to))
         }
-        Growth::Concat => (0..args.len()).map(text).fold(0usize, usize::saturating_add),
-        Growth::Series => series_len(&scalar(0)?, &scalar(1)?, scalar(2).as_ref())
-            .saturating_mul(8),
+        Growth::Concat => (0..args.len())
+            .map(text)
+            .fold(0usize, usize::saturating_add),
+        Growth::Series => {
+            series_len(&scalar(0)?, &scalar(1)?, scalar(2).as_ref()).saturating_mul(8)
+        }
     };
     Some(one.saturating_mul(rows))
 }
@@ -215,9 +220,9 @@ fn estimate(growth: Growth, args: &[ColumnarValue], rows: usize) -> Option<usize
 /// Bytes of a string-like scalar (0 for anything else).
 fn text_len(s: &ScalarValue) -> usize {
     match s {
-        ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => {
-            v.len()
-        }
+        ScalarValue::Utf8(Some(v))
+        | ScalarValue::LargeUtf8(Some(v))
+        | ScalarValue::Utf8View(Some(v)) => v.len(),
         ScalarValue::Binary(Some(v))
         | ScalarValue::LargeBinary(Some(v))
         | ScalarValue::BinaryView(Some(v)) => v.len(),
@@ -353,7 +358,10 @@ impl ScalarUDFImpl for Guarded {
         self.inner.inner().preimage(args, lit_expr, info)
     }
 
-    fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
         self.inner.inner().conditional_arguments(args)
     }
 
@@ -373,7 +381,10 @@ impl ScalarUDFImpl for Guarded {
         self.inner.inner().propagate_constraints(interval, inputs)
     }
 
-    fn struct_field_mapping(&self, literal_args: &[Option<ScalarValue>]) -> Option<StructFieldMapping> {
+    fn struct_field_mapping(
+        &self,
+        literal_args: &[Option<ScalarValue>],
+    ) -> Option<StructFieldMapping> {
         self.inner.inner().struct_field_mapping(literal_args)
     }
 
@@ -420,7 +431,12 @@ impl OptimizerRule for StartConstantBudget {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        BUDGET.with(|b| *b.borrow_mut() = Budget { open: true, ..Budget::default() });
+        BUDGET.with(|b| {
+            *b.borrow_mut() = Budget {
+                open: true,
+                ..Budget::default()
+            }
+        });
         Ok(Transformed::no(plan))
     }
 }
@@ -477,9 +493,21 @@ mod tests {
     #[tokio::test]
     async fn small_constants_still_fold() {
         let ctx = ctx(1 << 20);
-        let plan = optimize(&ctx, "SELECT length(repeat('ab', 1000)) AS n").await.unwrap();
-        assert!(plan.display_indent().to_string().contains("Int32(2000)"), "{}", plan.display_indent());
-        let rows = ctx.sql("SELECT lpad('x', 5, '-') AS s").await.unwrap().collect().await.unwrap();
+        let plan = optimize(&ctx, "SELECT length(repeat('ab', 1000)) AS n")
+            .await
+            .unwrap();
+        assert!(
+            plan.display_indent().to_string().contains("Int32(2000)"),
+            "{}",
+            plan.display_indent()
+        );
+        let rows = ctx
+            .sql("SELECT lpad('x', 5, '-') AS s")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
     }
 

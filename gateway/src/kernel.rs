@@ -895,10 +895,8 @@ impl Kernels {
             parent,
             json!({"data": {"text/plain": progress_text(None, 0, false)}, "metadata": {}, "transient": {"display_id": display_id}}),
         );
-        let mut shown = crate::collect::Shown::new(
-            self.opts.max_result_rows,
-            self.opts.max_output_bytes,
-        );
+        let mut shown =
+            crate::collect::Shown::new(self.opts.max_result_rows, self.opts.max_output_bytes);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
         let mut stream = q.stream;
@@ -935,7 +933,12 @@ impl Kernels {
         if q.schema.fields().is_empty() {
             return Ok(None);
         }
-        Ok(Some(render(&q.schema, shown.batches(), shown.total(), &self.opts)))
+        Ok(Some(render(
+            &q.schema,
+            shown.batches(),
+            shown.total(),
+            &self.opts,
+        )))
     }
 
     /// Completions for the word before the cursor: workspaces, tables of
