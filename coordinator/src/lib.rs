@@ -322,6 +322,15 @@ impl Lead {
             self.opts.lease_ttl,
             self.shutdown.clone(),
         ));
+        if let Some(ms) = std::env::var("TARN_TEST_LEADERSHIP_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            // Tests only: hold leadership back, as a slow ledger load would,
+            // to show the other roles waiting for it.
+            tracing::warn!(ms, "leadership delayed (TARN_TEST_LEADERSHIP_DELAY_MS)");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         self.slot.set(Leading {
             scheduler,
             jobs,

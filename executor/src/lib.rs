@@ -48,6 +48,10 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     } else {
         opts.vcores as usize
     };
+    // Registering before a coordinator leads is refused (NOT_LEADER).
+    if !tarn_proto::leader::wait_for_leader(&opts.coordinator, &shutdown).await {
+        return Ok(());
+    }
     // Several coordinators: dial a local proxy that follows the leader.
     let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, shutdown.clone())
         .await

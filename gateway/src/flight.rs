@@ -79,6 +79,9 @@ struct Prepared {
     sql: String,
     workspace: String,
     params: parking_lot::Mutex<Option<RecordBatch>>,
+    /// The client connection that created it: on a shared session, that
+    /// connection's CloseSession closes it, and no one else's.
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// The Flight SQL service.
@@ -91,6 +94,8 @@ pub struct TarnFlightSql {
     /// follows: a query is parsed, resolved and planned once, not twice.
     planned: DashMap<String, PlannedRead>,
     sql_info: SqlInfoData,
+    /// Prepared statements one session may hold.
+    max_prepared: usize,
     /// Sessions of requests that carry a token rather than a session id
     /// (ADBC's bearer header), and of dev-mode requests without
     /// credentials (key ""): opened on first use, reopened if they end.
@@ -131,8 +136,15 @@ impl TarnFlightSql {
             prepared: DashMap::new(),
             planned: DashMap::new(),
             sql_info,
+            max_prepared: crate::GatewayOptions::default().max_prepared_statements,
             implicit: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// At most `n` prepared statements per session.
+    pub fn with_max_prepared(mut self, n: usize) -> Self {
+        self.max_prepared = n;
+        self
     }
 
     /// Drops prepared statements whose session has ended.
@@ -172,6 +184,40 @@ impl TarnFlightSql {
         let s = self.sessions.open(&who, &lease_wish(md)?).await?;
         *slot = Some(Arc::clone(&s));
         Ok(s)
+    }
+
+    /// Flight's CloseSession. A session opened by a handshake belongs to
+    /// the client holding its id: it ends, and its vCores return now rather
+    /// than after the idle timeout. A shared session — one per token, or the
+    /// anonymous one of dev mode — serves every client sending the same
+    /// credentials, so one of them leaving must not end it for the others:
+    /// only the prepared statements the calling connection created are
+    /// closed, and the session ends when idle (or by `DELETE /v1/sessions`).
+    async fn close_session(
+        &self,
+        session: &Session,
+        md: &MetadataMap,
+        peer: Option<std::net::SocketAddr>,
+    ) {
+        let owned = md
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(session_id_of)
+            .is_some();
+        if owned {
+            self.sessions.close(&session.id).await;
+            self.purge_orphans();
+            return;
+        }
+        let before = self.prepared.len();
+        self.prepared
+            .retain(|_, p| !(p.session_id == session.id && peer.is_some() && p.peer == peer));
+        tracing::info!(
+            session = %session.id,
+            user = %session.user,
+            closed_statements = before.saturating_sub(self.prepared.len()),
+            "CloseSession on a shared session: the caller's prepared statements closed, the session stays"
+        );
     }
 
     fn workspace(&self, session: &Session, md: &MetadataMap) -> String {
@@ -553,6 +599,22 @@ impl FlightSqlService for TarnFlightSql {
                 .map(|(name, dt)| Field::new(name, dt.unwrap_or(DataType::Null), true))
                 .collect::<Vec<_>>(),
         );
+        let held = self
+            .prepared
+            .iter()
+            .filter(|p| p.session_id == session.id)
+            .count();
+        if held >= self.max_prepared {
+            return Err(TarnError::new(
+                ErrorCode::TooManyPreparedStatements,
+                format!(
+                    "this session already holds {held} prepared statements, the most allowed \
+                     (max_prepared_statements = {})",
+                    self.max_prepared
+                ),
+            )
+            .into());
+        }
         let handle = uuid::Uuid::new_v4().simple().to_string();
         self.prepared.insert(
             handle.clone(),
@@ -561,6 +623,7 @@ impl FlightSqlService for TarnFlightSql {
                 sql: query.query,
                 workspace,
                 params: parking_lot::Mutex::new(None),
+                peer: request.remote_addr(),
             }),
         );
         let opts = arrow::ipc::writer::IpcWriteOptions::default();
@@ -714,6 +777,8 @@ impl FlightSqlService for TarnFlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let session = self.session(request.metadata()).await?;
+        let md = request.metadata().clone();
+        let peer = request.remote_addr();
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
             let req = arrow_flight::CancelFlightInfoRequest::decode(action.body).map_err(|e| {
@@ -742,10 +807,7 @@ impl FlightSqlService for TarnFlightSql {
             }))));
         }
         if action.r#type == "CloseSession" {
-            // Flight's CloseSession: the session ends and its vCores return
-            // now rather than after the idle timeout.
-            self.sessions.close(&session.id).await;
-            self.purge_orphans();
+            self.close_session(&session, &md, peer).await;
             // CloseSessionResult { status: CLOSED (1) }, field 1 as a varint.
             let out = arrow_flight::Result {
                 body: vec![0x08, 0x01].into(),

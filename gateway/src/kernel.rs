@@ -63,6 +63,8 @@ pub struct KernelOptions {
     /// Bytes of rendered rows per result (tornado-based clients such as
     /// `jupyter_server --gateway-url` drop messages over 10 MiB).
     pub max_output_bytes: usize,
+    /// Cells waiting behind the running one; more get KERNEL_QUEUE_FULL.
+    pub max_queued_cells: usize,
     /// Where the whole result can be fetched (`grpc://host:port`).
     pub flight_url: String,
     /// The inactivity limit (for the warning text).
@@ -100,6 +102,8 @@ pub struct Kernel {
     cells: mpsc::UnboundedSender<(u64, Value, Arc<Sender>)>,
     /// Number of the last cell queued.
     queued: AtomicU64,
+    /// Cells queued and not yet taken by the runner.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Cells numbered up to this are answered `aborted` instead of run
     /// (after an error with stop_on_error, a restart or a shutdown).
     abort_upto: AtomicU64,
@@ -351,6 +355,7 @@ impl Kernels {
             completing: Arc::new(tokio::sync::Semaphore::new(1)),
             cells,
             queued: AtomicU64::new(0),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             abort_upto: AtomicU64::new(0),
             last_parent: parking_lot::Mutex::new(json!({})),
             closed: CancellationToken::new(),
@@ -370,6 +375,7 @@ impl Kernels {
                 let Some((seq, msg, sender)) = next else {
                     return;
                 };
+                k.waiting.fetch_sub(1, Ordering::SeqCst);
                 if seq <= k.abort_upto.load(Ordering::SeqCst) {
                     k.abort(&msg);
                 } else if me.execute(&k, msg, &sender).await {
@@ -681,6 +687,11 @@ impl Kernels {
         match msg_type.as_str() {
             "kernel_info_request" => reply(kernel_info()),
             "execute_request" => {
+                if let Err(e) = crate::cells::admit(&kernel.waiting, self.opts.max_queued_cells) {
+                    let count = kernel.execution_count.load(Ordering::SeqCst);
+                    crate::cells::refuse(&msg, &e, count, |ch, t, p, c| kernel.emit(ch, t, p, c));
+                    return;
+                }
                 *kernel.last_parent.lock() = msg.clone();
                 let seq = kernel.queued.fetch_add(1, Ordering::SeqCst) + 1;
                 let _ = kernel.cells.send((seq, msg, Arc::clone(sender)));
@@ -921,9 +932,8 @@ impl Kernels {
             parent,
             json!({"data": {"text/plain": progress_text(None, 0, false)}, "metadata": {}, "transient": {"display_id": display_id}}),
         );
-        let mut shown: Vec<RecordBatch> = Vec::new();
-        let mut shown_rows = 0usize;
-        let mut total = 0usize;
+        let mut shown =
+            crate::collect::Shown::new(self.opts.max_result_rows, self.opts.max_output_bytes);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
         let mut stream = q.stream;
@@ -931,15 +941,7 @@ impl Kernels {
         let outcome = loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some(Ok(batch)) => {
-                        total += batch.num_rows();
-                        let room = self.opts.max_result_rows.saturating_sub(shown_rows);
-                        if room > 0 && batch.num_rows() > 0 {
-                            let take = room.min(batch.num_rows());
-                            shown.push(batch.slice(0, take));
-                            shown_rows += take;
-                        }
-                    }
+                    Some(Ok(batch)) => shown.push(&batch),
                     Some(Err(e)) => break Err(e),
                     None => break Ok(()),
                 },
@@ -948,7 +950,7 @@ impl Kernels {
                         last_progress = Some(p);
                     }
                     kernel.emit("iopub", "update_display_data", parent, json!({
-                        "data": {"text/plain": progress_text(last_progress.as_ref(), total, false)},
+                        "data": {"text/plain": progress_text(last_progress.as_ref(), shown.total(), false)},
                         "metadata": {}, "transient": {"display_id": display_id}}));
                 }
             }
@@ -961,14 +963,19 @@ impl Kernels {
             "update_display_data",
             parent,
             json!({
-            "data": {"text/plain": progress_text(last_progress.as_ref(), total, true)},
+            "data": {"text/plain": progress_text(last_progress.as_ref(), shown.total(), true)},
             "metadata": {}, "transient": {"display_id": display_id}}),
         );
         outcome?;
         if q.schema.fields().is_empty() {
             return Ok(None);
         }
-        Ok(Some(render(&q.schema, &shown, total, &self.opts)))
+        Ok(Some(render(
+            &q.schema,
+            shown.batches(),
+            shown.total(),
+            &self.opts,
+        )))
     }
 
     /// Completions for the word before the cursor: workspaces, tables of
@@ -1263,7 +1270,9 @@ fn render(
     }
     let n = rows.len();
     let note = if n < total {
-        let why = if cut_by_bytes {
+        // Fewer rows than the row cap: bytes cut them, here or while the
+        // result was collected.
+        let why = if cut_by_bytes || n < opts.max_result_rows {
             format!(
                 " (a cell shows at most {} rows and {} MiB)",
                 group(opts.max_result_rows),
@@ -1451,6 +1460,7 @@ mod tests {
             max_message_bytes: 1,
             max_result_rows: 10,
             max_output_bytes: 1 << 20,
+            max_queued_cells: 1,
             flight_url: "grpc://h:1".into(),
             idle_timeout: Duration::from_secs(1),
         };

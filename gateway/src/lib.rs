@@ -8,9 +8,12 @@
 //! gateway to the client without being gathered first.
 
 pub mod auth;
+pub mod cells;
+pub mod collect;
 pub mod direct;
 pub mod error;
 pub mod flight;
+pub mod fold;
 pub mod http;
 pub mod http_guard;
 pub mod ingest;
@@ -92,6 +95,12 @@ impl Gateway {
         if auth.is_dev() {
             tracing::warn!("dev mode: requests without credentials run as user 'anonymous'");
         }
+        // Sessions need a leading coordinator; one may still be starting.
+        if !tarn_proto::leader::wait_for_leader(&opts.coordinator, &shutdown).await {
+            return Err(Error::Serve(
+                "shut down while waiting for a coordinator to lead".into(),
+            ));
+        }
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
         // Several coordinators: dial a local proxy that follows the leader.
@@ -121,6 +130,11 @@ impl Gateway {
         ));
         let sessions = Arc::new(
             Sessions::new(lake, scheduler_url, leases, opts.default_workspace.clone())
+                .with_limits(session::SessionLimits {
+                    max_constant_bytes: opts.max_constant_bytes,
+                    memory_pool_bytes: opts.memory_pool_bytes,
+                    max_sessions_per_user: opts.max_sessions_per_user,
+                })
                 .with_settings(&opts.session_settings)
                 .map_err(|e| Error::Serve(e.to_string()))?,
         );
@@ -136,7 +150,8 @@ impl Gateway {
                 Arc::clone(&queries),
                 Arc::clone(&auth),
             )
-            .map_err(|e| Error::Serve(e.to_string()))?,
+            .map_err(|e| Error::Serve(e.to_string()))?
+            .with_max_prepared(opts.max_prepared_statements),
         );
         let kernels = Kernels::new(
             Arc::clone(&sessions),
@@ -145,7 +160,8 @@ impl Gateway {
                 websocket_lifetime: opts.websocket_lifetime,
                 max_message_bytes: opts.max_message_bytes,
                 max_result_rows: opts.max_result_rows,
-                max_output_bytes: 8 * 1024 * 1024,
+                max_output_bytes: opts.max_result_bytes,
+                max_queued_cells: opts.max_queued_cells,
                 flight_url: format!("grpc://{flight_addr}"),
                 idle_timeout: opts.session_idle_timeout,
             },

@@ -84,6 +84,29 @@ pub struct GatewayOptions {
     /// `datafusion.execution.target_partitions` is not among them: the
     /// session's lease decides it.
     pub session_settings: String,
+    /// Bytes of constant values one statement's planning may compute in
+    /// the gateway (`repeat`, `lpad`/`rpad`, `array_repeat`, `replace`,
+    /// `concat`, `range` of constants, together); a statement needing more
+    /// is refused with MEMORY_LIMIT_EXCEEDED before anything is computed.
+    pub max_constant_bytes: usize,
+    /// Bytes of memory the gateway's own query operators may hold, all
+    /// sessions together (what it runs itself: `information_schema` and
+    /// metadata queries); beyond it they fail with MEMORY_LIMIT_EXCEEDED.
+    /// Queries run on the executors, within their own limits.
+    pub memory_pool_bytes: usize,
+    /// Cells a kernel holds waiting behind the running one; more are
+    /// answered KERNEL_QUEUE_FULL at once.
+    pub max_queued_cells: usize,
+    /// Bytes of result data a notebook cell keeps for display (counted as
+    /// Arrow data while the result streams in, and again as rendered
+    /// text); the rest is counted, not kept.
+    pub max_result_bytes: usize,
+    /// Prepared statements one session may hold open; more are refused
+    /// with TOO_MANY_PREPARED_STATEMENTS.
+    pub max_prepared_statements: usize,
+    /// Sessions (Flight SQL, REST and kernels together) one user may hold
+    /// open on this gateway; more are refused with TOO_MANY_SESSIONS.
+    pub max_sessions_per_user: usize,
     /// Host names the HTTP port answers to, besides `localhost`,
     /// `127.0.0.1`, `[::1]` and the gateway's own bind address (each with
     /// any port): `name` (any port) or `name:port`; `*` allows any. A
@@ -146,6 +169,12 @@ impl Default for GatewayOptions {
             direct_runs: true,
             direct_small_input_bytes: 64 * 1024 * 1024,
             session_settings: String::new(),
+            max_constant_bytes: 16 * 1024 * 1024,
+            memory_pool_bytes: 512 * 1024 * 1024,
+            max_queued_cells: 16,
+            max_result_bytes: 8 * 1024 * 1024,
+            max_prepared_statements: 256,
+            max_sessions_per_user: 64,
             http_allowed_hosts: Vec::new(),
             http_allowed_origins: Vec::new(),
         }

@@ -118,6 +118,40 @@ pub struct Sessions {
     events: tokio::sync::broadcast::Sender<(String, TarnError)>,
     /// Operator-set DataFusion/Ballista defaults of every session.
     settings: Vec<(String, String)>,
+    /// Memory and count limits.
+    limits: SessionLimits,
+    /// The memory pool of everything the gateway runs itself, shared by
+    /// every session so that together they stay within it.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+}
+
+/// Per-gateway limits on sessions and what planning may compute.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Bytes of constants one optimizer pass may compute (see `fold`).
+    pub max_constant_bytes: usize,
+    /// Bytes the gateway's own operators may hold, all sessions together.
+    pub memory_pool_bytes: usize,
+    /// Open sessions per user.
+    pub max_sessions_per_user: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        let o = crate::GatewayOptions::default();
+        Self {
+            max_constant_bytes: o.max_constant_bytes,
+            memory_pool_bytes: o.memory_pool_bytes,
+            max_sessions_per_user: o.max_sessions_per_user,
+        }
+    }
+}
+
+fn runtime_with_pool(bytes: usize) -> Arc<datafusion::execution::runtime_env::RuntimeEnv> {
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes.max(1024 * 1024), 1.0)
+        .build_arc()
+        .expect("invariant: a memory-limited runtime with default parts builds")
 }
 
 impl Sessions {
@@ -138,7 +172,33 @@ impl Sessions {
             ended: DashMap::new(),
             events: tokio::sync::broadcast::channel(1024).0,
             settings: Vec::new(),
+            runtime: runtime_with_pool(SessionLimits::default().memory_pool_bytes),
+            limits: SessionLimits::default(),
         }
+    }
+
+    /// Sessions within `limits`.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.runtime = runtime_with_pool(limits.memory_pool_bytes);
+        self.limits = limits;
+        self
+    }
+
+    /// Refuses a session for `user` when they would hold more than the
+    /// most allowed; `opened` says whether the new one is already counted.
+    fn check_user_sessions(&self, user: &str, opened: bool) -> Result<(), TarnError> {
+        let max = self.limits.max_sessions_per_user;
+        let held = self.sessions.iter().filter(|s| s.user == user).count() + usize::from(!opened);
+        if held > max {
+            return Err(TarnError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "user '{user}' already holds {max} sessions or kernels on this gateway, \
+                     the most allowed (max_sessions_per_user)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Every session starts with `settings` (`key=value,key=value`),
@@ -241,6 +301,7 @@ impl Sessions {
     /// coordinator's refusal: capacity, user limit, no executors).
     pub async fn open(&self, who: &Identity, wish: &LeaseWish) -> Result<Arc<Session>, TarnError> {
         let user = who.user.as_str();
+        self.check_user_sessions(user, false)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let lease = self
             .leases
@@ -267,7 +328,14 @@ impl Sessions {
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
         });
-        self.sessions.insert(id, Arc::clone(&session));
+        self.sessions.insert(id.clone(), Arc::clone(&session));
+        // Two opens racing past the first check: the later one gives way.
+        if let Err(e) = self.check_user_sessions(user, true) {
+            self.sessions.remove(&id);
+            self.leases.release(session.lease_id.clone()).await;
+            tracing::info!(user, "session refused: {e}");
+            return Err(e);
+        }
         tracing::info!(session = %session.id, user, vcores = session.vcores, "session opened");
         Ok(session)
     }
@@ -416,6 +484,7 @@ impl Sessions {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_runtime_env(Arc::clone(&self.runtime))
             .with_session_id(session_id.to_string())
             .build();
         let state = state
@@ -423,6 +492,8 @@ impl Sessions {
             .map_err(|e| {
                 TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
             })?;
+        // After the upgrade, which replaces the scalar functions.
+        let state = crate::fold::guard(state, self.limits.max_constant_bytes);
         state
             .catalog_list()
             .register_catalog(CATALOG.to_string(), self.catalog_for(grants));

@@ -40,6 +40,48 @@ pub async fn coordinator_endpoint(
     Ok(proxy.local_addr.to_string())
 }
 
+/// Waits until one of `coordinators` (comma-separated) leads, retrying
+/// with backoff; returns `false` only if `shutdown` came first.
+///
+/// A coordinator serves its port before it leads: with the embedded store
+/// it is leader once its ledger is loaded, with etcd once it wins the
+/// election. A role that registers meanwhile is refused with NOT_LEADER, so
+/// executors and gateways call this first rather than fail (and, under
+/// `tarn standalone`, bring the whole cluster down) on start-up order.
+pub async fn wait_for_leader(coordinators: &str, shutdown: &CancellationToken) -> bool {
+    let list: Vec<&str> = coordinators
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let mut said: Option<tokio::time::Instant> = None;
+    loop {
+        for c in &list {
+            if is_leader(c).await {
+                if said.is_some() {
+                    info!(leader = %c, waited_ms = started.elapsed().as_millis() as u64, "a coordinator leads; going on");
+                }
+                return true;
+            }
+        }
+        // Said at once, then every half minute.
+        if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+            info!(coordinators = %coordinators, "waiting for a coordinator to lead");
+            said = Some(tokio::time::Instant::now());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The longest pause between two looks for a leader.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// A loopback TCP forwarder to the current leader.
 #[derive(Debug, Clone)]
 pub struct LeaderProxy {

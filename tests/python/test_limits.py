@@ -228,7 +228,10 @@ def test_a_bad_session_setting_stops_the_gateway_with_a_coded_error(tmp_path, se
     import subprocess
     from conftest import TARN
     env = dict(os.environ, TARN_GATEWAY__SESSION_SETTINGS=settings, RUST_BACKTRACE="0", RUST_LOG="error")
+    cluster = tmp_path / "cluster"
+    subprocess.run([str(TARN), "certs", "--dir", str(cluster)], check=True, capture_output=True)
     p = subprocess.run([str(TARN), "gateway", "--lake", str(tmp_path), "--auth", "dev",
+                        "--cluster-dir", str(cluster),
                         "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
                        env=env, capture_output=True, text=True, timeout=60)
     out = p.stdout + p.stderr
