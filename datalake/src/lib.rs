@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod codec;
 pub mod demo;
 pub mod error;
+pub mod leaves;
 pub mod rules;
 pub mod table;
 pub mod write;

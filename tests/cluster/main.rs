@@ -9,3 +9,4 @@ mod metadata;
 mod pools;
 mod queries;
 mod sessions;
+mod writes;
