@@ -133,6 +133,73 @@ impl Lake {
         }
     }
 
+    /// For a local lake: refuses writing at `rel` (a folder or file under
+    /// the root, which need not exist yet) when its nearest existing
+    /// ancestor resolves — through symlinks — outside the root, so a write
+    /// never follows a link planted in the lake. Remote lakes have no links.
+    pub fn check_write_path(&self, rel: &str) -> Result<()> {
+        let Some((root, real_root)) = self.local_root()? else {
+            return Ok(());
+        };
+        resolve_inside(&real_root, &root.join(rel), rel)
+    }
+
+    /// Checks everything a write to `workspace.table` (transaction `txn`)
+    /// creates or writes into: the table folder, its log, its manifest
+    /// folders and every link already inside the table folder (a planted
+    /// partition folder, say). Run before anything is written.
+    pub fn check_write_target(&self, workspace: &str, table: &str, txn: &str) -> Result<()> {
+        validate_name(workspace)?;
+        validate_name(table)?;
+        let base = format!("{workspace}/{table}");
+        for rel in [
+            base.clone(),
+            format!("{base}/_delta_log"),
+            format!("{base}/{}", crate::write::TXN_DIR),
+            format!("{base}/{}/{txn}", crate::write::TXN_DIR),
+        ] {
+            self.check_write_path(&rel)?;
+        }
+        let Some((root, real_root)) = self.local_root()? else {
+            return Ok(());
+        };
+        let mut pending = vec![root.join(&base)];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(kind) = e.file_type() else { continue };
+                let path = e.path();
+                if kind.is_symlink() {
+                    let what = path
+                        .strip_prefix(&root)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| path.display().to_string());
+                    resolve_inside(&real_root, &path, &what)?;
+                } else if kind.is_dir() {
+                    pending.push(path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The local root and its canonical form; `None` for remote lakes.
+    fn local_root(&self) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>> {
+        if self.root.scheme() != "file" {
+            return Ok(None);
+        }
+        let Ok(root) = self.root.to_file_path() else {
+            return Ok(None);
+        };
+        let real_root = std::fs::canonicalize(&root).map_err(|e| Error::InvalidRoot {
+            root: self.root.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((root, real_root)))
+    }
+
     /// URL of a table folder (which need not exist yet).
     pub fn table_url(&self, workspace: &str, table: &str) -> Result<Url> {
         validate_name(workspace)?;
@@ -192,6 +259,35 @@ impl Lake {
             ws.forget(table);
         }
         Ok(())
+    }
+}
+
+/// Refuses `target` when its nearest existing ancestor (itself, if it
+/// exists) resolves outside `real_root`, or is a link that resolves nowhere
+/// (writing through it could create its target, wherever that is).
+pub fn resolve_inside(
+    real_root: &std::path::Path,
+    target: &std::path::Path,
+    what: &str,
+) -> Result<()> {
+    let mut p = target.to_path_buf();
+    loop {
+        if std::fs::symlink_metadata(&p).is_ok() {
+            let real = std::fs::canonicalize(&p).map_err(|_| Error::OutsideLake {
+                what: format!("'{what}'"),
+                path: format!("{} (a link that resolves nowhere)", p.display()),
+            })?;
+            if !real.starts_with(real_root) {
+                return Err(Error::OutsideLake {
+                    what: format!("'{what}'"),
+                    path: real.display().to_string(),
+                });
+            }
+            return Ok(());
+        }
+        if !p.pop() {
+            return Ok(());
+        }
     }
 }
 
@@ -433,7 +529,15 @@ impl SchemaProvider for WorkspaceSchema {
         match self.0.table(name).await {
             Ok(t) => Ok(Some(t as Arc<dyn TableProvider>)),
             Err(Error::TableNotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            // One unreadable table (a corrupt log, a link out of the lake)
+            // must not break information_schema for the whole workspace:
+            // it is left out here. A statement naming it is checked before
+            // planning and gets the table's own coded error.
+            Err(e) => {
+                tracing::warn!(workspace = %self.0.name, table = %name, error = %e,
+                    "table left out of the listing: it cannot be read");
+                Ok(None)
+            }
         }
     }
 

@@ -93,6 +93,17 @@ impl Error {
             Error::UnsupportedFeature { .. } => {
                 TarnError::new(ErrorCode::Unsupported, self.to_string())
             }
+            // The Delta reader's errors can carry a whole backtrace: keep
+            // the first line, which says what is wrong with the log.
+            Error::OpenTable { table, source } => {
+                let text = source.to_string();
+                let first = text.lines().next().unwrap_or_default().trim();
+                TarnError::new(
+                    ErrorCode::Internal,
+                    format!("cannot read Delta table '{table}': {first}"),
+                )
+                .with_fix("ask an operator to repair or remove the table's _delta_log")
+            }
             _ => TarnError::new(ErrorCode::Internal, self.to_string()),
         }
     }

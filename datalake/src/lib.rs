@@ -12,6 +12,7 @@ pub mod codec;
 pub mod demo;
 pub mod error;
 pub mod guard;
+pub mod leaves;
 pub mod rules;
 pub mod table;
 pub mod write;

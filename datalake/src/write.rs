@@ -2,19 +2,28 @@
 //!
 //! A write is a DataFusion `INSERT` into a [`LakeTable`] whose spec carries
 //! a [`WriteSpec`]. Its physical form, [`DeltaWriteExec`], runs on the
-//! executors: each task writes its partition of the rows as Parquet files
-//! into the table folder and records the files it wrote in a small manifest
-//! under `_tarn_txn/<txn>/`. Nothing is visible until the gateway, after
-//! every task succeeded, reads the manifests and makes one Delta commit
-//! ([`commit`]). A crash before the commit leaves only unreferenced files;
-//! the commit itself is one atomic put of the next log entry, so readers
-//! see the old version or the new one, never a mix.
+//! executors: each execution of one of its partitions writes those rows as
+//! Parquet files into the table folder and records the files in a manifest
+//! under `_tarn_txn/<txn>/`, named by a fresh random id. That id is the
+//! partition's one output row. Nothing is visible until the gateway, after
+//! the job succeeded, makes one Delta commit ([`commit`]) of exactly the
+//! manifests whose ids came back in the job's result.
+//!
+//! Why ids and not partition numbers: Ballista restricts each task's plan
+//! to the partitions it owns and renumbers them from 0, so the partition
+//! number an operator sees is local to its task and two tasks would write
+//! the same manifest name (one overwriting the other: lost rows). And a
+//! task attempt that wrote its manifest but was then retried must not count
+//! twice: only the attempt whose output the job kept is committed. A crash
+//! before the commit leaves only unreferenced files; the commit itself is
+//! one atomic put of the next log entry, so readers see the old version or
+//! the new one, never a mix.
 
 use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::listing::ListingTableUrl;
@@ -188,6 +197,34 @@ fn table_store(url: &str, ctx: &TaskContext) -> DfResult<Arc<dyn ObjectStore>> {
     )))
 }
 
+/// The gateway checked the write's folders before planning it; checked
+/// again here, just before writing, so a link planted in between is not
+/// followed either. For a local lake the root is the table folder's
+/// grandparent (`<root>/<workspace>/<table>/`).
+fn check_local_target(spec: &LakeTableSpec, txn: &str) -> DfResult<()> {
+    let Ok(url) = url::Url::parse(&spec.url) else {
+        return Ok(());
+    };
+    if url.scheme() != "file" {
+        return Ok(());
+    }
+    let Ok(table) = url.to_file_path() else {
+        return Ok(());
+    };
+    let Some(root) = table.parent().and_then(|p| p.parent()) else {
+        return Ok(());
+    };
+    let Ok(real_root) = std::fs::canonicalize(root) else {
+        return Ok(());
+    };
+    let what = format!("{}/{}", spec.workspace, spec.name);
+    for p in [table.clone(), table.join(TXN_DIR).join(txn)] {
+        crate::catalog::resolve_inside(&real_root, &p, &what)
+            .map_err(|e| DataFusionError::External(Box::new(e.to_tarn())))?;
+    }
+    Ok(())
+}
+
 async fn write_partition(
     spec: Arc<LakeTableSpec>,
     partition: usize,
@@ -198,6 +235,7 @@ async fn write_partition(
         .write
         .as_ref()
         .ok_or_else(|| DataFusionError::Internal("write target without a write spec".into()))?;
+    check_local_target(&spec, &write.txn)?;
     let store = table_store(&spec.url, &ctx)?;
     let schema = Arc::new(write.schema.clone());
     let config = deltalake::datafile::writer::WriterConfig::new(
@@ -229,14 +267,48 @@ async fn write_partition(
         return Err(e);
     }
     let adds = writer.close().await.map_err(external)?;
+    let files = adds.len();
     let manifest = serde_json::to_vec(&Manifest { rows, adds })
         .map_err(|e| DataFusionError::Internal(format!("cannot encode manifest: {e}")))?;
-    let path = Path::from(format!("{TXN_DIR}/{}/part-{partition:05}.json", write.txn));
-    store.put(&path, manifest.into()).await.map_err(external)?;
+    let id = new_manifest_id();
+    store
+        .put(
+            &Path::from(format!("{TXN_DIR}/{}/{}", write.txn, manifest_name(id))),
+            manifest.into(),
+        )
+        .await
+        .map_err(external)?;
+    tracing::debug!(table = %full, txn = %write.txn, partition, manifest = id, rows, files,
+        "write partition done");
     Ok(RecordBatch::try_new(
         count_schema(),
-        vec![Arc::new(UInt64Array::from(vec![rows])) as ArrayRef],
+        vec![Arc::new(UInt64Array::from(vec![id])) as ArrayRef],
     )?)
+}
+
+/// A manifest id: random, so that partitions of different tasks (all
+/// numbered from 0 in their own task) and retried attempts never share one.
+fn new_manifest_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+/// The file name of manifest `id` (in the write's folder `_tarn_txn/<txn>/`).
+fn manifest_name(id: u64) -> String {
+    format!("part-{id:016x}.json")
+}
+
+/// The manifest ids a write job returned: the `count` column of its
+/// result rows (see [`DeltaWriteExec`]).
+pub fn manifest_ids(batch: &RecordBatch) -> Result<Vec<u64>, TarnError> {
+    let col = batch
+        .columns()
+        .first()
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| internal("write result", "not a UInt64 column"))?;
+    if col.null_count() > 0 {
+        return Err(internal("write result", "a NULL manifest id"));
+    }
+    Ok(col.values().iter().copied().collect())
 }
 
 /// Brings a batch to the table's schema: columns by name in table order,
@@ -305,6 +377,50 @@ fn internal(what: &str, e: impl fmt::Display) -> TarnError {
     TarnError::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
+/// Reads the manifests `ids` of the write in `dir`. A missing one means a
+/// partition's files cannot be found: the write fails rather than commit
+/// less than its query produced.
+async fn read_listed_manifests(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    txn: &str,
+    ids: &[u64],
+) -> Result<(u64, Vec<Add>), TarnError> {
+    let mut rows = 0;
+    let mut adds = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for &id in ids {
+        if !seen.insert(id) {
+            return Err(TarnError::new(
+                ErrorCode::ExecutionFailed,
+                format!("write {txn}: partition result {id:016x} came back twice"),
+            ));
+        }
+        let path = dir.clone().join(manifest_name(id).as_str());
+        let bytes = match store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| internal("cannot read a manifest", e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(TarnError::new(
+                    ErrorCode::ExecutionFailed,
+                    format!(
+                        "write {txn}: the files of one partition are not recorded under {dir}; nothing was committed"
+                    ),
+                )
+                .with_fix("run the write again"));
+            }
+            Err(e) => return Err(internal("cannot read a manifest", e)),
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| internal("corrupt manifest", e))?;
+        rows += manifest.rows;
+        adds.extend(manifest.adds);
+    }
+    Ok((rows, adds))
+}
+
 async fn read_manifests(
     store: &Arc<dyn ObjectStore>,
     dir: &Path,
@@ -342,17 +458,26 @@ async fn remove_dir(store: &Arc<dyn ObjectStore>, dir: &Path) {
     }
 }
 
-/// Commits a write whose tasks all succeeded: one Delta commit adding the
-/// files the manifests list (and, for an overwrite, removing every file of
-/// the version the write read). The manifests are removed afterwards.
-pub async fn commit(spec: &LakeTableSpec) -> Result<Committed, TarnError> {
+/// Commits a write whose job succeeded: one Delta commit adding the files
+/// of the manifests `ids` (the job's result rows; and, for an overwrite,
+/// removing every file of the version the write read). Manifests of task
+/// attempts the job did not keep, and their files, are removed with the
+/// rest of the write's manifest folder.
+pub async fn commit(spec: &LakeTableSpec, ids: &[u64]) -> Result<Committed, TarnError> {
     let write = spec
         .write
         .as_ref()
         .ok_or_else(|| internal("commit", "not a write"))?;
     let (store, root) = table_root(spec)?;
     let dir = root.clone().join(TXN_DIR).join(write.txn.as_str());
-    let (rows, adds) = read_manifests(&store, &dir).await?;
+    let (rows, adds) = match read_listed_manifests(&store, &dir, &write.txn, ids).await {
+        Ok(r) => r,
+        Err(e) => {
+            abort(spec).await;
+            return Err(e);
+        }
+    };
+    remove_unlisted(&store, &root, &dir, &write.txn, ids).await;
     let files = adds.len();
     let full = format!("{}.{}", spec.workspace, spec.name);
     let url = url::Url::parse(&spec.url).map_err(|e| internal("bad table URL", e))?;
@@ -431,6 +556,39 @@ pub async fn commit(spec: &LakeTableSpec) -> Result<Committed, TarnError> {
         rows,
         files,
     })
+}
+
+/// Deletes the files of manifests the job did not keep (attempts that were
+/// retried, or re-run after their output was lost), and those manifests.
+async fn remove_unlisted(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    dir: &Path,
+    txn: &str,
+    ids: &[u64],
+) {
+    let kept: std::collections::HashSet<String> = ids.iter().map(|&id| manifest_name(id)).collect();
+    let Ok(metas) = store.list(Some(dir)).try_collect::<Vec<_>>().await else {
+        return;
+    };
+    for m in metas {
+        if m.location.filename().is_some_and(|f| kept.contains(f)) {
+            continue;
+        }
+        tracing::info!(txn, manifest = %m.location, "removing the files of a task attempt the job did not keep");
+        if let Ok(r) = store.get(&m.location).await {
+            if let Ok(bytes) = r.bytes().await {
+                if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
+                    for a in manifest.adds {
+                        if let Ok(p) = Path::parse(format!("{root}/{}", a.path)) {
+                            let _ = store.delete(&p).await;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = store.delete(&m.location).await;
+    }
 }
 
 /// Undoes a write that will not be committed: deletes the files its

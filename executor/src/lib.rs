@@ -48,6 +48,14 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     } else {
         opts.vcores as usize
     };
+    // Every internal call, the leader probes included, is mutual TLS as
+    // this executor.
+    let tls = tarn_common::cluster::ClusterTls::load(
+        std::path::Path::new(&opts.cluster_dir),
+        tarn_common::cluster::Role::Executor,
+    )
+    .map_err(|e| Error::Credentials(e.to_string()))?
+    .install();
     // Registering before a coordinator leads is refused (NOT_LEADER).
     if !tarn_proto::leader::wait_for_leader(&opts.coordinator, &shutdown).await {
         return Ok(());
@@ -73,10 +81,6 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let cluster_dir = std::path::Path::new(&opts.cluster_dir);
     let reservation_key = tarn_common::cluster::reservation_key(cluster_dir)
         .map_err(|e| Error::Credentials(e.to_string()))?;
-    let tls =
-        tarn_common::cluster::ClusterTls::load(cluster_dir, tarn_common::cluster::Role::Executor)
-            .map_err(|e| Error::Credentials(e.to_string()))?
-            .install();
     // The task port's TLS front takes the advertised address; Ballista's
     // own server sits behind it on a loopback alias of the same port.
     let public = |port: u16| -> Result<std::net::SocketAddr> {

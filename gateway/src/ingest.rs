@@ -168,6 +168,10 @@ pub async fn ingest(
         .root()
         .join(&format!("_staging/{stage_id}/"))
         .map_err(|e| TarnError::new(ErrorCode::Internal, e.to_string()))?;
+    // The staging folder is written first: it must not lead out of the lake.
+    for rel in ["_staging".to_string(), format!("_staging/{stage_id}")] {
+        lake.check_write_path(&rel).map_err(|e| e.to_tarn())?;
+    }
     let result = async {
         let staged = stage(&stage_url, data).await?;
         let Some((schema, files)) = staged else {

@@ -511,9 +511,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Drains a write's task results, then commits; yields one `count` row.
-/// The commit runs in its own task, so a client leaving mid-commit can
-/// neither interrupt it nor make it be undone.
+/// Drains a write's task results (one manifest id per partition of the
+/// writer, see `tarn_lake::write`), then commits exactly those manifests;
+/// yields one `count` row with the rows committed. The commit runs in its
+/// own task, so a client leaving mid-commit can neither interrupt it nor
+/// make it be undone.
 fn commit_after(
     stream: datafusion::execution::SendableRecordBatchStream,
     spec: Arc<tarn_lake::table::LakeTableSpec>,
@@ -524,16 +526,28 @@ fn commit_after(
     let fut = async move {
         let mut guard = AbortOnDrop(Some(Arc::clone(&spec)));
         let mut stream = stream;
+        let mut ids = Vec::new();
         while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                guard.0 = None;
-                tarn_lake::write::abort(&spec).await;
-                return Err(e);
+            let batch = match item {
+                Ok(b) => b,
+                Err(e) => {
+                    guard.0 = None;
+                    tarn_lake::write::abort(&spec).await;
+                    return Err(e);
+                }
+            };
+            match tarn_lake::write::manifest_ids(&batch) {
+                Ok(more) => ids.extend(more),
+                Err(e) => {
+                    guard.0 = None;
+                    tarn_lake::write::abort(&spec).await;
+                    return Err(DataFusionError::External(Box::new(e)));
+                }
             }
         }
         guard.0 = None;
         let committed = tokio::spawn(async move {
-            let r = tarn_lake::write::commit(&spec).await;
+            let r = tarn_lake::write::commit(&spec, &ids).await;
             match &r {
                 Ok(c) => {
                     tracing::info!(%user, table = %format!("{}.{}", spec.workspace, spec.name),

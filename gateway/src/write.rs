@@ -255,6 +255,15 @@ fn new_txn() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Refuses a write whose folders (table, log, manifests, or a link already
+/// inside the table) resolve outside the lake — before anything is written.
+fn stays_in_lake(lake: &Lake, ws: &str, table: &str, txn: &str) -> Result<(), TarnError> {
+    lake.check_write_target(ws, table, txn).map_err(|e| {
+        tracing::warn!(workspace = %ws, %table, error = %e, "write refused: it would leave the lake");
+        e.to_tarn()
+    })
+}
+
 /// A plan writing `input` into `target` (whose spec carries the write):
 /// the input's columns are matched to the table's by name, in table order,
 /// cast to the stored types.
@@ -407,8 +416,10 @@ pub async fn plan_dataframe_write(
                 &data_delta,
                 Some(&existing_parts),
             )?;
+            let txn = new_txn();
+            stays_in_lake(lake, ws, &t.spec().name, &txn)?;
             let target = t.for_write(WriteSpec {
-                txn: new_txn(),
+                txn,
                 create: false,
                 mode: req.mode,
                 partition_by: existing_parts,
@@ -428,12 +439,14 @@ pub async fn plan_dataframe_write(
             }
             rules::check_partitioning(&full, &req.partition_by, &data_delta, None)?;
             let schema = new_table_schema(&data_schema, &req.partition_by)?;
+            let txn = new_txn();
+            stays_in_lake(lake, ws, table, &txn)?;
             let target = new_table_spec(
                 lake,
                 ws,
                 table,
                 WriteSpec {
-                    txn: new_txn(),
+                    txn,
                     create: true,
                     mode: WriteMode::Append,
                     partition_by: req.partition_by.clone(),
@@ -506,8 +519,10 @@ pub async fn plan_statement(
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
+            let txn = new_txn();
+            stays_in_lake(lake, &ws, &real, &txn)?;
             let target = t.for_write(WriteSpec {
-                txn: new_txn(),
+                txn,
                 create: false,
                 mode,
                 partition_by: parts,

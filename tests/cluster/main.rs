@@ -11,3 +11,4 @@ mod queries;
 #[path = "../security/mod.rs"]
 mod security;
 mod sessions;
+mod writes;
