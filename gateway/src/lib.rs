@@ -95,12 +95,6 @@ impl Gateway {
         if auth.is_dev() {
             tracing::warn!("dev mode: requests without credentials run as user 'anonymous'");
         }
-        // Sessions need a leading coordinator; one may still be starting.
-        if !tarn_proto::leader::wait_for_leader(&opts.coordinator, &shutdown).await {
-            return Err(Error::Serve(
-                "shut down while waiting for a coordinator to lead".into(),
-            ));
-        }
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
         // Several coordinators: dial a local proxy that follows the leader.
@@ -138,6 +132,14 @@ impl Gateway {
                 .with_settings(&opts.session_settings)
                 .map_err(|e| Error::Serve(e.to_string()))?,
         );
+        // Sessions need a leading coordinator; one may still be starting.
+        // Waited for after the configuration is checked, so a bad setting
+        // stops the gateway at once rather than after a coordinator leads.
+        if !tarn_proto::leader::wait_for_leader(&opts.coordinator, &shutdown).await {
+            return Err(Error::Serve(
+                "shut down while waiting for a coordinator to lead".into(),
+            ));
+        }
         let queries = Arc::new(Queries::new(
             Arc::clone(&sessions),
             &coordinator,
