@@ -55,6 +55,21 @@ pub enum KeyError {
     },
 }
 
+/// Why a sealed value did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsealed {
+    /// It does not start with the expected prefix.
+    NoPrefix,
+    /// It has no `.signature` part.
+    NoSignature,
+    /// Its signature is not base64url.
+    SignatureNotBase64,
+    /// It was signed with another key (or changed).
+    OtherKey,
+    /// Its body is not the JSON expected.
+    Unreadable,
+}
+
 /// A deployment's signing key.
 pub struct TokenKey {
     key: hmac::Key,
@@ -152,10 +167,33 @@ impl TokenKey {
 
     /// Signs `claims` as a token.
     pub fn sign(&self, claims: &Claims) -> String {
-        let body = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{PREFIX}{body}");
+        self.seal(PREFIX, claims)
+    }
+
+    /// `value` as `<prefix><base64url JSON>.<base64url HMAC>`: the form of
+    /// tokens and of every other signed value Tarn hands out.
+    pub fn seal<T: Serialize>(&self, prefix: &str, value: &T) -> String {
+        let body = B64.encode(serde_json::to_vec(value).unwrap_or_default());
+        let signed = format!("{prefix}{body}");
         let tag = hmac::sign(&self.key, signed.as_bytes());
         format!("{signed}.{}", B64.encode(tag.as_ref()))
+    }
+
+    /// Reads what [`TokenKey::seal`] made with this key and `prefix`.
+    pub fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        sealed: &str,
+    ) -> Result<T, Unsealed> {
+        let rest = sealed.strip_prefix(prefix).ok_or(Unsealed::NoPrefix)?;
+        let (body, sig) = rest.split_once('.').ok_or(Unsealed::NoSignature)?;
+        let sig = B64.decode(sig).map_err(|_| Unsealed::SignatureNotBase64)?;
+        hmac::verify(&self.key, format!("{prefix}{body}").as_bytes(), &sig)
+            .map_err(|_| Unsealed::OtherKey)?;
+        B64.decode(body)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(Unsealed::Unreadable)
     }
 
     /// Checks a token's signature and age: it must not be past its `exp`,
@@ -167,28 +205,19 @@ impl TokenKey {
         max_lifetime: Duration,
         now: u64,
     ) -> Result<Claims, TarnError> {
-        let invalid = |why: &str| {
+        let claims: Claims = self.open(PREFIX, token).map_err(|u| {
+            let why = match u {
+                Unsealed::NoPrefix => "it does not start with 'tarn.'",
+                Unsealed::NoSignature => "it has no signature part",
+                Unsealed::SignatureNotBase64 => "its signature is not base64url",
+                Unsealed::OtherKey => "it was not signed with this deployment's key",
+                Unsealed::Unreadable => "its claims are not readable",
+            };
             TarnError::new(
                 ErrorCode::InvalidToken,
                 format!("the token is not valid: {why}"),
             )
-        };
-        let rest = token
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| invalid("it does not start with 'tarn.'"))?;
-        let (body, sig) = rest
-            .split_once('.')
-            .ok_or_else(|| invalid("it has no signature part"))?;
-        let sig = B64
-            .decode(sig)
-            .map_err(|_| invalid("its signature is not base64url"))?;
-        hmac::verify(&self.key, format!("{PREFIX}{body}").as_bytes(), &sig)
-            .map_err(|_| invalid("it was not signed with this deployment's key"))?;
-        let claims: Claims = B64
-            .decode(body)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| invalid("its claims are not readable"))?;
+        })?;
         let cap = claims.iat.saturating_add(max_lifetime.as_secs());
         let ends = claims.exp.min(cap);
         if now >= ends {

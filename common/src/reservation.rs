@@ -10,12 +10,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
-use crate::auth::TokenKey;
+use crate::auth::{TokenKey, Unsealed};
 use crate::{ErrorCode, TarnError};
 
 const PREFIX: &str = "rsv.";
@@ -58,10 +56,7 @@ pub fn now_ms() -> u64 {
 impl Grant {
     /// The grant as a signed string.
     pub fn sign(&self, key: &TokenKey) -> String {
-        let body = B64.encode(serde_json::to_vec(self).unwrap_or_default());
-        let signed = format!("{PREFIX}{body}");
-        let tag = key.tag(signed.as_bytes());
-        format!("{signed}.{}", B64.encode(tag))
+        key.seal(PREFIX, self)
     }
 
     /// Reads a signed grant, checking its signature only.
@@ -75,22 +70,15 @@ impl Grant {
         if signed.is_empty() {
             return Err(bad("the ticket carries none"));
         }
-        let rest = signed
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| bad("it is not a reservation"))?;
-        let (body, tag) = rest
-            .split_once('.')
-            .ok_or_else(|| bad("it has no signature"))?;
-        let tag = B64
-            .decode(tag)
-            .map_err(|_| bad("its signature is not base64url"))?;
-        if !key.check_tag(format!("{PREFIX}{body}").as_bytes(), &tag) {
-            return Err(bad("it was not signed by this cluster's coordinator"));
-        }
-        B64.decode(body)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| bad("its body is not readable"))
+        key.open(PREFIX, signed).map_err(|u| {
+            bad(match u {
+                Unsealed::NoPrefix => "it is not a reservation",
+                Unsealed::NoSignature => "it has no signature",
+                Unsealed::SignatureNotBase64 => "its signature is not base64url",
+                Unsealed::OtherKey => "it was not signed by this cluster's coordinator",
+                Unsealed::Unreadable => "its body is not readable",
+            })
+        })
     }
 }
 

@@ -45,6 +45,26 @@ async fn plan_bytes(setup: impl AsyncFnOnce(&SessionContext), sql: &str) -> Vec<
         .to_vec()
 }
 
+/// A CSV scan of the standalone's token key file: what the attack used.
+async fn key_file_scan(cluster: &Cluster) -> Vec<u8> {
+    let path = cluster.state.join("gateway.key").display().to_string();
+    plan_bytes(
+        async |ctx| {
+            ctx.register_csv(
+                "k",
+                &path,
+                CsvReadOptions::new()
+                    .has_header(false)
+                    .file_extension(".key"),
+            )
+            .await
+            .expect("registers");
+        },
+        "SELECT * FROM k",
+    )
+    .await
+}
+
 fn ticket(plan: Vec<u8>, reservation_id: &str, grant: String) -> Ticket {
     let mut t = DIRECT_TICKET_MAGIC.to_vec();
     DirectTicket {
@@ -121,22 +141,7 @@ async fn a_direct_ticket_without_a_coordinator_reservation_is_refused() -> anyho
         key_file.is_file(),
         "the standalone keeps its token key there"
     );
-    let path = key_file.display().to_string();
-    let plan = plan_bytes(
-        async |ctx| {
-            ctx.register_csv(
-                "k",
-                &path,
-                CsvReadOptions::new()
-                    .has_header(false)
-                    .file_extension(".key"),
-            )
-            .await
-            .expect("registers");
-        },
-        "SELECT * FROM k",
-    )
-    .await;
+    let plan = key_file_scan(&cluster).await;
 
     let no_grant = send(
         &cluster,
@@ -171,22 +176,7 @@ async fn a_direct_ticket_without_a_coordinator_reservation_is_refused() -> anyho
 async fn a_reserved_plan_still_cannot_scan_the_key_file_or_write_files() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let (executor_id, address) = interactive_executor(&cluster).await?;
-    let path = cluster.state.join("gateway.key").display().to_string();
-    let scan = plan_bytes(
-        async |ctx| {
-            ctx.register_csv(
-                "k",
-                &path,
-                CsvReadOptions::new()
-                    .has_header(false)
-                    .file_extension(".key"),
-            )
-            .await
-            .expect("registers");
-        },
-        "SELECT * FROM k",
-    )
-    .await;
+    let scan = key_file_scan(&cluster).await;
     let grant = grant_for(&cluster, &executor_id, "scan-1", &scan);
     let (code, message) = send(&cluster, &address, ticket(scan, "scan-1", grant))
         .await
