@@ -255,17 +255,22 @@ impl ConfinedStore {
     }
 
     fn check(&self, location: &Path) -> object_store::Result<()> {
-        if self.lake.contains_path(location.as_ref()) {
-            Ok(())
-        } else {
-            Err(object_store::Error::PermissionDenied {
-                path: location.to_string(),
-                source: Box::new(TarnError::new(
-                    ErrorCode::PathOutsideLake,
-                    format!("{location} is outside the lake; executors open lake files only"),
-                )),
-            })
-        }
+        confine(&self.lake, location)
+    }
+}
+
+/// `location` if it lies under the lake, else a refusal naming it.
+fn confine(lake: &LakePrefix, location: &Path) -> object_store::Result<()> {
+    if lake.contains_path(location.as_ref()) {
+        Ok(())
+    } else {
+        Err(object_store::Error::PermissionDenied {
+            path: location.to_string(),
+            source: Box::new(TarnError::new(
+                ErrorCode::PathOutsideLake,
+                format!("{location} is outside the lake; executors open lake files only"),
+            )),
+        })
     }
 }
 
@@ -316,14 +321,7 @@ impl ObjectStore for ConfinedStore {
         let checked = locations
             .map(move |loc| {
                 let loc = loc?;
-                if lake.contains_path(loc.as_ref()) {
-                    Ok(loc)
-                } else {
-                    Err(object_store::Error::PermissionDenied {
-                        path: loc.to_string(),
-                        source: "outside the lake".into(),
-                    })
-                }
+                confine(&lake, &loc).map(|()| loc)
             })
             .boxed();
         self.inner.delete_stream(checked)

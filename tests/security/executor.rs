@@ -11,18 +11,7 @@ use tarn_tests::{internal_endpoint, Cluster};
 
 /// The interactive executor's id and Flight address.
 async fn interactive_executor(cluster: &Cluster) -> anyhow::Result<(String, String)> {
-    let mut c = cluster.coordinator().await?;
-    let info = c
-        .get_cluster_info(GetClusterInfoRequest {
-            header: Some(header()),
-        })
-        .await?
-        .into_inner();
-    let e = info
-        .executors
-        .into_iter()
-        .find(|e| e.pool == Pool::Interactive as i32)
-        .ok_or_else(|| anyhow::anyhow!("no interactive executor"))?;
+    let e = cluster.interactive_executor().await?;
     Ok((
         e.executor_id,
         format!("http://{}:{}", e.host, e.flight_port),

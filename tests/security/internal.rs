@@ -172,20 +172,7 @@ async fn the_coordinator_refuses_outsiders_and_wrong_roles() -> anyhow::Result<(
 #[tokio::test]
 async fn only_the_coordinator_may_stop_an_executor() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let info = cluster
-        .coordinator()
-        .await?
-        .get_cluster_info(GetClusterInfoRequest {
-            header: Some(header()),
-        })
-        .await?
-        .into_inner();
-    let exec = info
-        .executors
-        .iter()
-        .find(|e| e.pool == Pool::Interactive as i32)
-        .expect("an interactive executor")
-        .clone();
+    let exec = cluster.interactive_executor().await?;
     let task_port = format!("{}:{}", exec.host, exec.grpc_port);
 
     // No certificate: the handshake fails, nothing reaches Ballista.

@@ -294,6 +294,22 @@ impl Cluster {
         ))
     }
 
+    /// The cluster's interactive executor, as the coordinator lists it.
+    pub async fn interactive_executor(&self) -> anyhow::Result<tarn_proto::ExecutorInfo> {
+        let info = self
+            .coordinator()
+            .await?
+            .get_cluster_info(tarn_proto::GetClusterInfoRequest {
+                header: Some(tarn_proto::header()),
+            })
+            .await?
+            .into_inner();
+        info.executors
+            .into_iter()
+            .find(|e| e.pool == tarn_proto::Pool::Interactive as i32)
+            .ok_or_else(|| anyhow::anyhow!("no interactive executor"))
+    }
+
     /// The standalone's cluster credentials folder.
     pub fn cluster_dir(&self) -> PathBuf {
         self.state.join("cluster")
