@@ -54,6 +54,7 @@ const ALLOWED: &[&str] = &[
     "CooperativeExec",
     "CrossJoinExec",
     "EmptyExec",
+    "ExplainExec",
     "ExactSortPushdownExec",
     "FilterExec",
     "GlobalLimitExec",

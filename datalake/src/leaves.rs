@@ -1,7 +1,6 @@
 //! Self-generating leaves (`PlaceholderRowExec`, `EmptyExec`) as in-memory
-//! scans, for plans the coordinator runs as Ballista jobs (applied to a
-//! write's input when the scheduler plans the write, see
-//! [`crate::table::LakeTable`]'s `insert_into`).
+//! scans, applied by executors to every task's plan before it runs (see
+//! `tarn_executor::engine`).
 //!
 //! Ballista hands each task a copy of its stage's plan restricted to the
 //! partitions the task owns. A union branch the task does not own is cut
@@ -11,11 +10,15 @@
 //! different lengths, the scheduler rejects the status update of every
 //! task after the first ("task metrics array size … does not equal stage
 //! metrics array size …"), and the stage never completes: a job such as
-//! `INSERT … SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7` hangs.
+//! `INSERT … SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7`, or a SELECT
+//! over a union of constants and table scans, hangs.
 //!
-//! Planning these leaves as in-memory scans from the start gives every
-//! task the same operators, owned branch or not. The rows are the same:
-//! one row per partition for a placeholder, none for an empty leaf.
+//! The scheduler cannot be asked to plan differently: its adaptive planner
+//! replaces the session's physical optimizer rules and adds `EmptyExec`s of
+//! its own as stages resolve. So the executor rewrites what it is handed:
+//! every task then runs the same operators, owned branch or not. The rows
+//! are the same: one row per partition for a placeholder, none for an
+//! empty leaf.
 
 use std::sync::Arc;
 

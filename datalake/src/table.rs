@@ -248,9 +248,6 @@ impl TableProvider for LakeTable {
                 self.spec.workspace, self.spec.name
             )));
         }
-        // Every task of a stage must report the same operators, or Ballista
-        // drops their status and the write never ends (see `leaves`).
-        let input = crate::leaves::memory_leaves(input)?;
         Ok(Arc::new(crate::write::DeltaWriteExec::new(
             input,
             Arc::clone(&self.spec),
