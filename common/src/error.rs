@@ -569,7 +569,7 @@ impl fmt::Display for ErrorCode {
 pub const ERROR_CODE_HEADER: &str = "x-tarn-error-code";
 
 /// A user-facing error: what failed, why, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TarnError {
     /// The catalogue entry.
     pub code: ErrorCode,
@@ -647,6 +647,15 @@ impl TarnError {
             Some((cause, fix)) => Self::new(code, cause.to_string()).with_fix(fix.to_string()),
             None => Self::new(code, body.to_string()),
         }
+    }
+}
+
+/// The same text as `Display`: errors raised on an executor reach the
+/// gateway as the `Debug` text of the error chain Ballista reports, and the
+/// gateway recovers the code from its `TARN-<n>` form.
+impl fmt::Debug for TarnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

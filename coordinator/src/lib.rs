@@ -30,6 +30,7 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tarn_state::{EmbeddedStore, EtcdStore, StateStore};
@@ -364,7 +365,9 @@ impl Lead {
             Arc::new(move |config: SessionConfig| {
                 let state = default_session_builder(config)?;
                 tarn_lake::register_object_store(state.runtime_env(), &root)?;
-                Ok(state)
+                Ok(SessionStateBuilder::new_from_existing(state)
+                    .with_query_planner(Arc::new(LeavesPlanner))
+                    .build())
             });
         let config_producer: ballista_core::ConfigProducer = Arc::new(session_config);
         let endpoint = format!("{}:{}", self.addr.ip(), self.addr.port());
@@ -400,6 +403,31 @@ impl Lead {
             .await
             .map_err(|source| Error::StartScheduler { source })?;
         Ok((scheduler, job_state))
+    }
+}
+
+/// DataFusion's planner, with self-generating leaves planned as in-memory
+/// scans (`tarn_lake::leaves`). Executors rewrite each task's plan that
+/// way before running it, so tasks report uniform metrics; planning the
+/// same here keeps the scheduler's copy of each stage in step with them
+/// (it pairs them up again to show a job's metrics). A query planner
+/// rather than an optimizer rule: the adaptive planner replaces the
+/// session's physical optimizer rules, not its query planner.
+#[derive(Debug)]
+struct LeavesPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for LeavesPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &datafusion::logical_expr::LogicalPlan,
+        state: &dyn datafusion::catalog::Session,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        let physical = datafusion::physical_planner::DefaultPhysicalPlanner::default()
+            .create_physical_plan(plan, state)
+            .await?;
+        tarn_lake::leaves::memory_leaves(physical)
     }
 }
 

@@ -108,17 +108,33 @@ fn find_tarn_error(e: &DataFusionError) -> Option<TarnError> {
         .map(|b| b.trim_start_matches(':').trim_start())
         .unwrap_or(body);
     let (cause, fix) = match body.split_once(". Fix: ") {
-        Some((c, f)) => (
-            c.to_string(),
-            Some(f.trim_end_matches(['"', ')', '\'']).to_string()),
-        ),
-        None => (body.to_string(), None),
+        Some((c, f)) => (c.to_string(), Some(unwrapped(f))),
+        None => (unwrapped(body), None),
     };
     let mut t = TarnError::new(code, cause);
     if let Some(f) = fix {
         t = t.with_fix(f);
     }
     Some(t)
+}
+
+/// The tail of an error text without what wrapped it: the rest of the
+/// line, less the closing brackets and quotes of the error chain around it
+/// (a bracket the text itself opened stays).
+fn unwrapped(text: &str) -> String {
+    let mut t = text.lines().next().unwrap_or("").trim_end();
+    loop {
+        let opened = t.matches('(').count();
+        let closed = t.matches(')').count();
+        let before = t.len();
+        t = t.trim_end_matches(['"', '\'']).trim_end();
+        if closed > opened {
+            t = t.strip_suffix(')').unwrap_or(t);
+        }
+        if t.len() == before {
+            return t.to_string();
+        }
+    }
 }
 
 fn find_lake_error(e: &DataFusionError) -> Option<&tarn_lake::Error> {
@@ -135,4 +151,36 @@ fn find_lake_error(e: &DataFusionError) -> Option<&tarn_lake::Error> {
         cur = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the gateway gets back when a write fails on an executor: the
+    /// executor's coded error inside Ballista's text of the error chain.
+    #[test]
+    fn a_coded_executor_error_keeps_its_code_through_ballista() {
+        let raised = TarnError::new(
+            ErrorCode::NullabilityMismatch,
+            "column 'v' of table 'demo.T_SPRK' is NOT NULL, but 1 row(s) of the data are NULL there",
+        )
+        .with_fix("write a value (mode 'append')");
+        let text = format!(
+            "Job 1 failed: Job failed due to stage 0 failed: Task failed due to runtime execution error: \
+             DataFusionError(Shared(External(DataFusionError(External({raised:?})))))\n"
+        );
+        let got = from_datafusion(&DataFusionError::Execution(text));
+        assert_eq!(got, raised);
+    }
+
+    #[test]
+    fn the_default_fix_is_kept_whole() {
+        let raised = TarnError::new(ErrorCode::PlanRefused, "plan refused: CsvExec");
+        let text = format!("Task failed: External({raised:?})");
+        let got = from_datafusion(&DataFusionError::Execution(text));
+        assert_eq!(got.code, ErrorCode::PlanRefused);
+        assert_eq!(got.message, raised.message);
+        assert_eq!(got.fix(), raised.fix());
+    }
 }

@@ -499,20 +499,8 @@ pub async fn plan_statement(
             };
             let real = t.spec().name.clone();
             rules::check_write_target(&ws, &real, true, mode, &[])?;
-            // DataFusion plans the INSERT (column lists, positional
-            // matching, implicit casts); the target is then swapped for
-            // the write target.
-            let plan = state
-                .statement_to_plan(statement)
-                .await
-                .map_err(|e| from_datafusion(&e))?;
-            let LogicalPlan::Dml(dml) = plan else {
-                return Err(TarnError::new(
-                    ErrorCode::Internal,
-                    "INSERT did not plan as DML",
-                ));
-            };
             let schema = datafusion::catalog::TableProvider::schema(t.as_ref());
+            let input = insert_input(state, statement, &schema).await?;
             let parts: Vec<String> = t
                 .spec()
                 .partition_fields
@@ -529,7 +517,7 @@ pub async fn plan_statement(
                 schema: schema.as_ref().clone(),
             });
             let spec = Arc::new(target.spec().clone());
-            let plan = write_plan(dml.input.as_ref().clone(), target, overwrite)?;
+            let plan = write_plan(input, target, overwrite)?;
             Ok((plan, Effect::Commit(spec)))
         }
         WriteStatement::CreateAs {
@@ -602,6 +590,128 @@ pub async fn plan_statement(
             ))
         }
     }
+}
+
+/// The rows an `INSERT` writes, one column per table column in table
+/// order (named as the table's), cast to the table's types.
+///
+/// `INSERT … VALUES (…)` is planned by DataFusion, which types the rows
+/// (and their `$n` parameters) by the target columns. Any other source is
+/// planned as the query it is and matched by position here: DataFusion
+/// would type every `VALUES` list nested anywhere in the query by the
+/// table's columns too, position by position, so
+/// `INSERT INTO t(v, k) SELECT column2, column1 FROM (VALUES (1, 'a'))`
+/// failed casting `'a'` to `k`'s type.
+async fn insert_input(
+    state: &SessionState,
+    statement: DFStatement,
+    table: &Schema,
+) -> Result<LogicalPlan, TarnError> {
+    let DFStatement::Statement(s) = &statement else {
+        return Err(TarnError::new(
+            ErrorCode::Internal,
+            "INSERT did not parse as one",
+        ));
+    };
+    let S::Insert(insert) = s.as_ref() else {
+        return Err(TarnError::new(
+            ErrorCode::Internal,
+            "INSERT did not parse as one",
+        ));
+    };
+    let Some(source) = insert.source.clone() else {
+        return Err(TarnError::new(
+            ErrorCode::InvalidQuery,
+            "INSERT needs VALUES or a SELECT",
+        ));
+    };
+    if matches!(source.body.as_ref(), ast::SetExpr::Values(_)) {
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| from_datafusion(&e))?;
+        return match plan {
+            LogicalPlan::Dml(dml) => Ok(dml.input.as_ref().clone()),
+            _ => Err(TarnError::new(
+                ErrorCode::Internal,
+                "INSERT did not plan as DML",
+            )),
+        };
+    }
+    // Which source column feeds each table column (None: not listed).
+    let mut feeds: Vec<Option<usize>> = Vec::with_capacity(table.fields().len());
+    if insert.columns.is_empty() {
+        feeds.extend((0..table.fields().len()).map(Some));
+    } else {
+        feeds.resize(table.fields().len(), None);
+        for (i, name) in insert.columns.iter().enumerate() {
+            let [part] = name.0.as_slice() else {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("INSERT column '{name}' has more than one part"),
+                )
+                .with_fix("name the table's columns alone: INSERT INTO t (a, b) SELECT …"));
+            };
+            let wanted = part
+                .as_ident()
+                .map(|id| {
+                    if id.quote_style.is_some() {
+                        id.value.clone()
+                    } else {
+                        id.value.to_lowercase()
+                    }
+                })
+                .unwrap_or_default();
+            // Unquoted names match as typed first (CamelCase lake columns),
+            // then as DataFusion normalises them.
+            let raw = part
+                .as_ident()
+                .map(|id| id.value.clone())
+                .unwrap_or_default();
+            let index = table
+                .index_of(&raw)
+                .or_else(|_| table.index_of(&wanted))
+                .map_err(|_| {
+                    TarnError::new(
+                        ErrorCode::SchemaMismatch,
+                        format!("the table has no column '{raw}'"),
+                    )
+                    .with_fix("list the table's columns with DESCRIBE <table>")
+                })?;
+            if feeds[index].is_some() {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("column '{raw}' is listed twice"),
+                ));
+            }
+            feeds[index] = Some(i);
+        }
+    }
+    let listed = feeds.iter().filter(|f| f.is_some()).count();
+    let query = state
+        .statement_to_plan(DFStatement::Statement(Box::new(S::Query(source))))
+        .await
+        .map_err(|e| from_datafusion(&e))?;
+    let given = query.schema().fields().len();
+    if given != listed {
+        return Err(TarnError::new(
+            ErrorCode::SchemaMismatch,
+            format!("the query gives {given} columns for {listed} table columns"),
+        )
+        .with_fix("select one value per table column (or list the columns: INSERT INTO t (a, b) SELECT …)"));
+    }
+    let mut exprs = Vec::with_capacity(feeds.len());
+    for (field, feed) in table.fields().iter().zip(feeds) {
+        let value = match feed {
+            Some(i) => Expr::Column(Column::from(query.schema().qualified_field(i))),
+            None => Expr::Literal(datafusion::common::ScalarValue::Null, None),
+        };
+        exprs.push(cast(value, field.data_type().clone()).alias(field.name()));
+    }
+    LogicalPlanBuilder::from(query)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| from_datafusion(&e))
 }
 
 /// An empty plan with the DML result schema (`count`).

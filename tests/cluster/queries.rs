@@ -169,12 +169,9 @@ async fn unions_of_constants_and_scans_return_every_row() -> anyhow::Result<()> 
         SELECT CAST(length(UserPrincipalName) AS BIGINT) FROM SigninLogs WHERE ResultType = '0' UNION ALL \
         SELECT CAST(length(UserPrincipalName) AS BIGINT) FROM SigninLogs WHERE ResultType <> '0' UNION ALL \
         SELECT 1 UNION ALL SELECT k FROM (VALUES (2), (3)) t(k) WHERE k > 10) u";
-    let got = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        query(&mut c, sql),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("the union query did not return within 60 s"))??;
+    let got = tokio::time::timeout(std::time::Duration::from_secs(60), query(&mut c, sql))
+        .await
+        .map_err(|_| anyhow::anyhow!("the union query did not return within 60 s"))??;
     assert_eq!(scalar_i64(&got), scans + 2, "both scans and both constants");
     Ok(())
 }
