@@ -160,9 +160,22 @@ enum Command {
     },
 }
 
+/// Log levels unless `RUST_LOG` says otherwise. The Delta kernel's snapshot
+/// builder logs an ERROR for every table it finds not yet created ("No
+/// files in log segment") — which is how each new table starts, the demo
+/// lake's included — and returns the same error to its caller, who reports
+/// it where it matters; so it is silenced. So is the scheduler's `display`
+/// module, which logs an ERROR whenever a stage's plan and its tasks'
+/// metrics differ in length — executors run in-memory scans in place of
+/// constant leaves (`tarn_lake::leaves`), so they can — while it only
+/// assembles metrics for showing a finished job.
+const DEFAULT_LOG_FILTER: &str = "info,ballista=warn,ballista_executor=warn,datafusion=warn,\
+deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel::snapshot::builder=off,\
+ballista_scheduler::display=off";
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tarn_common::telemetry::init("info,ballista=warn,ballista_executor=warn,datafusion=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn", cli.log_json);
+    tarn_common::telemetry::init(DEFAULT_LOG_FILTER, cli.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tarn")

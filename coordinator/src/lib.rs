@@ -51,6 +51,7 @@ pub type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 /// from: Ballista's defaults plus Tarn's codec.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
+        .with_ballista_adaptive_query_planner(false)
         .with_ballista_logical_extension_codec(Arc::new(tarn_lake::LakeLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(tarn_lake::LakePhysicalCodec::default()))
 }

@@ -23,6 +23,9 @@ use crate::table::{LakeTable, LakeTableSpec};
 /// with a table Ballista's codec encoded.
 const MAGIC: &[u8] = b"TARNLAKE1:";
 
+/// Prefix marking an encoded [`crate::series::SeriesTable`].
+const SERIES: &[u8] = b"TARNSERIES1:";
+
 /// Tarn's logical extension codec.
 #[derive(Debug, Default)]
 pub struct LakeLogicalCodec {
@@ -57,9 +60,12 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
                 })?;
                 Ok(Arc::new(LakeTable::new(spec)))
             }
-            None => self
-                .inner
-                .try_decode_table_provider(buf, table_ref, schema, ctx),
+            None => match buf.strip_prefix(SERIES) {
+                Some(body) => Ok(Arc::new(crate::series::SeriesTable::decode(body, ctx)?)),
+                None => self
+                    .inner
+                    .try_decode_table_provider(buf, table_ref, schema, ctx),
+            },
         }
     }
 
@@ -74,6 +80,11 @@ impl LogicalExtensionCodec for LakeLogicalCodec {
             buf.extend_from_slice(MAGIC);
             serde_json::to_writer(&mut *buf, table.spec())
                 .map_err(|e| DataFusionError::Internal(format!("cannot encode lake table: {e}")))?;
+            return Ok(());
+        }
+        if let Some(series) = any.downcast_ref::<crate::series::SeriesTable>() {
+            buf.extend_from_slice(SERIES);
+            buf.extend_from_slice(&series.encode()?);
             return Ok(());
         }
         self.inner.try_encode_table_provider(table_ref, node, buf)

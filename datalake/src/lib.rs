@@ -14,6 +14,7 @@ pub mod error;
 pub mod guard;
 pub mod leaves;
 pub mod rules;
+pub mod series;
 pub mod table;
 pub mod write;
 

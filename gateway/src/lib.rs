@@ -24,6 +24,7 @@ pub mod lease;
 pub mod options;
 pub mod query;
 pub mod session;
+pub mod table_functions;
 pub mod write;
 
 pub use error::{Error, Result};

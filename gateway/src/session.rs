@@ -471,7 +471,15 @@ impl Sessions {
             // coordinator and executors over the cluster's mutual TLS.
             .with_ballista_override_create_grpc_client_endpoint(Arc::new(
                 tarn_common::cluster::secure_endpoint,
-            ));
+            ))
+            // Jobs are planned by Ballista's static planner. The adaptive
+            // one replaces empty subplans with multi-partition `EmptyExec`s
+            // as stages finish, which Ballista then cannot restrict to a
+            // task's partitions: a union over such a branch wrote some
+            // partitions twice (a CTAS failed "partition result … came back
+            // twice") — and it ignores the scheduler session's planner
+            // rules Tarn relies on (`tarn_lake::leaves`).
+            .with_ballista_adaptive_query_planner(false);
         // Analysts type `SigninLogs.UserPrincipalName` exactly as the
         // schema spells it; lower-casing unquoted identifiers would break
         // every CamelCase name in the lake.
@@ -493,7 +501,15 @@ impl Sessions {
                 TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
             })?;
         // After the upgrade, which replaces the scalar functions.
-        let state = crate::fold::guard(state, self.limits.max_constant_bytes);
+        let mut state = crate::fold::guard(state, self.limits.max_constant_bytes);
+        // Series functions that can travel to the cluster (see
+        // `tarn_lake::series`); `table_functions` allows only these.
+        for name in tarn_lake::series::NAMES {
+            let f = tarn_lake::series::SeriesFunction::new(name).map_err(|e| {
+                TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
+            })?;
+            state.register_udtf(name, Arc::new(f));
+        }
         state
             .catalog_list()
             .register_catalog(CATALOG.to_string(), self.catalog_for(grants));
@@ -579,6 +595,8 @@ impl Sessions {
         if write.is_none() {
             check_read_only(&statement)?;
         }
+        let calls = crate::table_functions::called(&statement);
+        crate::table_functions::check(&calls)?;
         let refs = state
             .resolve_table_references(&statement)
             .map_err(|e| from_datafusion(&e))?;
@@ -594,6 +612,10 @@ impl Sessions {
         };
         let mut wants_listing = false;
         for r in refs {
+            // A table function, not a table (checked above).
+            if r.schema().is_none() && calls.contains(r.table()) {
+                continue;
+            }
             if let Some((ws, t)) = &skip {
                 if r.schema().unwrap_or(workspace) == ws && r.table() == t {
                     continue;

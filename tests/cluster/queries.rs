@@ -192,3 +192,51 @@ async fn explain_shows_the_plan() -> anyhow::Result<()> {
     assert!(text.contains("SigninLogs"), "the scan is named:\n{text}");
     Ok(())
 }
+
+/// The pure table functions run on the cluster, alone, projected away
+/// (`count(*)`), under unions split over tasks and joined with the lake;
+/// any other table function is refused before planning.
+#[tokio::test]
+async fn series_functions_run_and_other_table_functions_are_refused() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let mut c = cluster.flight_sql().await?;
+    let signins = scalar_i64(&query(&mut c, "SELECT count(*) FROM SigninLogs").await?);
+    for (sql, want) in [
+        ("SELECT count(*) FROM range(100000)", 100_000),
+        ("SELECT sum(value) FROM generate_series(1, 10)", 55),
+        (
+            "SELECT count(*) FROM (SELECT * FROM range(10) UNION ALL SELECT * FROM range(10) \
+             UNION ALL SELECT value FROM generate_series(1, 5) ORDER BY 1) t",
+            25,
+        ),
+        (
+            "SELECT count(*) FROM (SELECT 1 AS x FROM range(7) UNION ALL \
+             SELECT length(UserPrincipalName) FROM SigninLogs UNION ALL SELECT 3) t",
+            signins + 8,
+        ),
+        ("SELECT count(*) FROM range(1000) a CROSS JOIN range(1000) b", 1_000_000),
+        (
+            "SELECT count(*) FROM generate_series(DATE '2024-01-01', DATE '2024-01-31', INTERVAL '1 day')",
+            31,
+        ),
+    ] {
+        let got = query(&mut c, sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+        assert_eq!(scalar_i64(&got), want, "{sql}");
+    }
+    for sql in [
+        "SELECT * FROM read_parquet('/etc/passwd')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT count(*) FROM range(10000000)",
+    ] {
+        let err = query(&mut c, sql).await.expect_err(sql);
+        let code = err
+            .metadata()
+            .get("x-tarn-error-code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(code.as_deref(), Some("2803"), "{sql}: {}", err.message());
+    }
+    Ok(())
+}
