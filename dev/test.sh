@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, the checked-in protobuf code,
+# clippy and rustdoc with warnings as errors,
 # unit tests, the cross-process cluster tests (real `tarn` binary, Rust
 # Flight SQL client) and the Python client tests (ADBC, pyarrow, DuckDB).
 set -euo pipefail
@@ -22,6 +23,12 @@ step "build"
 # One invocation for the binary and every test target: building them
 # separately resolves features differently and compiles the engine twice.
 cargo build --locked --workspace --bins --tests
+
+step "lints (clippy, warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "API docs build without warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 
 step "Rust tests (unit + cluster)"
 if cargo nextest --version >/dev/null 2>&1; then

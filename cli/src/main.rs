@@ -16,7 +16,7 @@ use tarn_common::config;
     about = "Tarn: a compute cluster for notebooks and jobs over a security data lake"
 )]
 struct Cli {
-    /// TOML file with [coordinator], [executor] and [gateway] sections.
+    /// TOML file with `[coordinator]`, `[executor]` and `[gateway]` sections.
     #[arg(long, global = true, env = "TARN_CONFIG")]
     config: Option<PathBuf>,
     /// Log as JSON lines.

@@ -1,6 +1,6 @@
 //! Writing to the lake.
 //!
-//! A write is a DataFusion `INSERT` into a [`LakeTable`] whose spec carries
+//! A write is a DataFusion `INSERT` into a [`LakeTable`](crate::LakeTable) whose spec carries
 //! a [`WriteSpec`]. Its physical form, [`DeltaWriteExec`], runs on the
 //! executors: each execution of one of its partitions writes those rows as
 //! Parquet files into the table folder and records the files in a manifest

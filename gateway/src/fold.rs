@@ -11,7 +11,7 @@
 //! its result from its arguments; a result over the planning budget is not
 //! computed. The optimizer would quietly keep the call for execution time,
 //! but the coordinator's scheduler plans it again and would fold it there,
-//! so a refusal is remembered and [`RefuseOversizedConstants`] fails the
+//! so a refusal is remembered and `RefuseOversizedConstants` fails the
 //! statement with `MEMORY_LIMIT_EXCEEDED` instead. The guards keep the
 //! functions' names: plans sent to executors name `repeat`, not a Tarn
 //! function, and executors run their own (bounded by their memory pools).
@@ -19,8 +19,8 @@
 //! The budget counts every guarded result of one optimizer pass, so many
 //! calls just under the limit cannot add up to a large total either.
 //! Optimizer passes run synchronously on one thread, which is why the
-//! bookkeeping is thread-local: [`StartConstantBudget`] opens it at the start
-//! of each pass and [`RefuseOversizedConstants`] closes it at the end.
+//! bookkeeping is thread-local: `StartConstantBudget` opens it at the start
+//! of each pass and `RefuseOversizedConstants` closes it at the end.
 
 use std::cell::RefCell;
 use std::sync::Arc;
