@@ -17,29 +17,74 @@ use arrow_flight::FlightInfo;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
-/// The workspace's target directory.
+/// The target directory this test was built into: found from the running
+/// test executable (`<target>/<profile>/deps/<test>`), so a test never
+/// picks up another checkout's build, whatever path it was compiled at.
 pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
+    profile_dir()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
 }
 
-/// The `tarn` binary under test.
+/// `<target>/<profile>` of the running test executable.
+fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    (deps.file_name()? == "deps").then(|| deps.parent().map(Path::to_path_buf))?
+}
+
+/// The `tarn` binary under test: `TARN_BIN`, or the one built beside this
+/// test. Refused when any source of the workspace is newer than it (a
+/// stale binary would test old code): build it with the tests, as
+/// `dev/test.sh` does (`cargo build --workspace --bins --tests`).
 pub fn tarn_bin() -> anyhow::Result<PathBuf> {
-    let p = match std::env::var("TARN_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => target_dir().join("debug").join("tarn"),
-    };
-    if !p.exists() {
-        bail!(
-            "{} is missing: run `cargo build -p tarn-cli` first (or set TARN_BIN)",
+    if let Ok(p) = std::env::var("TARN_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = profile_dir().unwrap_or_else(|| target_dir().join("debug"));
+    let p = dir.join("tarn");
+    let built = match std::fs::metadata(&p).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(_) => bail!(
+            "{} is missing: run `cargo build --workspace --bins --tests` first (or set TARN_BIN)",
             p.display()
+        ),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Some(newer) = newer_source(&root, built) {
+        bail!(
+            "{} is older than {}: run `cargo build --workspace --bins --tests` (or set TARN_BIN)",
+            p.display(),
+            newer.display()
         );
     }
     Ok(p)
+}
+
+/// A Rust source or manifest of the binary's crates modified after `than`.
+fn newer_source(root: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
+    fn walk(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(found) = walk(&p, than) {
+                    return Some(found);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs" || x == "toml" || x == "proto") {
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                if modified > than {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+    ["cli", "common", "config", "coordinator", "datalake", "executor", "gateway", "proto", "state"]
+        .iter()
+        .find_map(|c| walk(&root.join(c), than))
 }
 
 /// A free TCP port on 127.0.0.1.
