@@ -354,8 +354,16 @@ impl Workspace {
                 location: format!("{}{}", self.lake.root, self.name),
                 source: Box::new(source),
             })?;
+        // A folder already known as a table is not probed again: a lake of
+        // hundreds of tables made every new table name (each CTAS) list
+        // every table's log.
+        let known: std::collections::HashSet<String> = self.tables.read().iter().cloned().collect();
         let mut tables = Vec::with_capacity(dirs.len());
         for d in dirs {
+            if known.contains(&d) {
+                tables.push(d);
+                continue;
+            }
             let log = self.prefix().clone().join(d.as_str()).join("_delta_log");
             let mut entries = store.list(Some(&log));
             if entries.try_next().await.ok().flatten().is_some() {

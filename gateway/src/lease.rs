@@ -34,14 +34,24 @@ fn unreachable(e: impl std::fmt::Display) -> TarnError {
     .with_fix("retry shortly; if it persists, ask an operator to check the coordinator")
 }
 
+/// The coordinator's answer as a coded error. Its own errors carry their
+/// code; a status without one is either the transport failing (the
+/// coordinator is unreachable) or something else answering, reported as
+/// what it is.
 fn from_status(s: tonic::Status) -> TarnError {
     if s.metadata()
         .get(tarn_common::error::ERROR_CODE_HEADER)
         .is_some()
     {
-        TarnError::from_status(&s)
-    } else {
-        unreachable(s.message())
+        return TarnError::from_status(&s);
+    }
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => unreachable(s.message()),
+        code => {
+            let mut e = TarnError::from_status(&s);
+            e.message = format!("the coordinator answered {code:?}: {}", s.message());
+            e
+        }
     }
 }
 

@@ -26,7 +26,11 @@ pub fn target_dir() -> PathBuf {
     }
     profile_dir()
         .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
 }
 
 /// `<target>/<profile>` of the running test executable.
@@ -73,7 +77,10 @@ fn newer_source(root: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
                 if let Some(found) = walk(&p, than) {
                     return Some(found);
                 }
-            } else if p.extension().is_some_and(|x| x == "rs" || x == "toml" || x == "proto") {
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "rs" || x == "toml" || x == "proto")
+            {
                 let modified = e.metadata().and_then(|m| m.modified()).ok()?;
                 if modified > than {
                     return Some(p);
@@ -82,9 +89,19 @@ fn newer_source(root: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
         }
         None
     }
-    ["cli", "common", "config", "coordinator", "datalake", "executor", "gateway", "proto", "state"]
-        .iter()
-        .find_map(|c| walk(&root.join(c), than))
+    [
+        "cli",
+        "common",
+        "config",
+        "coordinator",
+        "datalake",
+        "executor",
+        "gateway",
+        "proto",
+        "state",
+    ]
+    .iter()
+    .find_map(|c| walk(&root.join(c), than))
 }
 
 /// A free TCP port on 127.0.0.1.
