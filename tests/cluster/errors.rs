@@ -29,9 +29,7 @@ async fn expect_error(
         err.message()
     );
     assert_eq!(
-        err.metadata()
-            .get("x-tarn-error-code")
-            .and_then(|v| v.to_str().ok()),
+        tarn_tests::error_code(&err).as_deref(),
         Some(number.trim_start_matches("TARN-")),
         "{sql}: the code travels as metadata too"
     );

@@ -231,11 +231,7 @@ async fn series_functions_run_and_other_table_functions_are_refused() -> anyhow:
         "SELECT count(*) FROM range(10000000)",
     ] {
         let err = query(&mut c, sql).await.expect_err(sql);
-        let code = err
-            .metadata()
-            .get("x-tarn-error-code")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let code = tarn_tests::error_code(&err);
         assert_eq!(code.as_deref(), Some("2803"), "{sql}: {}", err.message());
     }
     Ok(())

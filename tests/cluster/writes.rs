@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tarn_tests::{demo_lake, query, Cluster};
+use tarn_tests::{demo_lake, error_code as code, query, Cluster};
 use tonic::transport::Channel;
 
 /// Longer than any of these writes takes, far shorter than "forever".
@@ -46,13 +46,6 @@ fn private_lake() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
         &lake.join("demo").join("IdentityInfo"),
     )?;
     Ok((dir, lake))
-}
-
-fn code(s: &tonic::Status) -> Option<String> {
-    s.metadata()
-        .get("x-tarn-error-code")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// The `(k, v)` rows of a result, sorted: tables are multisets.

@@ -83,13 +83,7 @@ async fn send(cluster: &Cluster, address: &str, t: Ticket) -> Result<usize, (Str
     .await
     .map_err(|e| ("connect".to_string(), e.to_string()))?;
     let mut client = FlightServiceClient::new(channel);
-    let code = |s: &tonic::Status| {
-        s.metadata()
-            .get("x-tarn-error-code")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_string()
-    };
+    let code = |s: &tonic::Status| tarn_tests::error_code(s).unwrap_or_else(|| "none".into());
     let stream = client
         .do_get(t)
         .await

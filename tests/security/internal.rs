@@ -55,11 +55,7 @@ async fn stop_executor(channel: Channel, executor_id: &str) -> Result<(), tonic:
 }
 
 fn code(s: &tonic::Status) -> String {
-    s.metadata()
-        .get("x-tarn-error-code")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none")
-        .to_string()
+    tarn_tests::error_code(s).unwrap_or_else(|| "none".into())
 }
 
 async fn as_role(cluster: &Cluster, addr: &str, role: Option<Role>) -> anyhow::Result<Channel> {

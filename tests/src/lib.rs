@@ -104,6 +104,14 @@ fn newer_source(root: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
     .find_map(|c| walk(&root.join(c), than))
 }
 
+/// The Tarn error code (`"2100"`) a status carries as metadata.
+pub fn error_code(s: &tonic::Status) -> Option<String> {
+    s.metadata()
+        .get("x-tarn-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
