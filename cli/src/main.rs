@@ -166,9 +166,10 @@ enum Command {
 /// lake's included — and returns the same error to its caller, who reports
 /// it where it matters; so it is silenced. So is the scheduler's `display`
 /// module, which logs an ERROR whenever a stage's plan and its tasks'
-/// metrics differ in length — executors run in-memory scans in place of
-/// constant leaves (`tarn_lake::leaves`), so they can — while it only
-/// assembles metrics for showing a finished job.
+/// metrics differ in length — which they can, as each task runs its own
+/// copy of the stage restricted to its partitions (seen on unions of
+/// `VALUES`, constants and scans) — while it only assembles metrics for
+/// showing a finished job.
 const DEFAULT_LOG_FILTER: &str = "info,ballista=warn,ballista_executor=warn,datafusion=warn,\
 deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel::snapshot::builder=off,\
 ballista_scheduler::display=off";

@@ -366,8 +366,10 @@ impl Lead {
             Arc::new(move |config: SessionConfig| {
                 let state = default_session_builder(config)?;
                 tarn_lake::register_object_store(state.runtime_env(), &root)?;
+                // Every task of a stage must run the same operators (see
+                // `tarn_lake::leaves`).
                 Ok(SessionStateBuilder::new_from_existing(state)
-                    .with_query_planner(Arc::new(LeavesPlanner))
+                    .with_physical_optimizer_rule(Arc::new(tarn_lake::leaves::MemoryLeaves))
                     .build())
             });
         let config_producer: ballista_core::ConfigProducer = Arc::new(session_config);
@@ -404,31 +406,6 @@ impl Lead {
             .await
             .map_err(|source| Error::StartScheduler { source })?;
         Ok((scheduler, job_state))
-    }
-}
-
-/// DataFusion's planner, with self-generating leaves planned as in-memory
-/// scans (`tarn_lake::leaves`). Executors rewrite each task's plan that
-/// way before running it, so tasks report uniform metrics; planning the
-/// same here keeps the scheduler's copy of each stage in step with them
-/// (it pairs them up again to show a job's metrics). A query planner
-/// rather than an optimizer rule: the adaptive planner replaces the
-/// session's physical optimizer rules, not its query planner.
-#[derive(Debug)]
-struct LeavesPlanner;
-
-#[async_trait::async_trait]
-impl datafusion::execution::context::QueryPlanner for LeavesPlanner {
-    async fn create_physical_plan(
-        &self,
-        plan: &datafusion::logical_expr::LogicalPlan,
-        state: &dyn datafusion::catalog::Session,
-    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        use datafusion::physical_planner::PhysicalPlanner;
-        let physical = datafusion::physical_planner::DefaultPhysicalPlanner::default()
-            .create_physical_plan(plan, state)
-            .await?;
-        tarn_lake::leaves::memory_leaves(physical)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Self-generating leaves (`PlaceholderRowExec`, `EmptyExec`) as in-memory
-//! scans, applied by executors to every task's plan before it runs (see
-//! `tarn_executor::engine`).
+//! scans: a physical optimizer rule of the coordinator's scheduler, so
+//! every job's stages are planned with them.
 //!
 //! Ballista hands each task a copy of its stage's plan restricted to the
 //! partitions the task owns. A union branch the task does not own is cut
@@ -13,12 +13,11 @@
 //! `INSERT … SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7`, or a SELECT
 //! over a union of constants and table scans, hangs.
 //!
-//! The scheduler cannot be asked to plan differently: its adaptive planner
-//! replaces the session's physical optimizer rules and adds `EmptyExec`s of
-//! its own as stages resolve. So the executor rewrites what it is handed:
-//! every task then runs the same operators, owned branch or not. The rows
-//! are the same: one row per partition for a placeholder, none for an
-//! empty leaf.
+//! Planning these leaves as in-memory scans from the start gives every
+//! task the same operators, owned branch or not. The rows are the same:
+//! one row per partition for a placeholder, none for an empty leaf. (This
+//! holds because jobs use Ballista's static planner: the adaptive one
+//! replaces the session's optimizer rules.)
 
 use std::sync::Arc;
 
@@ -32,12 +31,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::physical_plan::ExecutionPlan;
 
-/// Rewrites the self-generating leaves of `plan` as in-memory scans.
-pub fn memory_leaves(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    MemoryLeaves.optimize(plan, &ConfigOptions::default())
-}
-
-/// The same as a physical optimizer rule.
+/// Rewrites the self-generating leaves of a plan as in-memory scans.
 #[derive(Debug, Default)]
 pub struct MemoryLeaves;
 

@@ -49,9 +49,6 @@ impl ExecutionEngine for GuardedEngine {
             tracing::warn!(job = %job_id, stage_id, error = %e, "refused a task's plan");
             return Err(DataFusionError::External(Box::new(e)));
         }
-        // Every task of a stage must report the same operators, or the
-        // scheduler drops their status and the job never ends.
-        let plan = tarn_lake::leaves::memory_leaves(plan)?;
         self.inner.create_query_stage_exec(
             job_id,
             stage_id,
