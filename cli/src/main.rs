@@ -228,9 +228,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             set(&mut o.lake, lake);
             set(&mut o.bind_host, bind_host);
             set(&mut o.cluster_dir, cluster_dir);
-            // Ballista's executor installs its own signal handling and
-            // drains on SIGTERM; this token only stops the announcer.
-            let shutdown = tokio_util::sync::CancellationToken::new();
+            // Ballista's executor drains on SIGINT/SIGTERM by itself; the
+            // same signal cancels this token, so the executor announces
+            // itself draining, and a second signal exits at once.
+            let shutdown = tarn_common::shutdown::install_signal_handlers();
             tarn_executor::run(Arc::new(o), shutdown).await?;
             Ok(())
         }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod reservation;
 pub mod roles;
 pub mod shutdown;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use error::{ErrorCode, TarnError};

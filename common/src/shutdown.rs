@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 pub fn install_signal_handlers() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    // The one task outside a supervisor: it exists before any role does
+    // and ends the process itself.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested; draining (press Ctrl-C again to exit at once)");

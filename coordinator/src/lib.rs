@@ -36,13 +36,14 @@ use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tarn_state::{EmbeddedStore, EtcdStore, StateStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::front::{LeaderSlot, Leading, SchedulerFront};
 use crate::ledger::{Ledger, Limits};
 use crate::registry::ExecutorRegistry;
 use crate::service::CoordinatorService;
 use tarn_common::cluster::{Role, RoleGuard};
+use tarn_common::supervisor::Supervisor;
 
 /// Ballista's scheduler specialised to the plan encodings Tarn uses.
 pub type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
@@ -62,8 +63,7 @@ pub struct Coordinator {
     pub addr: SocketAddr,
     /// Where `/metrics` is served, if enabled.
     pub http_addr: Option<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
-    shutdown: CancellationToken,
+    tasks: Supervisor,
     drain_timeout: std::time::Duration,
 }
 
@@ -156,8 +156,9 @@ impl Coordinator {
         );
 
         info!(%addr, %advertise, store = backend, lake = %lake_root, "coordinator listening (Ballista scheduler + tarn.v1.Coordinator)");
+        let tasks = Supervisor::new(shutdown.clone());
         let server_shutdown = shutdown.clone();
-        let server = tokio::spawn(async move {
+        tasks.service("coordinator server", async move {
             // Nagle on these sockets costs a delayed-ACK round (~40 ms) per
             // small response; the builder's own nodelay flag does not reach
             // a caller-supplied listener, so it is set on the incoming side.
@@ -173,7 +174,6 @@ impl Coordinator {
                 .await
                 .map_err(|source| Error::Serve { source })
         });
-        let mut tasks = vec![server];
 
         let mut http_addr = None;
         if !opts.http_bind.is_empty() {
@@ -185,12 +185,15 @@ impl Coordinator {
                 })?;
             http_addr = l.local_addr().ok();
             info!(addr = ?http_addr, "metrics on /metrics");
-            tasks.push(tokio::spawn(metrics::serve(
-                l,
-                Arc::clone(&registry),
-                Arc::clone(&slot),
-                shutdown.clone(),
-            )));
+            tasks.service(
+                "metrics server",
+                metrics::serve(
+                    l,
+                    Arc::clone(&registry),
+                    Arc::clone(&slot),
+                    shutdown.clone(),
+                ),
+            );
         }
 
         let lead = Lead {
@@ -200,54 +203,29 @@ impl Coordinator {
             limits,
             registry,
             slot,
-            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
         };
-        tasks.push(tokio::spawn(lead.run(store, election)));
+        tasks.service("leadership", lead.run(store, election));
         Ok(Self {
             addr,
             http_addr,
             tasks,
-            shutdown,
             drain_timeout: opts.drain_timeout,
         })
     }
 
     /// Waits until the servers stop. Executors hold connections open, so
     /// after a shutdown request they get `drain_timeout`, then are dropped.
-    /// Returns an error if leadership was lost.
+    /// Returns the first failure of a server or loop (leadership lost, the
+    /// store unusable) at once: a process that can neither lead nor stand
+    /// by must exit so it is restarted, and one that lost leadership must
+    /// stop serving before a standby takes over, so there is no drain.
     pub async fn wait(self) -> Result<()> {
-        let shutdown = self.shutdown.clone();
-        let drain = self.drain_timeout;
-        // Whichever task ends first with an error (leadership lost, the
-        // store unusable) stops the whole coordinator: a process that can
-        // neither lead nor stand by must exit so it is restarted.
-        let failed: Arc<parking_lot::Mutex<Option<Error>>> = Arc::default();
-        let record = Arc::clone(&failed);
-        let all = async move {
-            let mut tasks = self.tasks;
-            while !tasks.is_empty() {
-                let (r, _, rest) = futures::future::select_all(tasks).await;
-                tasks = rest;
-                if let Err(e) = r.map_err(|e| Error::Task(e.to_string())).and_then(|r| r) {
-                    error!(error = %e, "coordinator stopping");
-                    shutdown.cancel();
-                    record.lock().get_or_insert(e);
-                    // No drain: a coordinator that lost leadership must stop
-                    // serving at once, before a standby takes over.
-                    return;
-                }
-            }
-        };
-        let deadline = async {
-            self.shutdown.cancelled().await;
-            tokio::time::sleep(drain).await;
-        };
-        tokio::select! {
-            _ = all => {}
-            _ = deadline => {}
+        self.tasks.wait().await.map_err(Error::Task)?;
+        if !self.tasks.drain(self.drain_timeout).await {
+            info!("drain timeout reached; closing remaining connections");
         }
-        let outcome = failed.lock().take();
-        outcome.map_or(Ok(()), Err)
+        Ok(())
     }
 }
 
@@ -285,7 +263,7 @@ struct Lead {
     limits: Limits,
     registry: Arc<ExecutorRegistry>,
     slot: Arc<LeaderSlot>,
-    shutdown: CancellationToken,
+    tasks: Supervisor,
 }
 
 impl Lead {
@@ -295,7 +273,7 @@ impl Lead {
             Store::Etcd(s) => {
                 let election = election.ok_or_else(|| Error::Task("no election".into()))?;
                 info!("standing by: campaigning for leadership in etcd");
-                let Some(l) = election.campaign(&self.shutdown).await? else {
+                let Some(l) = election.campaign(&self.tasks).await? else {
                     return Ok(());
                 };
                 s.fence_with(&l);
@@ -318,12 +296,19 @@ impl Lead {
         let (scheduler, jobs) = self
             .start_scheduler(Arc::clone(&ledger), Arc::clone(&direct))
             .await?;
-        tokio::spawn(cancel_released(scheduler.clone(), released_rx));
-        tokio::spawn(sweep(
+        self.tasks.spawn(
+            "cancel released leases' jobs",
+            cancel_released(scheduler.clone(), released_rx),
+        );
+        let sweep = sweep(
             Arc::clone(&ledger),
             self.opts.lease_ttl,
-            self.shutdown.clone(),
-        ));
+            self.tasks.token().clone(),
+        );
+        self.tasks.service("lease sweep", async move {
+            sweep.await;
+            Ok::<(), Error>(())
+        });
         if let Some(ms) = std::env::var("TARN_TEST_LEADERSHIP_DELAY_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -343,15 +328,16 @@ impl Lead {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "leading: scheduler started, ledger loaded"
         );
+        // Leading lasts until shutdown; losing the etcd lease ends it with
+        // an error, which stops the whole coordinator (its supervisor).
         match leadership {
-            None => Ok(()),
+            None => {
+                self.tasks.token().cancelled().await;
+                Ok(())
+            }
             Some(l) => tokio::select! {
-                _ = self.shutdown.cancelled() => Ok(()),
-                _ = l.lost.cancelled() => {
-                    error!("leadership lost; stopping");
-                    self.shutdown.cancel();
-                    Err(Error::LostLeadership)
-                }
+                _ = self.tasks.token().cancelled() => Ok(()),
+                _ = l.lost.cancelled() => Err(Error::LostLeadership),
             },
         }
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::front::LeaderSlot;
 use crate::registry::ExecutorRegistry;
-use crate::service::{live_executors, pool_infos};
+use crate::service::pool_infos;
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -60,8 +60,7 @@ pub async fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
     let Ok(leading) = slot.get() else {
         return out;
     };
-    let live = live_executors(registry, slot).await;
-    let pools = pool_infos(registry, &leading.ledger, &live);
+    let pools = pool_infos(registry, &leading.ledger);
     let gauge =
         |out: &mut String, name: &str, help: &str, f: &dyn Fn(&tarn_proto::PoolInfo) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

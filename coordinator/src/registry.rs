@@ -61,54 +61,55 @@ impl ExecutorRegistry {
         v
     }
 
-    /// What a pool can lease: min(configured, offered by executors that
-    /// announced themselves within the TTL).
-    pub fn capacity(&self, pool: Pool) -> u32 {
-        let configured = match pool {
-            Pool::Job => self.job_vcores,
-            _ => self.interactive_vcores,
-        };
-        let offered: u32 = self
-            .live()
-            .iter()
-            .filter(|e| e.pool == pool as i32)
-            .map(|e| e.vcores)
-            .sum();
-        configured.min(offered)
+    /// What the executors that count offer to `pool`: announced within
+    /// the TTL and not draining. Capacity and the pool view both use this.
+    fn offered(&self, pool: Pool) -> u32 {
+        let map = self.executors.read();
+        map.values()
+            .filter(|e| counts(e, self.ttl) && e.info.pool == pool as i32)
+            .map(|e| e.info.vcores)
+            .sum()
     }
 
-    /// The pool of a live executor.
+    fn configured(&self, pool: Pool) -> u32 {
+        match pool {
+            Pool::Job => self.job_vcores,
+            _ => self.interactive_vcores,
+        }
+    }
+
+    /// What a pool can lease: min(configured, offered).
+    pub fn capacity(&self, pool: Pool) -> u32 {
+        self.configured(pool).min(self.offered(pool))
+    }
+
+    /// The pool of an executor that counts (a draining one gets no work).
     pub fn pool_of(&self, executor_id: &str) -> Option<Pool> {
         let map = self.executors.read();
         map.get(executor_id)
-            .filter(|e| e.seen.elapsed() <= self.ttl)
+            .filter(|e| counts(e, self.ttl))
             .and_then(|e| Pool::try_from(e.info.pool).ok())
     }
 
-    /// Pool capacities: min(configured, offered by live executors).
-    pub fn pools(&self, live: &[ExecutorInfo]) -> Vec<PoolInfo> {
-        [
-            (Pool::Interactive, self.interactive_vcores),
-            (Pool::Job, self.job_vcores),
-        ]
-        .into_iter()
-        .map(|(pool, configured)| {
-            let offered: u32 = live
-                .iter()
-                .filter(|e| e.pool == pool as i32 && e.scheduler_alive)
-                .map(|e| e.vcores)
-                .sum();
-            PoolInfo {
+    /// Pool capacities: the same figures as [`ExecutorRegistry::capacity`].
+    pub fn pools(&self) -> Vec<PoolInfo> {
+        [Pool::Interactive, Pool::Job]
+            .into_iter()
+            .map(|pool| PoolInfo {
                 pool: pool as i32,
                 name: pool.label().to_string(),
-                configured_vcores: configured,
-                offered_vcores: offered,
-                capacity_vcores: configured.min(offered),
+                configured_vcores: self.configured(pool),
+                offered_vcores: self.offered(pool),
+                capacity_vcores: self.capacity(pool),
                 ..Default::default()
-            }
-        })
-        .collect()
+            })
+            .collect()
     }
+}
+
+/// Whether an executor counts toward its pool.
+fn counts(e: &Entry, ttl: Duration) -> bool {
+    e.seen.elapsed() <= ttl && !e.info.draining
 }
 
 #[cfg(test)]
@@ -130,11 +131,28 @@ mod tests {
         let r = ExecutorRegistry::new(Duration::from_secs(10), 760, 4);
         r.upsert(exec("a", Pool::Interactive, 8));
         r.upsert(exec("b", Pool::Job, 8));
-        let live = r.live();
-        let pools = r.pools(&live);
+        let pools = r.pools();
         assert_eq!(pools[0].capacity_vcores, 8);
         assert_eq!(pools[1].capacity_vcores, 4);
         assert_eq!(pools[1].offered_vcores, 8);
+        assert_eq!(r.capacity(Pool::Interactive), pools[0].capacity_vcores);
+    }
+
+    #[test]
+    fn a_draining_executor_is_shown_but_not_counted() {
+        let r = ExecutorRegistry::new(Duration::from_secs(10), 760, 240);
+        r.upsert(exec("a", Pool::Interactive, 8));
+        r.upsert(exec("b", Pool::Interactive, 4));
+        assert_eq!(r.capacity(Pool::Interactive), 12);
+        r.upsert(ExecutorInfo {
+            draining: true,
+            ..exec("b", Pool::Interactive, 4)
+        });
+        assert_eq!(r.capacity(Pool::Interactive), 8);
+        assert_eq!(r.pools()[0].offered_vcores, 8);
+        assert_eq!(r.pool_of("b"), None, "a draining executor gets no work");
+        assert_eq!(r.pool_of("a"), Some(Pool::Interactive));
+        assert!(r.live().iter().any(|e| e.executor_id == "b" && e.draining));
     }
 
     #[test]

@@ -114,12 +114,15 @@ pub async fn live_executors(registry: &ExecutorRegistry, slot: &LeaderSlot) -> V
 
 fn check_header(h: &Option<RequestHeader>) -> Result<(), Status> {
     match h {
-        Some(h) if h.protocol_version != PROTOCOL_VERSION => {
-            Err(Status::failed_precondition(format!(
-                "protocol version {} is not {}; run the same Tarn version on every role",
+        Some(h) if h.protocol_version != PROTOCOL_VERSION => Err(TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the caller speaks protocol version {}, this coordinator {}",
                 h.protocol_version, PROTOCOL_VERSION
-            )))
-        }
+            ),
+        )
+        .with_fix("run the same Tarn version on every role")
+        .to_status()),
         _ => Ok(()),
     }
 }
@@ -190,6 +193,7 @@ impl CoordinatorApi for CoordinatorService {
             pid: r.pid,
             scheduler_alive: false,
             last_seen_unix_ms: 0,
+            draining: r.draining,
         });
         Ok(Response::new(RegisterExecutorResponse {
             ttl_seconds: self.registry.ttl().as_secs() as u32,
@@ -204,7 +208,7 @@ impl CoordinatorApi for CoordinatorService {
         check_header(&request.get_ref().header)?;
         self.leading()?;
         let executors = self.executors().await;
-        let pools = self.pool_infos(&executors)?;
+        let pools = self.pool_infos()?;
         Ok(Response::new(GetClusterInfoResponse { executors, pools }))
     }
 
@@ -510,8 +514,7 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<GetPoolsResponse>, Status> {
         check_header(&request.get_ref().header)?;
         let ledger = self.ledger()?;
-        let executors = self.executors().await;
-        let pools = self.pool_infos(&executors)?;
+        let pools = self.pool_infos()?;
         let l = ledger.limits();
         Ok(Response::new(GetPoolsResponse {
             interactive_users: pools
@@ -594,22 +597,18 @@ impl CoordinatorApi for CoordinatorService {
 
 impl CoordinatorService {
     /// Pool capacities and ledger figures.
-    fn pool_infos(&self, executors: &[ExecutorInfo]) -> Result<Vec<PoolInfo>, Status> {
+    fn pool_infos(&self) -> Result<Vec<PoolInfo>, Status> {
         let ledger = self.ledger()?;
-        Ok(pool_infos(&self.registry, ledger, executors))
+        Ok(pool_infos(&self.registry, ledger))
     }
 }
 
 /// Pool capacities (from live executors) with the ledger's figures.
-pub fn pool_infos(
-    registry: &ExecutorRegistry,
-    ledger: &Ledger,
-    executors: &[ExecutorInfo],
-) -> Vec<PoolInfo> {
-    let mut pools = registry.pools(executors);
+pub fn pool_infos(registry: &ExecutorRegistry, ledger: &Ledger) -> Vec<PoolInfo> {
+    let mut pools = registry.pools();
     for p in &mut pools {
         let pool = Pool::try_from(p.pool).unwrap_or(Pool::Interactive);
-        // Capacity as the ledger grants it (executors announced to Tarn).
+        // The ledger grants from the registry's capacity; read it once.
         p.capacity_vcores = ledger.capacity(pool);
         let f = ledger.pool_figures(pool);
         p.leased_vcores = f.leased;

@@ -496,17 +496,19 @@ pub async fn commit(spec: &LakeTableSpec, ids: &[u64]) -> Result<Committed, Tarn
             Ok(t) => t.version().map(|v| v as i64).unwrap_or(0),
             Err(e) => {
                 remove_dir(&store, &dir).await;
-                let text = e.to_string();
-                return Err(
-                    if text.contains("already exists") || text.contains("Version") {
-                        TarnError::new(
-                            ErrorCode::TableAlreadyExists,
-                            format!("table '{full}' was created by another write first"),
-                        )
-                    } else {
-                        internal(&format!("cannot create table '{full}'"), text)
-                    },
-                );
+                // The builder's own "already exists" error is private, so
+                // ask the lake: a table there now was created by another
+                // write first (whether it won the race or was there before).
+                let raced = matches!(e, deltalake::DeltaTableError::VersionAlreadyExists(_))
+                    || deltalake::open_table(url.clone()).await.is_ok();
+                return Err(if raced {
+                    TarnError::new(
+                        ErrorCode::TableAlreadyExists,
+                        format!("table '{full}' was created by another write first"),
+                    )
+                } else {
+                    internal(&format!("cannot create table '{full}'"), e)
+                });
             }
         }
     } else {
@@ -538,14 +540,21 @@ pub async fn commit(spec: &LakeTableSpec, ids: &[u64]) -> Result<Committed, Tarn
             Ok(done) => done.version() as i64,
             Err(e) => {
                 remove_dir(&store, &dir).await;
-                let text = e.to_string();
-                return Err(if text.contains("onflict") || text.contains("concurrent") {
+                use deltalake::kernel::transaction::TransactionError as T;
+                let conflict = matches!(
+                    &e,
+                    deltalake::DeltaTableError::VersionAlreadyExists(_)
+                        | deltalake::DeltaTableError::Transaction {
+                            source: T::CommitConflict(_) | T::MaxCommitAttempts(_)
+                        }
+                );
+                return Err(if conflict {
                     TarnError::new(
                         ErrorCode::WriteConflict,
-                        format!("another write to '{full}' committed first and this one conflicts with it: {text}"),
+                        format!("another write to '{full}' committed first and this one conflicts with it: {e}"),
                     )
                 } else {
-                    internal(&format!("cannot commit to '{full}'"), text)
+                    internal(&format!("cannot commit to '{full}'"), e)
                 });
             }
         }

@@ -46,12 +46,22 @@ pub struct TarnFlightService {
     base: SessionState,
     executor_id: String,
     /// Where direct plans run (not the Flight server's runtime).
-    compute: tokio::runtime::Handle,
+    compute: Compute,
     /// The lake plans may read and write.
     lake_root: Url,
     /// The coordinator's signed reservations, each admitted once.
     grants: Arc<GrantChecker>,
     memory: MemoryBudget,
+}
+
+/// Where direct runs compute: a runtime of their own, their tasks tracked
+/// by the executor's supervisor.
+#[derive(Clone)]
+pub struct Compute {
+    /// The compute runtime.
+    pub handle: tokio::runtime::Handle,
+    /// The executor's tasks.
+    pub tasks: tarn_common::supervisor::Supervisor,
 }
 
 /// Where a direct run's memory comes from: its lease's share (its granted
@@ -83,7 +93,7 @@ impl TarnFlightService {
         work_dir: String,
         runtime: Arc<RuntimeEnv>,
         executor_id: String,
-        compute: tokio::runtime::Handle,
+        compute: Compute,
         lake_root: Url,
         grants: Arc<GrantChecker>,
         memory: MemoryBudget,
@@ -161,20 +171,28 @@ impl TarnFlightService {
         // shutdown. Dropping the response (client gone, query cancelled)
         // aborts the run at its next yield.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let task = self.compute.spawn(async move {
-            let mut stream = match plan.execute(0, ctx) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let run_span = span.clone();
+        let task = self.compute.tasks.spawn_on(
+            "direct run",
+            tracing::Instrument::instrument(
+                async move {
+                    let mut stream = match plan.execute(0, ctx) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    while let Some(item) = stream.next().await {
+                        if tx.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                run_span,
+            ),
+            &self.compute.handle,
+        );
         let guard = AbortOnDrop(task);
         let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(move |item| {
@@ -340,8 +358,10 @@ pub fn serve(
     config: GrpcServerConfig,
     max_message_size: usize,
     tls: Arc<tarn_common::cluster::ClusterTls>,
+    tasks: &tarn_common::supervisor::Supervisor,
 ) -> tokio::task::JoinHandle<Result<(), BallistaError>> {
-    tokio::spawn(async move {
+    // Ballista awaits this handle itself; the task is still tracked.
+    tasks.spawn("Flight service", async move {
         tracing::info!(%address, "Flight service (shuffle and direct runs, mutual TLS) listening");
         create_grpc_server(&config)
             .tls_config(tls.server_config())

@@ -32,4 +32,7 @@ pub enum Error {
         /// The cause.
         source: ballista_core::error::BallistaError,
     },
+    /// One of the executor's own servers or loops failed.
+    #[error("executor task failed: {0}")]
+    Task(String),
 }

@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tarn_common::supervisor::Supervisor;
 
 use tarn_common::cluster::{ClusterTls, Role, RoleGuard};
 use tarn_common::{ErrorCode, TarnError};
@@ -72,22 +73,24 @@ fn callers(_path: &str) -> &'static [Role] {
 }
 
 /// Serves the front on `listen`, forwarding to Ballista's server on
-/// `inner`, until `shutdown`.
+/// `inner`, until `shutdown`: a service of `tasks`.
 pub fn serve(
     listen: SocketAddr,
     inner: SocketAddr,
     tls: Arc<ClusterTls>,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, tonic::transport::Error> {
+    tasks: &Supervisor,
+) -> Result<(), tonic::transport::Error> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{inner}"))?
         .tcp_nodelay(true)
         .connect_lazy();
     let mut server = tonic::transport::Server::builder().tls_config(tls.server_config())?;
     let router = server.add_service(RoleGuard::new(Forward(channel), callers));
     tracing::info!(%listen, %inner, "task port (mutual TLS, coordinator only)");
-    Ok(tokio::spawn(async move {
+    tasks.service("task port front", async move {
         router
             .serve_with_shutdown(listen, shutdown.cancelled_owned())
             .await
-    }))
+    });
+    Ok(())
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use tarn_common::supervisor::Supervisor;
 use tarn_proto::{Pool, RegisterExecutorRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -41,6 +42,7 @@ pub fn free_port(host: &str) -> Result<u16> {
 /// embedded Ballista executor stops.
 pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Result<()> {
     let pool = Pool::from_label(&opts.pool).ok_or_else(|| Error::InvalidPool(opts.pool.clone()))?;
+    let tasks = Supervisor::new(shutdown.clone());
     let vcores = if opts.vcores == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -61,7 +63,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         return Ok(());
     }
     // Several coordinators: dial a local proxy that follows the leader.
-    let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, shutdown.clone())
+    let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks)
         .await
         .map_err(|source| Error::Bind {
             addr: "127.0.0.1:0 (coordinator proxy)".into(),
@@ -229,6 +231,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let flight_root = lake_root.clone();
     let flight_tls = Arc::clone(&tls);
     let direct_pool = Arc::clone(&process_pool);
+    let flight_tasks = tasks.clone();
     config.override_arrow_flight_service = Some(Arc::new(
         move |work_dir, _inner_address, shutdown, grpc_config| {
             direct::serve(
@@ -236,7 +239,10 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
                     work_dir,
                     Arc::clone(&direct_runtime),
                     flight_id.clone(),
-                    compute_handle.clone(),
+                    direct::Compute {
+                        handle: compute_handle.clone(),
+                        tasks: flight_tasks.clone(),
+                    },
                     flight_root.clone(),
                     Arc::clone(&grants),
                     direct::MemoryBudget {
@@ -249,6 +255,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
                 grpc_config,
                 max_message,
                 Arc::clone(&flight_tls),
+                &flight_tasks,
             )
         },
     ));
@@ -263,14 +270,24 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         flight_port: flight_port as u32,
         grpc_port: grpc_port as u32,
         pid: std::process::id(),
+        draining: false,
     };
     let coordinator = format!("http://{coord_host}:{coord_port}");
-    let announcer = tokio::spawn(announce_loop(coordinator, announce, shutdown.clone()));
-    let task_front = front::serve(
+    let announcing = announce_loop(coordinator, announce, shutdown.clone());
+    tasks.service("announcer", async move {
+        announcing.await;
+        Ok::<(), std::convert::Infallible>(())
+    });
+    // The task port stays up while Ballista drains (the scheduler still
+    // talks to a draining executor), so it stops with Ballista, not at
+    // the signal.
+    let front_stop = CancellationToken::new();
+    front::serve(
         task_front_addr,
         task_inner_addr,
         Arc::clone(&tls),
-        shutdown.clone(),
+        front_stop.clone(),
+        &tasks,
     )
     .map_err(|e| Error::Bind {
         addr: task_front_addr.to_string(),
@@ -278,13 +295,24 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     })?;
 
     // Ballista's executor handles SIGINT/SIGTERM itself: it fences itself
-    // with the scheduler, drains running tasks and stops its servers.
-    let result = start_executor_process(Arc::new(config))
-        .await
-        .map_err(|source| Error::Ballista { source });
+    // with the scheduler, drains running tasks and stops its servers. The
+    // same signal cancels `shutdown`: the announcer tells the coordinator
+    // this executor is draining and stops. A failed service of ours stops
+    // the executor at once.
+    let ballista = start_executor_process(Arc::new(config));
+    let failed = async {
+        match tasks.wait().await {
+            Err(e) => e,
+            Ok(()) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = ballista => r.map_err(|source| Error::Ballista { source }),
+        e = failed => Err(Error::Task(e)),
+    };
     shutdown.cancel();
-    announcer.abort();
-    let _ = task_front.await;
+    front_stop.cancel();
+    tasks.drain(Duration::from_secs(5)).await;
     compute.shutdown_background();
     if let Some(d) = owned_work_dir {
         let _ = std::fs::remove_dir_all(d);
@@ -295,15 +323,19 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
 /// Announces the executor's pool until shutdown, at a third of the TTL the
 /// coordinator asks for (at most every 2 s, so a coordinator that just took
 /// over learns the pools quickly), so one lost announcement never expires it.
+/// At shutdown it announces once more as draining (bounded, best effort:
+/// the TTL forgets it anyway), so the pool stops counting it at once.
 async fn announce_loop(
     coordinator: String,
-    req: RegisterExecutorRequest,
+    mut req: RegisterExecutorRequest,
     shutdown: CancellationToken,
 ) {
     let mut period = Duration::from_secs(1);
     let mut warned = false;
     loop {
-        let result = async {
+        let draining = shutdown.is_cancelled();
+        req.draining = draining;
+        let call = async {
             let mut client = tarn_proto::connect_coordinator(&coordinator)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -312,8 +344,19 @@ async fn announce_loop(
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|e| e.message().to_string())
+        };
+        let result = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 5 s".to_string()));
+        if draining {
+            match result {
+                Ok(_) => info!(%coordinator, "told the coordinator this executor is draining"),
+                Err(e) => {
+                    warn!(%coordinator, error = %e, "could not tell the coordinator this executor is draining")
+                }
+            }
+            return;
         }
-        .await;
         match result {
             Ok(resp) => {
                 warned = false;
@@ -328,8 +371,9 @@ async fn announce_loop(
             }
             Err(_) => {}
         }
+        // Woken by shutdown to send the draining announcement.
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(period) => {}
         }
     }

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tarn_common::supervisor::Supervisor;
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
@@ -70,15 +71,18 @@ pub struct Direct {
     opts: DirectOptions,
     leases: LeaseClient,
     channels: DashMap<String, Channel>,
+    tasks: Supervisor,
 }
 
 impl Direct {
-    /// Direct runs reserved through `leases`' coordinator.
-    pub fn new(opts: DirectOptions, leases: LeaseClient) -> Self {
+    /// Direct runs reserved through `leases`' coordinator; releases run
+    /// under `tasks`.
+    pub fn new(opts: DirectOptions, leases: LeaseClient, tasks: Supervisor) -> Self {
         Self {
             opts,
             leases,
             channels: DashMap::new(),
+            tasks,
         }
     }
 
@@ -158,6 +162,7 @@ impl Direct {
         let guard = Reservation {
             leases: self.leases.clone(),
             id: reply.reservation_id.clone(),
+            tasks: self.tasks.clone(),
         };
         // A plan with more partitions than the lease has free would run
         // them all at once on the executor: the lease's cap must hold, so
@@ -277,25 +282,24 @@ impl DirectPlan {
 struct Reservation {
     leases: LeaseClient,
     id: String,
+    tasks: Supervisor,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut api = self.leases.api();
         let id = std::mem::take(&mut self.id);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = api
-                    .release_direct(ReleaseDirectRequest {
-                        header: Some(tarn_proto::header()),
-                        reservation_id: id.clone(),
-                    })
-                    .await
-                {
-                    tracing::warn!(reservation = %id, error = %e.message(), "could not release a direct reservation");
-                }
-            });
-        }
+        self.tasks.spawn("release a direct reservation", async move {
+            if let Err(e) = api
+                .release_direct(ReleaseDirectRequest {
+                    header: Some(tarn_proto::header()),
+                    reservation_id: id.clone(),
+                })
+                .await
+            {
+                tracing::warn!(reservation = %id, error = %e.message(), "could not release a direct reservation");
+            }
+        });
     }
 }
 

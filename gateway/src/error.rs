@@ -1,5 +1,6 @@
 //! Gateway errors and the translation of engine errors into the catalogue.
 
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use tarn_common::{ErrorCode, TarnError};
 
@@ -41,44 +42,33 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
         DataFusionError::SQL(p, _) => {
             TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}"))
         }
-        DataFusionError::SchemaError(s, _) => {
-            let msg = s.to_string();
-            if msg.contains("No field named") || msg.contains("not found") {
-                TarnError::new(ErrorCode::ColumnNotFound, msg)
-            } else {
-                TarnError::new(ErrorCode::InvalidQuery, msg)
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { .. } => {
+                TarnError::new(ErrorCode::ColumnNotFound, s.to_string())
             }
-        }
-        DataFusionError::Plan(m) => {
-            if m.contains("table") && m.contains("not found") {
-                TarnError::new(ErrorCode::TableNotFound, m.clone())
-            } else {
-                TarnError::new(ErrorCode::InvalidQuery, m.clone())
-            }
-        }
+            _ => TarnError::new(ErrorCode::InvalidQuery, s.to_string()),
+        },
+        // Tables are resolved against the lake before DataFusion plans
+        // (a missing one is the lake's typed TableNotFound, above), so a
+        // plan error is the query's own.
+        DataFusionError::Plan(m) => TarnError::new(ErrorCode::InvalidQuery, m.clone()),
         DataFusionError::NotImplemented(m) => TarnError::new(ErrorCode::Unsupported, m.clone()),
         DataFusionError::ResourcesExhausted(m) => TarnError::new(
             ErrorCode::MemoryLimitExceeded,
             format!("the query ran out of its memory share: {m}"),
         ),
-        other => {
-            let msg = other.to_string();
-            if msg.contains("cancel") {
-                TarnError::new(ErrorCode::Cancelled, msg)
-            } else if msg.contains("No executor") || msg.contains("no executors") {
-                TarnError::new(ErrorCode::PoolNotAvailable, msg)
-            } else if matches!(
-                other,
-                DataFusionError::Execution(_)
-                    | DataFusionError::External(_)
-                    | DataFusionError::ArrowError(..)
-                    | DataFusionError::IoError(_)
-            ) {
-                TarnError::new(ErrorCode::ExecutionFailed, msg)
-            } else {
-                TarnError::new(ErrorCode::Internal, msg)
-            }
+        // A client's cancel or the time limit ends the stream with its own
+        // coded reason before the job's failure is read (query.rs), so what
+        // arrives here failed while running.
+        other @ (DataFusionError::Execution(_)
+        | DataFusionError::External(_)
+        | DataFusionError::ArrowError(..)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ParquetError(_)) => {
+            TarnError::new(ErrorCode::ExecutionFailed, other.to_string())
         }
+        other => TarnError::new(ErrorCode::Internal, other.to_string()),
     }
 }
 

@@ -253,9 +253,7 @@ impl TarnFlightSql {
     ) -> Result<FlightInfo, Status> {
         let info = FlightInfo::new()
             .try_with_schema(schema)
-            .map_err(|e| {
-                Status::internal(format!("TARN-2901 INTERNAL: cannot encode schema: {e}"))
-            })?
+            .map_err(|e| TarnError::internal(format!("cannot encode the result schema: {e}")))?
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_descriptor(descriptor)
             .with_ordered(true);
@@ -290,7 +288,8 @@ impl TarnFlightSql {
                 },
             );
         }
-        let handle = serde_json::to_vec(&t).map_err(|e| Status::internal(e.to_string()))?;
+        let handle = serde_json::to_vec(&t)
+            .map_err(|e| TarnError::internal(format!("cannot encode the statement handle: {e}")))?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         }
@@ -360,7 +359,9 @@ impl TarnFlightSql {
             .build(batches)
             .map_err(|e| match e {
                 FlightError::Tonic(s) => *s,
-                other => Status::internal(format!("TARN-2901 INTERNAL: {other}")),
+                other => {
+                    TarnError::internal(format!("cannot encode the result: {other}")).to_status()
+                }
             });
         Ok(Box::pin(flight))
     }
@@ -398,7 +399,8 @@ impl TarnFlightSql {
         &self,
         built: Result<RecordBatch, E>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        let batch = built.map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: {e}")))?;
+        let batch = built
+            .map_err(|e| TarnError::internal(format!("cannot build the metadata batch: {e}")))?;
         Ok(Response::new(self.batch_stream(batch.schema(), batch)))
     }
 
@@ -410,7 +412,7 @@ impl TarnFlightSql {
         let s = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async { Ok(batch) }))
-            .map_err(|e| Status::internal(format!("TARN-2901 INTERNAL: {e}")));
+            .map_err(|e| TarnError::internal(format!("cannot encode the result: {e}")).to_status());
         Box::pin(s)
     }
 }
@@ -628,9 +630,14 @@ impl FlightSqlService for TarnFlightSql {
         );
         let opts = arrow::ipc::writer::IpcWriteOptions::default();
         let encode = |s: &Schema| -> Result<bytes::Bytes, Status> {
-            let msg: IpcMessage = SchemaAsIpc::new(s, &opts)
-                .try_into()
-                .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            let msg: IpcMessage =
+                SchemaAsIpc::new(s, &opts)
+                    .try_into()
+                    .map_err(|e: arrow::error::ArrowError| {
+                        TarnError::internal(format!(
+                            "cannot encode a prepared statement's schema: {e}"
+                        ))
+                    })?;
             Ok(msg.0)
         };
         Ok(ActionCreatePreparedStatementResult {
@@ -901,7 +908,7 @@ impl FlightSqlService for TarnFlightSql {
                     Schema::empty()
                 };
                 b.append(CATALOG, &ws_name, &t, "TABLE", &schema)
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                    .map_err(|e| TarnError::internal(format!("cannot list table '{t}': {e}")))?;
             }
         }
         self.batch_response(b.build())

@@ -243,31 +243,37 @@ impl Kernels {
         // A kernel ends with its session, whatever ended the session.
         let mut events = k.sessions.subscribe();
         let weak = Arc::downgrade(&k);
-        tokio::spawn(async move {
-            loop {
-                let event = events.recv().await;
-                let Some(k) = weak.upgrade() else { return };
-                match event {
-                    Ok((session_id, why)) => k.session_ended(&session_id, why),
-                    // Missed some: end every kernel whose session is gone.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let gone: Vec<String> = k
-                            .kernels
-                            .iter()
-                            .filter(|x| !k.sessions.is_open(&x.session.id))
-                            .map(|x| x.session.id.clone())
-                            .collect();
-                        for id in gone {
-                            k.session_ended(
-                                &id,
-                                TarnError::new(ErrorCode::SessionNotFound, "the session ended"),
-                            );
+        let stop = k.queries.tasks().token().clone();
+        k.queries
+            .tasks()
+            .spawn("end kernels with their sessions", async move {
+                loop {
+                    let event = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        e = events.recv() => e,
+                    };
+                    let Some(k) = weak.upgrade() else { return };
+                    match event {
+                        Ok((session_id, why)) => k.session_ended(&session_id, why),
+                        // Missed some: end every kernel whose session is gone.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let gone: Vec<String> = k
+                                .kernels
+                                .iter()
+                                .filter(|x| !k.sessions.is_open(&x.session.id))
+                                .map(|x| x.session.id.clone())
+                                .collect();
+                            for id in gone {
+                                k.session_ended(
+                                    &id,
+                                    TarnError::new(ErrorCode::SessionNotFound, "the session ended"),
+                                );
+                            }
                         }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
                 }
-            }
-        });
+            });
         k
     }
 
@@ -298,7 +304,10 @@ impl Kernels {
                 let (code, reason) = if timed_out {
                     (
                         CLOSE_SESSION_ENDED,
-                        "TARN-2307 SESSION_TIMED_OUT: the session ended after inactivity".into(),
+                        close_reason(
+                            ErrorCode::SessionTimedOut,
+                            "the session ended after inactivity",
+                        ),
                     )
                 } else {
                     (CLOSE_SHUTDOWN, "the kernel was shut down".to_string())
@@ -366,24 +375,28 @@ impl Kernels {
         // they arrived.
         let me = Arc::clone(self);
         let k = Arc::clone(&kernel);
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = k.closed.cancelled() => return,
-                    next = queue.recv() => next,
-                };
-                let Some((seq, msg, sender)) = next else {
-                    return;
-                };
-                k.waiting.fetch_sub(1, Ordering::SeqCst);
-                if seq <= k.abort_upto.load(Ordering::SeqCst) {
-                    k.abort(&msg);
-                } else if me.execute(&k, msg, &sender).await {
-                    // Stop on error: the cells queued behind it are aborted.
-                    k.abort_queued();
+        let stop = self.queries.tasks().token().clone();
+        self.queries
+            .tasks()
+            .spawn("kernel cell runner", async move {
+                loop {
+                    let next = tokio::select! {
+                        _ = k.closed.cancelled() => return,
+                        _ = stop.cancelled() => return,
+                        next = queue.recv() => next,
+                    };
+                    let Some((seq, msg, sender)) = next else {
+                        return;
+                    };
+                    k.waiting.fetch_sub(1, Ordering::SeqCst);
+                    if seq <= k.abort_upto.load(Ordering::SeqCst) {
+                        k.abort(&msg);
+                    } else if me.execute(&k, msg, &sender).await {
+                        // Stop on error: the cells queued behind it are aborted.
+                        k.abort_queued();
+                    }
                 }
-            }
-        });
+            });
         tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, "kernel started");
         Ok(kernel)
     }
@@ -535,14 +548,14 @@ impl Kernels {
                     }
                 }
                 _ = &mut lifetime => {
-                    break Some((CLOSE_LIFETIME, format!(
-                        "TARN-2310 CONNECTION_LIFETIME_REACHED: websocket closed after {}; reconnect, the kernel is running",
+                    break Some((CLOSE_LIFETIME, close_reason(ErrorCode::ConnectionLifetimeReached, format!(
+                        "websocket closed after {}; reconnect, the kernel is running",
                         tarn_common::auth::human(self.opts.websocket_lifetime.as_secs())
-                    )));
+                    ))));
                 }
                 _ = &mut credential => {
                     break Some((CLOSE_CREDENTIALS_EXPIRED,
-                        "TARN-2202 CREDENTIALS_EXPIRED: reconnect with a new token; the kernel is running".into()));
+                        close_reason(ErrorCode::CredentialsExpired, "reconnect with a new token; the kernel is running")));
                 }
                 _ = kernel.closed.cancelled() => {
                     // Flush what the kernel said last, then close.
@@ -572,10 +585,10 @@ impl Kernels {
                     match msg {
                     Some(Ok(Message::Text(t))) => {
                         if t.len() > self.opts.max_message_bytes {
-                            break Some((CLOSE_TOO_BIG, format!(
-                                "TARN-2805 INVALID_ARGUMENT: a {} byte message exceeds the {} byte limit",
+                            break Some((CLOSE_TOO_BIG, close_reason(ErrorCode::InvalidArgument, format!(
+                                "a {} byte message exceeds the {} byte limit",
                                 t.len(), self.opts.max_message_bytes
-                            )));
+                            ))));
                         }
                         // Checked per message, not only by the timer: a
                         // message that races the expiry is still refused.
@@ -586,16 +599,16 @@ impl Kernels {
                                 let _ = futures::SinkExt::send(&mut sink, Message::Text(t.into())).await;
                             }
                             break Some((CLOSE_CREDENTIALS_EXPIRED,
-                                "TARN-2202 CREDENTIALS_EXPIRED: reconnect with a new token; the kernel is running".into()));
+                                close_reason(ErrorCode::CredentialsExpired, "reconnect with a new token; the kernel is running")));
                         }
                         self.handle(&kernel, t.as_str(), &sender);
                     }
                     Some(Ok(Message::Binary(b))) => {
                         if b.len() > self.opts.max_message_bytes {
-                            break Some((CLOSE_TOO_BIG, format!(
-                                "TARN-2805 INVALID_ARGUMENT: a {} byte message exceeds the {} byte limit",
+                            break Some((CLOSE_TOO_BIG, close_reason(ErrorCode::InvalidArgument, format!(
+                                "a {} byte message exceeds the {} byte limit",
                                 b.len(), self.opts.max_message_bytes
-                            )));
+                            ))));
                         }
                         kernel.emit("iopub", "error", &json!({}), error_content(&TarnError::new(
                             ErrorCode::InvalidArgument,
@@ -605,12 +618,11 @@ impl Kernels {
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Ok(_)) => {} // ping/pong: answered by the library
                     Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
-                            break Some((CLOSE_TOO_BIG, format!(
-                                "TARN-2805 INVALID_ARGUMENT: message over the {} byte limit",
+                        if is_too_big(e) {
+                            break Some((CLOSE_TOO_BIG, close_reason(ErrorCode::InvalidArgument, format!(
+                                "message over the {} byte limit",
                                 self.opts.max_message_bytes
-                            )));
+                            ))));
                         }
                         break None;
                     }
@@ -708,7 +720,7 @@ impl Kernels {
                 let me = Arc::clone(self);
                 let kernel = Arc::clone(kernel);
                 let sender = Arc::clone(sender);
-                tokio::spawn(async move {
+                self.queries.tasks().spawn("kernel completion", async move {
                     let c = me.complete(&kernel, &content, &sender.grants).await;
                     kernel.emit(&channel, "complete_reply", &msg, c);
                     drop(permit);
@@ -735,7 +747,9 @@ impl Kernels {
                 } else {
                     let me = Arc::clone(self);
                     let kernel = Arc::clone(kernel);
-                    tokio::spawn(async move { me.shutdown(&kernel).await });
+                    self.queries
+                        .tasks()
+                        .spawn("kernel shutdown", async move { me.shutdown(&kernel).await });
                 }
             }
             // A comm nobody here serves is closed, as the protocol asks.
@@ -1163,6 +1177,20 @@ pub fn error_content(e: &TarnError) -> Value {
 pub fn jupyter_time(t: SystemTime) -> String {
     let d: chrono::DateTime<chrono::Utc> = t.into();
     d.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// A close reason in the catalogue's form, `TARN-<n> <NAME>: <cause>`
+/// (the fix does not fit a close frame; the notebook gets it as a message).
+fn close_reason(code: ErrorCode, cause: impl std::fmt::Display) -> String {
+    format!("{code} {}: {cause}", code.name())
+}
+
+/// Whether the websocket failed because a frame or message was over the
+/// configured size (the library's own capacity error, not its text).
+fn is_too_big(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
 }
 
 fn truncate_reason(mut s: String) -> String {

@@ -44,6 +44,7 @@ use crate::kernel::{KernelOptions, Kernels};
 use crate::lease::{LeaseClient, LeaseWish};
 use crate::query::Queries;
 use crate::session::Sessions;
+use tarn_common::supervisor::Supervisor;
 
 /// A running gateway.
 pub struct Gateway {
@@ -51,14 +52,14 @@ pub struct Gateway {
     pub flight_addr: SocketAddr,
     /// HTTP address.
     pub http_addr: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
-    shutdown: CancellationToken,
+    tasks: Supervisor,
     drain_timeout: std::time::Duration,
 }
 
 impl Gateway {
     /// Binds both listeners and starts serving.
     pub async fn start(opts: Arc<GatewayOptions>, shutdown: CancellationToken) -> Result<Self> {
+        let tasks = Supervisor::new(shutdown.clone());
         // Every call behind the gateway is mutual TLS as the gateway role.
         tarn_common::cluster::ClusterTls::load(
             std::path::Path::new(&opts.cluster_dir),
@@ -99,13 +100,12 @@ impl Gateway {
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
         // Several coordinators: dial a local proxy that follows the leader.
-        let coordinator =
-            tarn_proto::leader::coordinator_endpoint(&opts.coordinator, shutdown.clone())
-                .await
-                .map_err(|source| Error::Bind {
-                    addr: "127.0.0.1:0 (coordinator proxy)".into(),
-                    source,
-                })?;
+        let coordinator = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: "127.0.0.1:0 (coordinator proxy)".into(),
+                source,
+            })?;
         let scheduler_url = format!("df://{coordinator}");
         let leases = LeaseClient::new(
             &coordinator,
@@ -122,6 +122,7 @@ impl Gateway {
                 small_input_bytes: opts.direct_small_input_bytes,
             },
             leases.clone(),
+            tasks.clone(),
         ));
         let sessions = Arc::new(
             Sessions::new(lake, scheduler_url, leases, opts.default_workspace.clone())
@@ -146,6 +147,7 @@ impl Gateway {
             &coordinator,
             opts.query_timeout,
             opts.direct_runs.then_some(direct),
+            tasks.clone(),
         ));
         let service = Arc::new(
             TarnFlightSql::new(
@@ -169,7 +171,7 @@ impl Gateway {
                 idle_timeout: opts.session_idle_timeout,
             },
         );
-        let sweeper = tokio::spawn(sweep_sessions(
+        let sweeper = sweep_sessions(
             Arc::clone(&sessions),
             Arc::clone(&service),
             Arc::clone(&queries),
@@ -180,10 +182,11 @@ impl Gateway {
                 renew: opts.lease_renew_interval,
             },
             shutdown.clone(),
-        ));
+        );
 
         let flight_shutdown = shutdown.clone();
-        let flight = tokio::spawn(async move {
+        tasks.service("session sweep", sweeper);
+        tasks.service("Flight SQL server", async move {
             // Nagle on these sockets costs a delayed-ACK round (~40 ms) per
             // small response; the builder's own nodelay flag does not reach
             // a caller-supplied listener, so it is set on the incoming side.
@@ -215,45 +218,36 @@ impl Gateway {
             &opts.http_allowed_hosts,
             &opts.http_allowed_origins,
         ));
-        let http = tokio::spawn(http::serve(
-            http_listener,
-            Arc::clone(&sessions),
-            kernels,
-            auth,
-            guard,
-            shutdown.clone(),
-        ));
+        tasks.service(
+            "HTTP server",
+            http::serve(
+                http_listener,
+                Arc::clone(&sessions),
+                kernels,
+                auth,
+                guard,
+                shutdown.clone(),
+            ),
+        );
         info!(%flight_addr, %http_addr, "gateway listening");
         Ok(Self {
             flight_addr,
             http_addr,
-            tasks: vec![flight, http, sweeper],
-            shutdown,
+            tasks,
             drain_timeout: opts.drain_timeout,
         })
     }
 
-    /// Waits for both servers to stop. Once shutdown is requested, idle
-    /// client connections (pooled by most Flight clients) get
+    /// Waits until shutdown is requested or any server or loop fails
+    /// (returned at once, whichever it was). After a shutdown request,
+    /// idle client connections (pooled by most Flight clients) get
     /// `drain_timeout` to go away before the servers are dropped.
     pub async fn wait(self) -> Result<()> {
-        let all = async {
-            for t in self.tasks {
-                t.await.map_err(|e| Error::Serve(e.to_string()))??;
-            }
-            Ok(())
-        };
-        let deadline = async {
-            self.shutdown.cancelled().await;
-            tokio::time::sleep(self.drain_timeout).await;
-        };
-        tokio::select! {
-            r = all => r,
-            _ = deadline => {
-                tracing::info!("drain timeout reached; closing remaining connections");
-                Ok(())
-            }
+        self.tasks.wait().await.map_err(Error::Serve)?;
+        if !self.tasks.drain(self.drain_timeout).await {
+            tracing::info!("drain timeout reached; closing remaining connections");
         }
+        Ok(())
     }
 }
 

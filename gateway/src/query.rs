@@ -19,6 +19,7 @@ use crate::direct::Direct;
 use crate::error::from_datafusion;
 use crate::session::{bind_parameters, Planned, Session, Sessions};
 use crate::write::Effect;
+use tarn_common::supervisor::Supervisor;
 
 /// Result batches of a running query, ending with an error if it was
 /// cancelled or timed out (never silently cut short).
@@ -48,6 +49,8 @@ pub struct Queries {
     progress_channel: Option<tonic::transport::Channel>,
     /// Single-stage reads sent straight to an executor.
     direct: Option<Arc<Direct>>,
+    /// Timers, job cancels and commits run here.
+    tasks: Supervisor,
 }
 
 const STOP_NONE: u8 = 0;
@@ -62,6 +65,7 @@ impl Queries {
         coordinator: &str,
         timeout: Duration,
         direct: Option<Arc<Direct>>,
+        tasks: Supervisor,
     ) -> Self {
         Self {
             sessions,
@@ -73,7 +77,13 @@ impl Queries {
                 .ok()
                 .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
             direct,
+            tasks,
         }
+    }
+
+    /// Where the gateway's background work runs.
+    pub fn tasks(&self) -> &Supervisor {
+        &self.tasks
     }
 
     /// The time limit of a query.
@@ -190,6 +200,7 @@ impl Queries {
                 spec,
                 Arc::clone(self.sessions.lake()),
                 session.user.clone(),
+                self.tasks.clone(),
             ),
             _ => stream,
         };
@@ -211,6 +222,7 @@ impl Queries {
             coordinator: self.coordinator.clone(),
             finished: false,
             done: done.clone(),
+            tasks: self.tasks.clone(),
         });
         // The time limit runs on its own, so it fires even while nobody
         // reads the result: the executors stop and the lease is free.
@@ -222,7 +234,7 @@ impl Queries {
                 run_id.clone(),
             );
             let limit = self.timeout;
-            tokio::spawn(async move {
+            self.tasks.spawn("query time limit", async move {
                 tokio::select! {
                     _ = done.cancelled() => {}
                     _ = token.cancelled() => {}
@@ -313,7 +325,10 @@ impl Queries {
             Ordering::SeqCst,
         );
         token.cancel();
-        tokio::spawn(cancel_jobs(self.coordinator.clone(), run_id.to_string()));
+        self.tasks.spawn(
+            "cancel a query's jobs",
+            cancel_jobs(self.coordinator.clone(), run_id.to_string()),
+        );
         true
     }
 
@@ -430,6 +445,7 @@ struct RunningGuard {
     finished: bool,
     /// Stops the run's timer.
     done: CancellationToken,
+    tasks: Supervisor,
 }
 
 impl Drop for RunningGuard {
@@ -444,9 +460,10 @@ impl Drop for RunningGuard {
         if !self.finished && !cancelled {
             let coordinator = self.coordinator.clone();
             let query_id = self.run_id.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(cancel_jobs(coordinator, query_id));
-            }
+            self.tasks.spawn(
+                "cancel an abandoned query's jobs",
+                cancel_jobs(coordinator, query_id),
+            );
         }
     }
 }
@@ -499,14 +516,14 @@ fn count_schema() -> SchemaRef {
 
 /// Undoes a write's files if its run is dropped before every task
 /// finished (client gone, cancelled, timed out).
-struct AbortOnDrop(Option<Arc<tarn_lake::table::LakeTableSpec>>);
+struct AbortOnDrop(Option<Arc<tarn_lake::table::LakeTableSpec>>, Supervisor);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(spec) = self.0.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { tarn_lake::write::abort(&spec).await });
-            }
+            self.1.spawn("undo an unfinished write", async move {
+                tarn_lake::write::abort(&spec).await
+            });
         }
     }
 }
@@ -521,10 +538,11 @@ fn commit_after(
     spec: Arc<tarn_lake::table::LakeTableSpec>,
     lake: Arc<tarn_lake::Lake>,
     user: String,
+    tasks: Supervisor,
 ) -> datafusion::execution::SendableRecordBatchStream {
     use datafusion::error::DataFusionError;
     let fut = async move {
-        let mut guard = AbortOnDrop(Some(Arc::clone(&spec)));
+        let mut guard = AbortOnDrop(Some(Arc::clone(&spec)), tasks.clone());
         let mut stream = stream;
         let mut ids = Vec::new();
         while let Some(item) = stream.next().await {
@@ -546,25 +564,26 @@ fn commit_after(
             }
         }
         guard.0 = None;
-        let committed = tokio::spawn(async move {
-            let r = tarn_lake::write::commit(&spec, &ids).await;
-            match &r {
-                Ok(c) => {
-                    tracing::info!(%user, table = %format!("{}.{}", spec.workspace, spec.name),
+        let committed = tasks
+            .spawn("commit a write", async move {
+                let r = tarn_lake::write::commit(&spec, &ids).await;
+                match &r {
+                    Ok(c) => {
+                        tracing::info!(%user, table = %format!("{}.{}", spec.workspace, spec.name),
                         version = c.version, rows = c.rows, files = c.files, "write committed");
-                    if let Ok(ws) = lake.workspace(&spec.workspace).await {
-                        let _ = ws.refresh().await;
+                        if let Ok(ws) = lake.workspace(&spec.workspace).await {
+                            let _ = ws.refresh().await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%user, error = %e, "write not committed");
+                        tarn_lake::write::abort(&spec).await;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(%user, error = %e, "write not committed");
-                    tarn_lake::write::abort(&spec).await;
-                }
-            }
-            r
-        })
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                r
+            })
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let c = committed.map_err(|t| DataFusionError::External(Box::new(t)))?;
         Ok(RecordBatch::try_new(
             count_schema(),

@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tarn_common::supervisor::Supervisor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// local proxy that follows the leader among several.
 pub async fn coordinator_endpoint(
     coordinators: &str,
-    shutdown: CancellationToken,
+    tasks: &Supervisor,
 ) -> std::io::Result<String> {
     let list: Vec<String> = coordinators
         .split(',')
@@ -36,7 +37,7 @@ pub async fn coordinator_endpoint(
     if list.len() <= 1 {
         return Ok(list.into_iter().next().unwrap_or_default());
     }
-    let proxy = LeaderProxy::start(list, shutdown).await?;
+    let proxy = LeaderProxy::start(list, tasks).await?;
     Ok(proxy.local_addr.to_string())
 }
 
@@ -92,15 +93,20 @@ pub struct LeaderProxy {
 
 impl LeaderProxy {
     /// Starts probing `coordinators` and forwarding.
-    pub async fn start(
-        coordinators: Vec<String>,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<Self> {
+    pub async fn start(coordinators: Vec<String>, tasks: &Supervisor) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let local_addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(probe(coordinators, tx, shutdown.clone()));
-        tokio::spawn(accept(listener, rx.clone(), shutdown));
+        let probing = probe(coordinators, tx, tasks.token().clone());
+        tasks.service("leader probe", async move {
+            probing.await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let accepting = accept(listener, rx.clone(), tasks.clone());
+        tasks.service("leader proxy", async move {
+            accepting.await;
+            Ok::<(), std::convert::Infallible>(())
+        });
         Ok(Self {
             local_addr,
             leader: rx,
@@ -159,11 +165,8 @@ async fn is_leader(addr: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn accept(
-    listener: TcpListener,
-    leader: watch::Receiver<Option<String>>,
-    shutdown: CancellationToken,
-) {
+async fn accept(listener: TcpListener, leader: watch::Receiver<Option<String>>, tasks: Supervisor) {
+    let shutdown = tasks.token().clone();
     loop {
         let conn = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -171,7 +174,10 @@ async fn accept(
         };
         let Ok((inbound, _)) = conn else { continue };
         let _ = inbound.set_nodelay(true);
-        tokio::spawn(forward(inbound, leader.clone(), shutdown.clone()));
+        tasks.spawn(
+            "leader proxy connection",
+            forward(inbound, leader.clone(), shutdown.clone()),
+        );
     }
 }
 

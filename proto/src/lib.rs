@@ -50,7 +50,6 @@ pub async fn connect_coordinator(
 /// A request header for this build's protocol version.
 pub fn header() -> RequestHeader {
     RequestHeader {
-        protocol_version: 1,
-        traceparent: String::new(),
+        protocol_version: tarn_common::PROTOCOL_VERSION,
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use tarn_common::supervisor::Supervisor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -179,10 +180,11 @@ impl Election {
     /// Waits until this candidate leads (or `cancel` fires: `None`),
     /// retrying after etcd errors: a standby must keep standing by through
     /// an etcd restart.
-    pub async fn campaign(&self, cancel: &CancellationToken) -> Result<Option<Leadership>> {
+    pub async fn campaign(&self, tasks: &Supervisor) -> Result<Option<Leadership>> {
+        let cancel = tasks.token();
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.campaign_once(cancel).await {
+            match self.campaign_once(tasks).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     warn!(error = %e, "campaign failed; retrying");
@@ -196,7 +198,8 @@ impl Election {
         }
     }
 
-    async fn campaign_once(&self, cancel: &CancellationToken) -> Result<Option<Leadership>> {
+    async fn campaign_once(&self, tasks: &Supervisor) -> Result<Option<Leadership>> {
+        let cancel = tasks.token();
         let err = |e: etcd_client::Error| Error::Etcd {
             endpoints: self.endpoints.clone(),
             message: e.to_string(),
@@ -207,12 +210,10 @@ impl Election {
         let lost = CancellationToken::new();
         // Keep the lease alive from now on: a standby's candidacy must not
         // lapse while it waits, and the leader's must not while it leads.
-        tokio::spawn(keep_alive(
-            self.client.clone(),
-            lease,
-            self.ttl,
-            lost.clone(),
-        ));
+        tasks.spawn(
+            "etcd lease keep-alive",
+            keep_alive(self.client.clone(), lease, self.ttl, lost.clone()),
+        );
         // Its own client: the shared one's request timeout would end a
         // campaign that is simply waiting for the leader to go.
         let waiting = match connect_with(&self.endpoints, None).await {

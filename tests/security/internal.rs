@@ -135,6 +135,7 @@ async fn the_coordinator_refuses_outsiders_and_wrong_roles() -> anyhow::Result<(
             flight_port: 1,
             grpc_port: 1,
             pid: 1,
+            draining: false,
         })
         .await
         .expect_err("gateways do not register executors");
