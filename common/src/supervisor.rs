@@ -85,10 +85,7 @@ impl Supervisor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let span = tracing::debug_span!("task", name);
-        self.inner
-            .tracker
-            .spawn(tracing::Instrument::instrument(fut, span))
+        self.spawn_on(name, fut, &tokio::runtime::Handle::current())
     }
 
     /// Runs `fut` as tracked work on another runtime (`handle`), e.g. a

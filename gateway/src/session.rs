@@ -697,6 +697,9 @@ impl Sessions {
         grants: &tarn_common::roles::Grants,
         wants_listing: &mut bool,
     ) -> Result<(), TarnError> {
+        for part in [r.schema(), Some(r.table())].into_iter().flatten() {
+            crate::write::refuse_path(part)?;
+        }
         if let Some(c) = r.catalog() {
             if c != CATALOG {
                 return Err(TarnError::new(

@@ -135,7 +135,13 @@ pub fn classify(
             })
         }
         S::CreateTable(c) => {
-            if c.external || c.location.is_some() {
+            // The parser keeps `LOCATION '…'` in the Hive formats for most
+            // dialects, and in `location` for some.
+            let hive_location = c
+                .hive_formats
+                .as_ref()
+                .is_some_and(|h| h.location.is_some());
+            if c.external || c.location.is_some() || hive_location {
                 return Err(outside("CREATE TABLE … LOCATION"));
             }
             let Some(query) = c.query.clone() else {
@@ -196,16 +202,23 @@ fn partition_columns(e: &ast::Expr) -> Result<Vec<String>, TarnError> {
     }
 }
 
-/// Splits `[catalog.]​[workspace.]table` against the default workspace.
-pub fn target(name: &[String], default_ws: &str) -> Result<(String, String), TarnError> {
-    if let Some(p) = name
-        .iter()
-        .find(|p| p.contains('/') || p.contains('\\') || p.contains(':') || p.contains(".."))
-    {
+/// A table or workspace name that is a path (`/etc/passwd`, `../x`,
+/// `file:…`) names a file, never a lake table: refused as such (2206), for
+/// reads and writes alike, before anything is looked up.
+pub fn refuse_path(part: &str) -> Result<(), TarnError> {
+    if part.contains('/') || part.contains('\\') || part.contains(':') || part.contains("..") {
         return Err(TarnError::new(
             ErrorCode::PathOutsideLake,
-            format!("'{p}' is a path, not a table name; writes go to lake tables only"),
+            format!("'{part}' is a path, not a table name; Tarn reads and writes lake tables by name only"),
         ));
+    }
+    Ok(())
+}
+
+/// Splits `[catalog.]​[workspace.]table` against the default workspace.
+pub fn target(name: &[String], default_ws: &str) -> Result<(String, String), TarnError> {
+    for p in name {
+        refuse_path(p)?;
     }
     if let Some(p) = name
         .iter()

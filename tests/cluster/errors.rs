@@ -98,21 +98,22 @@ async fn bad_statements_get_coded_errors() -> anyhow::Result<()> {
     .await;
     assert!(!std::path::Path::new("/tmp/tarn-escape.csv").exists());
 
-    // A path is not a table: no file outside the lake is ever read.
+    // A path is not a table name: refused as a path, before any lookup,
+    // so no file outside the lake is ever read.
     expect_error(
         &mut c,
         "SELECT * FROM '/etc/passwd'",
-        Code::NotFound,
-        "TARN-2100",
-        "/etc/passwd",
+        Code::PermissionDenied,
+        "TARN-2206",
+        "'/etc/passwd' is a path",
     )
     .await;
     expect_error(
         &mut c,
         "SELECT * FROM demo.\"../../../../etc/passwd\"",
-        Code::NotFound,
-        "TARN-2100",
-        "passwd",
+        Code::PermissionDenied,
+        "TARN-2206",
+        "is a path",
     )
     .await;
 

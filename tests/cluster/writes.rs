@@ -591,3 +591,95 @@ async fn one_unreadable_table_leaves_the_workspace_listable() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Two clients overwrite one table at once. Whichever commits second was
+/// planned against the version the first one replaced, so it is refused
+/// with 2605 and commits nothing: the table holds exactly the winner's
+/// rows, never a mix, and the loser's staged files are gone. If a round's
+/// writes happen not to overlap (both commit), it is run again; a test
+/// that never sees the race fails rather than pass without proving it.
+#[tokio::test]
+async fn concurrent_overwrites_conflict_with_2605_and_mix_nothing() -> anyhow::Result<()> {
+    let (_dir, lake) = private_lake()?;
+    let cluster = Cluster::start_with(&lake, &[], &[]).await?;
+    for round in 0..3 {
+        let table = format!("Race{round}_SPRK");
+        let mut slow_client = cluster.flight_sql().await?;
+        let mut fast_client = cluster.flight_sql().await?;
+        write(
+            &mut slow_client,
+            &format!("CREATE TABLE demo.{table} AS SELECT 0 AS gen, 0 AS n"),
+        )
+        .await
+        .map_err(anyhow::Error::msg)??;
+        let txn = lake.join("demo").join(&table).join("_tarn_txn");
+        let slow_sql = format!(
+            "INSERT OVERWRITE demo.{table} \
+             SELECT 1 AS gen, value AS n FROM generate_series(1, 1000000)"
+        );
+        let slow = tokio::spawn(async move { write(&mut slow_client, &slow_sql).await });
+        // The slow write is planned and running (its tasks staged files)
+        // before the fast one starts.
+        let deadline = std::time::Instant::now() + WRITE_LIMIT;
+        while files_under(&txn).is_empty() && !slow.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slow overwrite never staged files"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let fast = write(
+            &mut fast_client,
+            &format!("INSERT OVERWRITE demo.{table} SELECT 2 AS gen, 2 AS n"),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let slow = slow.await?.map_err(anyhow::Error::msg)?;
+
+        let mut c = cluster.flight_sql().await?;
+        let got = sorted_rows(
+            &query(
+                &mut c,
+                &format!(
+                    "SELECT count(*) AS k, CAST(min(gen) * 10 + max(gen) AS VARCHAR) AS v \
+                     FROM demo.{table}"
+                ),
+            )
+            .await?,
+        );
+        let (winner, loser) = match (&slow, &fast) {
+            (Ok(_), Ok(_)) => {
+                // No overlap: the later overwrite replaced the earlier one.
+                assert!(
+                    got == vec![(Some(1), Some("22".into()))]
+                        || got == vec![(Some(1_000_000), Some("11".into()))],
+                    "round {round}: two overwrites in a row leave one generation: {got:?}"
+                );
+                continue;
+            }
+            (Ok(_), Err(e)) => (1, e),
+            (Err(e), Ok(_)) => (2, e),
+            (Err(a), Err(b)) => panic!("round {round}: both overwrites failed: {a:?} / {b:?}"),
+        };
+        assert_eq!(code(loser).as_deref(), Some("2605"), "{}", loser.message());
+        assert_eq!(loser.code(), tonic::Code::Aborted, "{}", loser.message());
+        assert!(
+            loser.message().contains(&format!("demo.{table}")),
+            "{}",
+            loser.message()
+        );
+        let expected = if winner == 1 {
+            vec![(Some(1_000_000), Some("11".to_string()))]
+        } else {
+            vec![(Some(1), Some("22".to_string()))]
+        };
+        assert_eq!(got, expected, "only the winner's rows, one generation");
+        assert!(
+            files_under(&txn).is_empty(),
+            "the loser's staged files are cleaned up: {:?}",
+            files_under(&txn)
+        );
+        return Ok(());
+    }
+    panic!("in three rounds the two overwrites never overlapped; the conflict was not tested")
+}
