@@ -13,6 +13,7 @@ pub mod collect;
 pub mod direct;
 pub mod error;
 pub mod flight;
+pub mod flight_coded;
 pub mod fold;
 pub mod http;
 pub mod http_guard;
@@ -192,7 +193,7 @@ impl Gateway {
             // a caller-supplied listener, so it is set on the incoming side.
             tonic::transport::Server::builder()
                 .add_service(
-                    FlightServiceServer::from_arc(service)
+                    FlightServiceServer::new(flight_coded::Coded(service))
                         // Requests are commands and parameter rows, never
                         // bulk data yet: a small cap bounds what a client
                         // can make the gateway buffer.

@@ -1,6 +1,7 @@
 //! Errors a client can provoke: each carries its gRPC code, its stable
 //! number and a fix; none harms the cluster.
 
+use prost::Message;
 use tarn_tests::{query, scalar_i64, Cluster};
 use tonic::Code;
 
@@ -133,7 +134,29 @@ async fn unknown_tickets_and_handles_are_refused() -> anyhow::Result<()> {
         panic!("a garbage ticket is refused");
     };
     let status = tarn_tests::to_status(err);
-    assert_ne!(status.code(), Code::Ok);
+    assert_eq!(
+        tarn_tests::error_code(&status).as_deref(),
+        Some("2805"),
+        "{status:?}"
+    );
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("ticket"), "{status:?}");
+
+    // A prepared statement handle nobody made.
+    let cmd = arrow_flight::sql::CommandPreparedStatementQuery {
+        prepared_statement_handle: b"no-such-handle".to_vec().into(),
+    };
+    let ticket =
+        arrow_flight::Ticket::new(arrow_flight::sql::ProstMessageExt::as_any(&cmd).encode_to_vec());
+    let Err(err) = c.do_get(ticket).await else {
+        panic!("an unknown prepared statement handle is refused");
+    };
+    let status = tarn_tests::to_status(err);
+    assert_eq!(
+        tarn_tests::error_code(&status).as_deref(),
+        Some("2807"),
+        "{status:?}"
+    );
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);
     Ok(())
 }
