@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod reservation;
 pub mod roles;
 pub mod shutdown;

@@ -350,6 +350,19 @@ impl Lead {
         let root = self.lake_root.clone();
         let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
             Arc::new(move |config: SessionConfig| {
+                // Gateways name jobs `query@lease`: this line ties the
+                // scheduler's work to the query id the gateway and the
+                // executors log.
+                let job = config
+                    .options()
+                    .entries()
+                    .into_iter()
+                    .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
+                    .and_then(|e| e.value)
+                    .unwrap_or_default();
+                if let Some((query_id, lease)) = job.split_once('@') {
+                    info!(query_id, lease, "planning a query's job");
+                }
                 let state = default_session_builder(config)?;
                 tarn_lake::register_object_store(state.runtime_env(), &root)?;
                 // Every task of a stage must run the same operators (see

@@ -194,6 +194,7 @@ impl CoordinatorApi for CoordinatorService {
             scheduler_alive: false,
             last_seen_unix_ms: 0,
             draining: r.draining,
+            metrics_port: r.metrics_port,
         });
         Ok(Response::new(RegisterExecutorResponse {
             ttl_seconds: self.registry.ttl().as_secs() as u32,

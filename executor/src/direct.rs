@@ -62,6 +62,8 @@ pub struct Compute {
     pub handle: tokio::runtime::Handle,
     /// The executor's tasks.
     pub tasks: tarn_common::supervisor::Supervisor,
+    /// The executor's counters.
+    pub metrics: Arc<crate::metrics::ExecutorMetrics>,
 }
 
 /// Where a direct run's memory comes from: its lease's share (its granted
@@ -172,22 +174,34 @@ impl TarnFlightService {
         // aborts the run at its next yield.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let run_span = span.clone();
+        let counted = Arc::clone(&self.compute.metrics);
         let task = self.compute.tasks.spawn_on(
             "direct run",
             tracing::Instrument::instrument(
                 async move {
+                    let _running = counted.direct_running.track();
+                    // A run dropped mid-way (client gone, cancelled) keeps
+                    // the default.
+                    let mut outcome = counted.direct_runs.outcome("cancelled");
                     let mut stream = match plan.execute(0, ctx) {
                         Ok(s) => s,
                         Err(e) => {
+                            outcome.set("failed");
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
                     };
                     while let Some(item) = stream.next().await {
+                        let failed = item.is_err();
                         if tx.send(item).await.is_err() {
-                            break;
+                            return;
+                        }
+                        if failed {
+                            outcome.set("failed");
+                            return;
                         }
                     }
+                    outcome.set("ok");
                 },
                 run_span,
             ),

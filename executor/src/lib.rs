@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod front;
 pub mod memory;
+pub mod metrics;
 pub mod options;
 
 pub use error::{Error, Result};
@@ -43,6 +44,7 @@ pub fn free_port(host: &str) -> Result<u16> {
 pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Result<()> {
     let pool = Pool::from_label(&opts.pool).ok_or_else(|| Error::InvalidPool(opts.pool.clone()))?;
     let tasks = Supervisor::new(shutdown.clone());
+    let counted = Arc::new(metrics::ExecutorMetrics::default());
     let vcores = if opts.vcores == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -143,7 +145,10 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         override_physical_codec: Some(Arc::new(tarn_lake::LakePhysicalCodec::default())),
         // Every task's plan is checked before it runs: only Tarn's
         // operators, over lake files.
-        override_execution_engine: Some(Arc::new(engine::GuardedEngine::new(lake_root.clone()))),
+        override_execution_engine: Some(Arc::new(engine::GuardedEngine::new(
+            lake_root.clone(),
+            Arc::clone(&counted),
+        ))),
         // Calls to the scheduler, and its clients' reconnects, go over the
         // cluster's mutual TLS as this executor.
         override_create_grpc_client_endpoint: Some(Arc::new(tarn_common::cluster::secure_endpoint)),
@@ -168,6 +173,27 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let per_vcore = memory_limit / vcores.max(1);
     let process_pool = memory::process_pool(memory_limit);
     info!(memory_limit, per_vcore, "executor memory budget");
+    let metrics_listener =
+        tokio::net::TcpListener::bind((opts.bind_host.as_str(), opts.metrics_port))
+            .await
+            .map_err(|source| Error::Bind {
+                addr: format!("{}:{}", opts.bind_host, opts.metrics_port),
+                source,
+            })?;
+    let metrics_port = metrics_listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_default();
+    tasks.service(
+        "metrics server",
+        metrics::serve(
+            metrics_listener,
+            Arc::clone(&counted),
+            Arc::clone(&process_pool),
+            memory_limit,
+            shutdown.clone(),
+        ),
+    );
     let root = lake_root.clone();
     let spill_dir = work_dir.clone();
     let task_pool = Arc::clone(&process_pool);
@@ -242,6 +268,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
                     direct::Compute {
                         handle: compute_handle.clone(),
                         tasks: flight_tasks.clone(),
+                        metrics: Arc::clone(&counted),
                     },
                     flight_root.clone(),
                     Arc::clone(&grants),
@@ -271,6 +298,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         grpc_port: grpc_port as u32,
         pid: std::process::id(),
         draining: false,
+        metrics_port: u32::from(metrics_port),
     };
     let coordinator = format!("http://{coord_host}:{coord_port}");
     let announcing = announce_loop(coordinator, announce, shutdown.clone());

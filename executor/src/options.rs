@@ -33,6 +33,10 @@ pub struct ExecutorOptions {
     /// 0 means three quarters of the machine's memory. Each lease gets its
     /// vCores' share of it on this executor.
     pub memory_limit_bytes: u64,
+    /// Port of the Prometheus `/metrics` endpoint on `bind_host`; 0 picks
+    /// a free port (announced to the coordinator, shown in the cluster
+    /// view).
+    pub metrics_port: u16,
 }
 
 impl Default for ExecutorOptions {
@@ -49,6 +53,7 @@ impl Default for ExecutorOptions {
             work_dir: None,
             cluster_dir: "./tarn-state/cluster".into(),
             memory_limit_bytes: 0,
+            metrics_port: 0,
         }
     }
 }

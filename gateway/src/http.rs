@@ -143,6 +143,7 @@ pub async fn serve(
         ));
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/api", get(api_version))
         .merge(guarded)
@@ -236,6 +237,18 @@ fn body<T: for<'de> Deserialize<'de> + Default>(
             .with_fix("send a JSON object with the documented fields"),
         )
     })
+}
+
+/// Prometheus metrics; like `/healthz`, for the operator's scraper (the
+/// Host check still applies).
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            tarn_common::metrics::Exposition::CONTENT_TYPE,
+        )],
+        s.kernels.metrics_text(),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

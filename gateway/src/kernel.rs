@@ -230,6 +230,13 @@ pub struct Kernels {
 }
 
 impl Kernels {
+    /// The gateway's `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        self.queries
+            .metrics()
+            .render(self.sessions.open_count(), self.kernels.len())
+    }
+
     /// Kernels over `sessions`, running cells through `queries`.
     pub fn new(sessions: Arc<Sessions>, queries: Arc<Queries>, opts: KernelOptions) -> Arc<Self> {
         let k = Arc::new(Self {

@@ -51,6 +51,8 @@ pub struct Queries {
     direct: Option<Arc<Direct>>,
     /// Timers, job cancels and commits run here.
     tasks: Supervisor,
+    /// Queries in flight and by outcome, result bytes.
+    metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 const STOP_NONE: u8 = 0;
@@ -68,7 +70,6 @@ impl Queries {
         tasks: Supervisor,
     ) -> Self {
         Self {
-            sessions,
             coordinator: format!("http://{coordinator}"),
             pool: PoolProbe::new(format!("http://{coordinator}")),
             running: Arc::new(DashMap::new()),
@@ -78,7 +79,14 @@ impl Queries {
                 .map(|e| e.connect_timeout(Duration::from_secs(1)).connect_lazy()),
             direct,
             tasks,
+            metrics: Arc::clone(sessions.metrics()),
+            sessions,
         }
+    }
+
+    /// The gateway's query counters.
+    pub fn metrics(&self) -> &crate::metrics::GatewayMetrics {
+        &self.metrics
     }
 
     /// Where the gateway's background work runs.
@@ -304,7 +312,7 @@ impl Queries {
         Ok(Query {
             run_id,
             schema,
-            stream: Box::pin(batches),
+            stream: Box::pin(self.metrics.count(Box::pin(batches))),
         })
     }
 

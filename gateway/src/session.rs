@@ -123,6 +123,8 @@ pub struct Sessions {
     /// The memory pool of everything the gateway runs itself, shared by
     /// every session so that together they stay within it.
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// The gateway's query counters.
+    metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 /// Per-gateway limits on sessions and what planning may compute.
@@ -155,6 +157,11 @@ fn runtime_with_pool(bytes: usize) -> Arc<datafusion::execution::runtime_env::Ru
 }
 
 impl Sessions {
+    /// How many sessions are open.
+    pub fn open_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// A session table over `lake`, submitting to the scheduler at
     /// `scheduler_url` and leasing vCores through `leases`.
     pub fn new(
@@ -174,7 +181,13 @@ impl Sessions {
             settings: Vec::new(),
             runtime: runtime_with_pool(SessionLimits::default().memory_pool_bytes),
             limits: SessionLimits::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The gateway's query counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::GatewayMetrics> {
+        &self.metrics
     }
 
     /// Sessions within `limits`.
@@ -566,6 +579,25 @@ impl Sessions {
     /// catalog then shows only the workspaces `grants` sees, so
     /// `information_schema` and name resolution narrow with them.
     pub async fn plan_as(
+        &self,
+        session: &Session,
+        grants: &tarn_common::roles::Grants,
+        workspace: &str,
+        sql: &str,
+        query_id: &str,
+    ) -> Result<Planned, TarnError> {
+        let planned = self
+            .plan_checked(session, grants, workspace, sql, query_id)
+            .await;
+        // A statement refused before it runs ends here: counted by its
+        // code, as a run's failure is counted when its stream ends.
+        if let Err(e) = &planned {
+            self.metrics.queries.inc(e.code.name());
+        }
+        planned
+    }
+
+    async fn plan_checked(
         &self,
         session: &Session,
         grants: &tarn_common::roles::Grants,

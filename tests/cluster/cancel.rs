@@ -44,6 +44,25 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // …and its tasks run on an executor, by the executor's own count.
+    let executors = cluster.executors().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut running = 0.0;
+        for e in &executors {
+            running += cluster
+                .executor_metric(e, "tarn_executor_tasks_running")
+                .await?;
+        }
+        if running > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no executor counts a running task: {executors:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let action = arrow_flight::Action::new(
         "CancelFlightInfo",
@@ -73,6 +92,34 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
             Instant::now() < deadline,
             "the job kept running after cancel: {jobs:?}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the executors' tasks really ended, cancelled: measured by the
+    // executors themselves, not by the scheduler's view of the job.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (mut running, mut cancelled) = (0.0, 0.0);
+        for e in &executors {
+            running += cluster
+                .executor_metric(e, "tarn_executor_tasks_running")
+                .await?;
+            cancelled += cluster
+                .executor_metric(e, "tarn_executor_tasks_total{outcome=\"cancelled\"}")
+                .await?;
+        }
+        if running == 0.0 && cancelled > 0.0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let mut seen = String::new();
+            for e in &executors {
+                let (_, text) =
+                    tarn_tests::http_get(&format!("{}:{}", e.host, e.metrics_port), "/metrics")
+                        .await?;
+                seen.push_str(&text);
+            }
+            panic!("executors still run {running} task(s) ({cancelled} cancelled) after the cancel:\n{seen}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);

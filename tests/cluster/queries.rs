@@ -236,3 +236,70 @@ async fn series_functions_run_and_other_table_functions_are_refused() -> anyhow:
     }
     Ok(())
 }
+
+/// The gateway's `/metrics` counts what its users did — a query that ran,
+/// one refused (by its code), the bytes sent — and the executors count the
+/// work they ran for it.
+#[tokio::test]
+async fn metrics_count_queries_by_outcome_on_gateway_and_executors() -> anyhow::Result<()> {
+    use tarn_common::metrics::sample;
+    let cluster = Cluster::start().await?;
+    let mut c = cluster.flight_sql().await?;
+    let gateway = |text: &str, name: &str| sample(text, name).unwrap_or(0.0);
+
+    let (status, before) = cluster.http_get("/metrics").await?;
+    assert_eq!(status, 200, "{before}");
+    let ok_before = gateway(&before, "tarn_gateway_queries_total{outcome=\"ok\"}");
+
+    let got = query(
+        &mut c,
+        "SELECT UserPrincipalName FROM demo.SigninLogs LIMIT 50",
+    )
+    .await?;
+    assert_eq!(rows(&got), 50);
+    let refused = query(&mut c, "SELECT * FROM demo.NoSuchTable").await;
+    assert!(refused.is_err());
+
+    let (_, after) = cluster.http_get("/metrics").await?;
+    assert_eq!(
+        gateway(&after, "tarn_gateway_queries_total{outcome=\"ok\"}"),
+        ok_before + 1.0,
+        "{after}"
+    );
+    assert!(
+        gateway(
+            &after,
+            "tarn_gateway_queries_total{outcome=\"TABLE_NOT_FOUND\"}"
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        gateway(&after, "tarn_gateway_result_bytes_total") > 0.0,
+        "{after}"
+    );
+    assert!(gateway(&after, "tarn_gateway_sessions") >= 1.0, "{after}");
+    assert_eq!(
+        gateway(&after, "tarn_gateway_queries_running"),
+        0.0,
+        "{after}"
+    );
+
+    // The read ran on an executor, as a Ballista task or a direct run.
+    let mut done = 0.0;
+    for e in cluster.executors().await? {
+        done += cluster
+            .executor_metric(&e, "tarn_executor_tasks_total{outcome=\"ok\"}")
+            .await?;
+        done += cluster
+            .executor_metric(&e, "tarn_executor_direct_runs_total{outcome=\"ok\"}")
+            .await?;
+        assert!(
+            cluster
+                .executor_metric(&e, "tarn_executor_memory_limit_bytes")
+                .await?
+                > 0.0
+        );
+    }
+    assert!(done >= 1.0, "no executor counts the work it ran");
+    Ok(())
+}

@@ -136,6 +136,7 @@ async fn the_coordinator_refuses_outsiders_and_wrong_roles() -> anyhow::Result<(
             grpc_port: 1,
             pid: 1,
             draining: false,
+            metrics_port: 0,
         })
         .await
         .expect_err("gateways do not register executors");

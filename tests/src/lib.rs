@@ -380,6 +380,32 @@ impl Cluster {
             .ok_or_else(|| anyhow::anyhow!("no interactive executor"))
     }
 
+    /// Every executor the coordinator lists.
+    pub async fn executors(&self) -> anyhow::Result<Vec<tarn_proto::ExecutorInfo>> {
+        Ok(self
+            .coordinator()
+            .await?
+            .get_cluster_info(tarn_proto::GetClusterInfoRequest {
+                header: Some(tarn_proto::header()),
+            })
+            .await?
+            .into_inner()
+            .executors)
+    }
+
+    /// A sample of an executor's own `/metrics` (e.g.
+    /// `tarn_executor_tasks_running`), 0 when it has none yet.
+    pub async fn executor_metric(
+        &self,
+        e: &tarn_proto::ExecutorInfo,
+        sample: &str,
+    ) -> anyhow::Result<f64> {
+        let (status, text) =
+            http_get(&format!("{}:{}", e.host, e.metrics_port), "/metrics").await?;
+        anyhow::ensure!(status == 200, "executor /metrics answered {status}");
+        Ok(tarn_common::metrics::sample(&text, sample).unwrap_or(0.0))
+    }
+
     /// The standalone's cluster credentials folder.
     pub fn cluster_dir(&self) -> PathBuf {
         self.state.join("cluster")

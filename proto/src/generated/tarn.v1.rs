@@ -64,6 +64,9 @@ pub struct RegisterExecutorRequest {
     /// not count toward its pool's capacity or get new work.
     #[prost(bool, tag = "9")]
     pub draining: bool,
+    /// Port of the executor's Prometheus /metrics on `host`.
+    #[prost(uint32, tag = "10")]
+    pub metrics_port: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -104,6 +107,8 @@ pub struct ExecutorInfo {
     /// Announced itself as shutting down; not counted in its pool.
     #[prost(bool, tag = "10")]
     pub draining: bool,
+    #[prost(uint32, tag = "11")]
+    pub metrics_port: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
