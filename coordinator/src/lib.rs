@@ -353,13 +353,7 @@ impl Lead {
                 // Gateways name jobs `query@lease`: this line ties the
                 // scheduler's work to the query id the gateway and the
                 // executors log.
-                let job = config
-                    .options()
-                    .entries()
-                    .into_iter()
-                    .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
-                    .and_then(|e| e.value)
-                    .unwrap_or_default();
+                let job = tarn_lake::job_name(&config).unwrap_or_default();
                 if let Some((query_id, lease)) = job.split_once('@') {
                     info!(query_id, lease, "planning a query's job");
                 }

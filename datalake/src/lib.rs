@@ -87,6 +87,18 @@ pub(crate) fn open_store(
     })
 }
 
+/// The Ballista job name of a session's job. Gateways name jobs
+/// `query@lease` (the query id every role logs, and the lease its tasks
+/// run within); executors and the coordinator read it back from here.
+pub fn job_name(config: &datafusion::prelude::SessionConfig) -> Option<String> {
+    config
+        .options()
+        .entries()
+        .into_iter()
+        .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
+        .and_then(|e| e.value)
+}
+
 /// Registers the object store serving `root` in `env`, so executors can read
 /// the Parquet files a plan names. Local roots need nothing: DataFusion's
 /// runtime always has the local file system.

@@ -43,12 +43,7 @@ impl GuardedEngine {
 
 /// The gateway's query id: Tarn names Ballista jobs `query@lease`.
 fn query_id(config: &SessionConfig) -> String {
-    config
-        .options()
-        .entries()
-        .into_iter()
-        .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
-        .and_then(|e| e.value)
+    tarn_lake::job_name(config)
         .and_then(|name| name.split_once('@').map(|(q, _)| q.to_string()))
         .unwrap_or_default()
 }

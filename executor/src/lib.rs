@@ -200,14 +200,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     config.override_runtime_producer = Some(Arc::new(
         move |session: &datafusion::prelude::SessionConfig| {
             let lease_vcores = session.target_partitions().clamp(1, vcores.max(1));
-            // Tarn names jobs `query@lease`.
-            let job = session
-                .options()
-                .entries()
-                .into_iter()
-                .find(|e| e.key == ballista_core::config::BALLISTA_JOB_NAME)
-                .and_then(|e| e.value)
-                .unwrap_or_default();
+            let job = tarn_lake::job_name(session).unwrap_or_default();
             let lease = job.rsplit_once('@').map(|(_, l)| l).unwrap_or("a session");
             let share = memory::LeaseShare::new(
                 Arc::clone(&task_pool),
