@@ -274,7 +274,9 @@ def kill_all(proc):
     proc.wait()
 
 
-BIG = "SELECT s.* FROM demo.SigninLogs s CROSS JOIN (SELECT * FROM (VALUES (1),(2),(3),(4),(5),(6),(7),(8))) k"
+# Large enough that the kill reliably lands while the overwrite writes (the
+# test asserts it did): 32 copies of SigninLogs, ~630k rows.
+BIG = "SELECT s.* FROM demo.SigninLogs s CROSS JOIN (SELECT value FROM generate_series(1, 32)) k"
 
 
 @pytest.mark.parametrize("victim", ["executor", "standalone"])
