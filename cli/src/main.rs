@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             seed,
         } => {
-            let opts = tarn_lake::demo::DemoOptions {
+            let opts = tarn_demo::DemoOptions {
                 scale,
                 days,
                 seed,

@@ -73,12 +73,12 @@ pub struct Args {
 /// Writes the demo workspace into `lake`.
 pub async fn generate_demo(
     lake: &str,
-    opts: &tarn_lake::demo::DemoOptions,
-) -> anyhow::Result<tarn_lake::demo::DemoSummary> {
+    opts: &tarn_demo::DemoOptions,
+) -> anyhow::Result<tarn_demo::DemoSummary> {
     let root = tarn_lake::parse_root(lake)?;
     let ws = root.join("demo/").context("demo workspace URL")?;
     let started = Instant::now();
-    let summary = tarn_lake::demo::generate(&ws, &HashMap::new(), opts).await?;
+    let summary = tarn_demo::generate(&ws, &HashMap::new(), opts).await?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, workspace = %ws, "demo lake written");
     Ok(summary)
 }
@@ -217,7 +217,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
     let root = tarn_lake::parse_root(&args.lake)?;
     if !args.no_demo && !demo_exists(&args.lake) {
         tracing::info!(lake = %root, "creating the demo workspace");
-        let opts = tarn_lake::demo::DemoOptions {
+        let opts = tarn_demo::DemoOptions {
             scale: args.demo_scale,
             ..Default::default()
         };

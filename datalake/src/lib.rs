@@ -9,7 +9,6 @@
 
 pub mod catalog;
 pub mod codec;
-pub mod demo;
 pub mod error;
 pub mod guard;
 pub mod leaves;

@@ -95,6 +95,7 @@ fn newer_source(root: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
         "config",
         "coordinator",
         "datalake",
+        "demo",
         "executor",
         "gateway",
         "proto",
