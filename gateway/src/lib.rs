@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod kernel_auth;
 pub mod kernel_msg;
 pub mod lease;
+pub mod local;
 pub mod options;
 pub mod query;
 pub mod session;
