@@ -699,12 +699,13 @@ pub async fn prepare(
         .resolve_table_references(&statement)
         .map_err(|e| from_datafusion(&e))?;
     // The table a write creates or deletes need not resolve; its
-    // checks are the write's own.
+    // checks are the write's own. A target that is no table name (a path,
+    // a name a table cannot have) is refused as such, not looked up.
     let skip = match &write {
         Some(crate::write::WriteStatement::CreateAs { name, .. })
         | Some(crate::write::WriteStatement::Drop { name, .. })
         | Some(crate::write::WriteStatement::Insert { name, .. }) => {
-            crate::write::target(name, workspace).ok()
+            Some(crate::write::target(name, workspace)?)
         }
         None => None,
     };
