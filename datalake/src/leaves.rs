@@ -24,6 +24,7 @@ use std::sync::Arc;
 use arrow::array::{new_null_array, RecordBatch, RecordBatchOptions};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -49,8 +50,8 @@ impl PhysicalOptimizerRule for MemoryLeaves {
             } else if node.downcast_ref::<PlaceholderRowExec>().is_some() {
                 match placeholder_row(&schema) {
                     Some(row) => vec![vec![row]; n],
-                    // A column that cannot hold the placeholder's NULL: keep
-                    // the original (correct, if not uniform across tasks).
+                    // A type without a value to stand in: keep the original
+                    // (correct alone, if not uniform across tasks).
                     None => return Ok(Transformed::no(node)),
                 }
             } else {
@@ -71,17 +72,25 @@ impl PhysicalOptimizerRule for MemoryLeaves {
     }
 }
 
-/// The one row a `PlaceholderRowExec` produces: NULL in every column (it
-/// usually has none).
+/// The one row a `PlaceholderRowExec` stands for: NULL in every column
+/// (it usually has none). Nothing reads a placeholder's values, only its
+/// row (DataFusion's own emits NULL-typed columns whatever its schema
+/// says), so a column that cannot hold NULL — the aggregate's schema, when
+/// `count(*)` is answered from statistics — gets its type's default value.
 fn placeholder_row(schema: &arrow::datatypes::SchemaRef) -> Option<RecordBatch> {
-    if schema.fields().iter().any(|f| !f.is_nullable()) {
-        return None;
-    }
     let columns = schema
         .fields()
         .iter()
-        .map(|f| new_null_array(f.data_type(), 1))
-        .collect();
+        .map(|f| {
+            if f.is_nullable() {
+                Some(new_null_array(f.data_type(), 1))
+            } else {
+                ScalarValue::new_default(f.data_type())
+                    .and_then(|v| v.to_array_of_size(1))
+                    .ok()
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
     RecordBatch::try_new_with_options(
         Arc::clone(schema),
         columns,
@@ -118,6 +127,36 @@ mod tests {
             3,
             "{text}"
         );
+    }
+
+    /// `count(*)` answered from statistics: a projection of the counts
+    /// over a placeholder with the aggregate's NOT NULL schema. Left as a
+    /// placeholder under a union, the job's tasks reported different
+    /// metrics and it never finished.
+    #[tokio::test]
+    async fn placeholders_of_not_null_columns_become_memory_scans_too() {
+        use arrow::datatypes::{DataType, Field};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("count(*)", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let leaves: Vec<Arc<dyn ExecutionPlan>> = vec![
+            Arc::new(PlaceholderRowExec::new(Arc::clone(&schema))),
+            Arc::new(PlaceholderRowExec::new(Arc::clone(&schema))),
+        ];
+        let union = UnionExec::try_new(leaves).unwrap();
+        let out = MemoryLeaves
+            .optimize(union, &ConfigOptions::default())
+            .unwrap();
+        let text = datafusion::physical_plan::displayable(out.as_ref())
+            .indent(false)
+            .to_string();
+        assert!(!text.contains("PlaceholderRowExec"), "{text}");
+        assert_eq!(out.schema(), schema);
+        let ctx = Arc::new(datafusion::execution::TaskContext::default());
+        let batches = datafusion::physical_plan::collect(out, ctx).await.unwrap();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2);
     }
 
     #[tokio::test]

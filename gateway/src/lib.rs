@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod kernel_auth;
 pub mod kernel_msg;
 pub mod lease;
+pub mod local;
 pub mod metrics;
 pub mod options;
 pub mod query;

@@ -541,7 +541,7 @@ impl Drop for AbortOnDrop {
 /// yields one `count` row with the rows committed. The commit runs in its
 /// own task, so a client leaving mid-commit can neither interrupt it nor
 /// make it be undone.
-fn commit_after(
+pub(crate) fn commit_after(
     stream: datafusion::execution::SendableRecordBatchStream,
     spec: Arc<tarn_lake::table::LakeTableSpec>,
     lake: Arc<tarn_lake::Lake>,

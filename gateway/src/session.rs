@@ -470,11 +470,7 @@ impl Sessions {
         vcores: usize,
         grants: &tarn_common::roles::Grants,
     ) -> Result<SessionState, TarnError> {
-        let mut config = SessionConfig::new_with_ballista()
-            .with_target_partitions(vcores.max(1))
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG, &self.default_workspace)
-            .with_create_default_catalog_and_schema(false)
+        let mut config = planning_config(&self.default_workspace, vcores)
             .with_ballista_logical_extension_codec(Arc::new(LakeLogicalCodec::default()))
             .with_ballista_physical_extension_codec(Arc::new(
                 tarn_lake::LakePhysicalCodec::default(),
@@ -493,11 +489,6 @@ impl Sessions {
             // twice") — and it ignores the scheduler session's planner
             // rules Tarn relies on (`tarn_lake::leaves`).
             .with_ballista_adaptive_query_planner(false);
-        // Analysts type `SigninLogs.UserPrincipalName` exactly as the
-        // schema spells it; lower-casing unquoted identifiers would break
-        // every CamelCase name in the lake.
-        config.options_mut().sql_parser.enable_ident_normalization = false;
-        config.options_mut().execution.collect_statistics = true;
         for (key, value) in &self.settings {
             // Checked when the gateway started.
             let _ = config.options_mut().set(key, value);
@@ -514,32 +505,7 @@ impl Sessions {
                 TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
             })?;
         // After the upgrade, which replaces the scalar functions.
-        let mut state = crate::fold::guard(state, self.limits.max_constant_bytes);
-        // Series functions that can travel to the cluster (see
-        // `tarn_lake::series`); `table_functions` allows only these.
-        for name in tarn_lake::series::NAMES {
-            let f = tarn_lake::series::SeriesFunction::new(name).map_err(|e| {
-                TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
-            })?;
-            state.register_udtf(name, Arc::new(f));
-        }
-        state
-            .catalog_list()
-            .register_catalog(CATALOG.to_string(), self.catalog_for(grants));
-        Ok(state)
-    }
-
-    /// The lake as the `tarn` catalog of a caller holding `grants`.
-    fn catalog_for(
-        &self,
-        grants: &tarn_common::roles::Grants,
-    ) -> Arc<dyn datafusion::catalog::CatalogProvider> {
-        // Workspaces the user holds no role in are not there at all: not
-        // in SHOW SCHEMAS, information_schema, nor name resolution.
-        Arc::new(LakeCatalog::with_visible(Arc::clone(&self.lake), {
-            let grants = grants.clone();
-            Arc::new(move |ws: &str| grants.sees(ws))
-        }))
+        with_lake(state, &self.lake, grants, self.limits.max_constant_bytes)
     }
 
     /// A catalog list holding only the `tarn` catalog as `grants` sees it
@@ -552,7 +518,7 @@ impl Sessions {
         datafusion::catalog::CatalogProviderList::register_catalog(
             &list,
             CATALOG.to_string(),
-            self.catalog_for(grants),
+            lake_catalog(&self.lake, grants),
         );
         Arc::new(list)
     }
@@ -618,94 +584,25 @@ impl Sessions {
             builder = builder.with_catalog_list(self.catalogs_for(grants));
         }
         let state = builder.build();
-
-        let sql = number_placeholders(sql);
-        let statement = state
-            .sql_to_statement(&sql, &datafusion::config::Dialect::Generic)
-            .map_err(|e| from_datafusion(&e))?;
-        let write = crate::write::classify(&statement, grants)?;
-        if write.is_none() {
-            check_read_only(&statement)?;
-        }
-        let calls = crate::table_functions::called(&statement);
-        crate::table_functions::check(&calls)?;
-        let refs = state
-            .resolve_table_references(&statement)
-            .map_err(|e| from_datafusion(&e))?;
-        // The table a write creates or deletes need not resolve; its
-        // checks are the write's own.
-        let skip = match &write {
-            Some(crate::write::WriteStatement::CreateAs { name, .. })
-            | Some(crate::write::WriteStatement::Drop { name, .. })
-            | Some(crate::write::WriteStatement::Insert { name, .. }) => {
-                crate::write::target(name, workspace).ok()
-            }
-            None => None,
-        };
-        let mut wants_listing = false;
-        for r in refs {
-            // A table function, not a table (checked above).
-            if r.schema().is_none() && calls.contains(r.table()) {
-                continue;
-            }
-            if let Some((ws, t)) = &skip {
-                if r.schema().unwrap_or(workspace) == ws && r.table() == t {
-                    continue;
-                }
-            }
-            self.check_reference(&r, workspace, grants, &mut wants_listing)
-                .await?;
-        }
-        if let Some(w) = write {
-            if wants_listing {
-                self.refresh_all().await?;
-            }
-            let (plan, effect) =
-                crate::write::plan_statement(&self.lake, &state, grants, workspace, statement, w)
-                    .await?;
-            return Ok(Planned {
+        match prepare(&self.lake, &state, grants, workspace, sql).await? {
+            Prepared::Plan { plan, effect } => Ok(Planned {
                 plan,
                 state,
                 effect,
-            });
+            }),
+            Prepared::Set { key, value } => {
+                apply_set(session, &key, value)?;
+                let empty = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                });
+                Ok(Planned {
+                    plan: empty,
+                    state,
+                    effect: crate::write::Effect::Nothing,
+                })
+            }
         }
-        if wants_listing {
-            self.refresh_all().await?;
-        }
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| from_datafusion(&e))?;
-        if let LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set)) = &plan
-        {
-            apply_set(session, &set.variable, &set.value)?;
-            let empty = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
-                produce_one_row: false,
-                schema: Arc::new(datafusion::common::DFSchema::empty()),
-            });
-            return Ok(Planned {
-                plan: empty,
-                state,
-                effect: crate::write::Effect::Nothing,
-            });
-        }
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| {
-                TarnError::new(
-                    ErrorCode::Unsupported,
-                    format!("only queries run here: {}", e.strip_backtrace()),
-                )
-                .with_fix("send SELECT (or WITH … SELECT, SHOW, DESCRIBE, EXPLAIN) statements")
-            })?;
-        Ok(Planned {
-            plan,
-            state,
-            effect: crate::write::Effect::Nothing,
-        })
     }
 
     /// The state a session plans with, named for one run (ingest plans
@@ -722,49 +619,218 @@ impl Sessions {
             .build()
     }
 
-    async fn check_reference(
-        &self,
-        r: &TableReference,
-        default_ws: &str,
-        grants: &tarn_common::roles::Grants,
-        wants_listing: &mut bool,
-    ) -> Result<(), TarnError> {
-        for part in [r.schema(), Some(r.table())].into_iter().flatten() {
-            crate::write::refuse_path(part)?;
-        }
-        if let Some(c) = r.catalog() {
-            if c != CATALOG {
-                return Err(TarnError::new(
-                    ErrorCode::WorkspaceNotFound,
-                    format!("catalog '{c}' does not exist; Tarn's only catalog is '{CATALOG}'"),
-                )
-                .with_fix(format!(
-                    "write {CATALOG}.<workspace>.<table>, <workspace>.<table> or <table>"
-                )));
-            }
-        }
-        let ws = r.schema().unwrap_or(default_ws);
-        if ws == "information_schema" {
-            *wants_listing = true;
-            return Ok(());
-        }
-        grants.require(ws, tarn_common::roles::Role::Reader, "reading a table")?;
-        let workspace = self.lake.workspace(ws).await.map_err(|e| e.to_tarn())?;
-        workspace.table(r.table()).await.map_err(|e| e.to_tarn())?;
-        Ok(())
-    }
-
     /// Re-lists workspaces and their tables (for information_schema and
     /// metadata calls, which must show the current lake).
     pub async fn refresh_all(&self) -> Result<Vec<String>, TarnError> {
-        let names = self.lake.refresh().await.map_err(|e| e.to_tarn())?;
-        for n in &names {
-            if let Ok(ws) = self.lake.workspace(n).await {
-                ws.refresh().await.map_err(|e| e.to_tarn())?;
+        refresh_lake(&self.lake).await
+    }
+}
+
+/// The configuration every statement is planned with, for a session of
+/// `partitions` vCores whose default workspace is `default_workspace`:
+/// Ballista's settings (which the cluster reads from it), the `tarn`
+/// catalog only, `information_schema`, identifiers as typed.
+pub fn planning_config(default_workspace: &str, partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::new_with_ballista()
+        .with_target_partitions(partitions.max(1))
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(CATALOG, default_workspace)
+        .with_create_default_catalog_and_schema(false);
+    // Analysts type `SigninLogs.UserPrincipalName` exactly as the
+    // schema spells it; lower-casing unquoted identifiers would break
+    // every CamelCase name in the lake.
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().execution.collect_statistics = true;
+    config
+}
+
+/// Adds Tarn's planning parts to a DataFusion state: bounded constant
+/// folding (`max_constant_bytes`, see [`crate::fold`]), the series table
+/// functions, and the lake as the `tarn` catalog of a caller holding
+/// `grants`.
+pub fn with_lake(
+    state: SessionState,
+    lake: &Arc<Lake>,
+    grants: &tarn_common::roles::Grants,
+    max_constant_bytes: usize,
+) -> Result<SessionState, TarnError> {
+    let mut state = crate::fold::guard(state, max_constant_bytes);
+    // Series functions that can travel to the cluster (see
+    // `tarn_lake::series`); `table_functions` allows only these.
+    for name in tarn_lake::series::NAMES {
+        let f = tarn_lake::series::SeriesFunction::new(name).map_err(|e| {
+            TarnError::new(ErrorCode::Internal, format!("cannot create session: {e}"))
+        })?;
+        state.register_udtf(name, Arc::new(f));
+    }
+    state
+        .catalog_list()
+        .register_catalog(CATALOG.to_string(), lake_catalog(lake, grants));
+    Ok(state)
+}
+
+/// The lake as the `tarn` catalog of a caller holding `grants`.
+fn lake_catalog(
+    lake: &Arc<Lake>,
+    grants: &tarn_common::roles::Grants,
+) -> Arc<dyn datafusion::catalog::CatalogProvider> {
+    // Workspaces the user holds no role in are not there at all: not
+    // in SHOW SCHEMAS, information_schema, nor name resolution.
+    Arc::new(LakeCatalog::with_visible(Arc::clone(lake), {
+        let grants = grants.clone();
+        Arc::new(move |ws: &str| grants.sees(ws))
+    }))
+}
+
+/// One statement, checked and planned, before it runs.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A query or a write, and what must happen once it ran.
+    Plan {
+        /// The logical plan (placeholders still unbound for prepared
+        /// statements).
+        plan: LogicalPlan,
+        /// A write's commit, a drop, or nothing.
+        effect: crate::write::Effect,
+    },
+    /// `SET <key> = <value>` of a setting users may change.
+    Set {
+        /// The setting, lower-cased.
+        key: String,
+        /// Its new value.
+        value: usize,
+    },
+}
+
+/// Parses, checks and plans one statement in `state` (whose default
+/// schema is `workspace`) for a caller holding `grants`: the one path every
+/// statement takes, whether a session's on the cluster or one run in
+/// process ([`crate::local`]).
+///
+/// Every table the statement names is resolved against the lake first,
+/// so an unknown workspace or table gets its own coded error rather than
+/// a generic planning failure.
+pub async fn prepare(
+    lake: &Arc<Lake>,
+    state: &SessionState,
+    grants: &tarn_common::roles::Grants,
+    workspace: &str,
+    sql: &str,
+) -> Result<Prepared, TarnError> {
+    let sql = number_placeholders(sql);
+    let statement = state
+        .sql_to_statement(&sql, &datafusion::config::Dialect::Generic)
+        .map_err(|e| from_datafusion(&e))?;
+    let write = crate::write::classify(&statement, grants)?;
+    if write.is_none() {
+        check_read_only(&statement)?;
+    }
+    let calls = crate::table_functions::called(&statement);
+    crate::table_functions::check(&calls)?;
+    let refs = state
+        .resolve_table_references(&statement)
+        .map_err(|e| from_datafusion(&e))?;
+    // The table a write creates or deletes need not resolve; its
+    // checks are the write's own. A target that is no table name (a path,
+    // a name a table cannot have) is refused as such, not looked up.
+    let skip = match &write {
+        Some(crate::write::WriteStatement::CreateAs { name, .. })
+        | Some(crate::write::WriteStatement::Drop { name, .. })
+        | Some(crate::write::WriteStatement::Insert { name, .. }) => {
+            Some(crate::write::target(name, workspace)?)
+        }
+        None => None,
+    };
+    let mut wants_listing = false;
+    for r in refs {
+        // A table function, not a table (checked above).
+        if r.schema().is_none() && calls.contains(r.table()) {
+            continue;
+        }
+        if let Some((ws, t)) = &skip {
+            if r.schema().unwrap_or(workspace) == ws && r.table() == t {
+                continue;
             }
         }
-        Ok(names)
+        check_reference(lake, &r, workspace, grants, &mut wants_listing).await?;
     }
+    if wants_listing {
+        refresh_lake(lake).await?;
+    }
+    if let Some(w) = write {
+        let (plan, effect) =
+            crate::write::plan_statement(lake, state, grants, workspace, statement, w).await?;
+        return Ok(Prepared::Plan { plan, effect });
+    }
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| from_datafusion(&e))?;
+    if let LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set)) = &plan {
+        let (key, value) = settable(&set.variable, &set.value)?;
+        return Ok(Prepared::Set { key, value });
+    }
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| {
+            TarnError::new(
+                ErrorCode::Unsupported,
+                format!("only queries run here: {}", e.strip_backtrace()),
+            )
+            .with_fix("send SELECT (or WITH … SELECT, SHOW, DESCRIBE, EXPLAIN) statements")
+        })?;
+    Ok(Prepared::Plan {
+        plan,
+        effect: crate::write::Effect::Nothing,
+    })
+}
+
+/// Checks that a table a statement names exists and that the caller may
+/// read it; `information_schema` asks for a fresh listing instead.
+async fn check_reference(
+    lake: &Arc<Lake>,
+    r: &TableReference,
+    default_ws: &str,
+    grants: &tarn_common::roles::Grants,
+    wants_listing: &mut bool,
+) -> Result<(), TarnError> {
+    for part in [r.schema(), Some(r.table())].into_iter().flatten() {
+        crate::write::refuse_path(part)?;
+    }
+    if let Some(c) = r.catalog() {
+        if c != CATALOG {
+            return Err(TarnError::new(
+                ErrorCode::WorkspaceNotFound,
+                format!("catalog '{c}' does not exist; Tarn's only catalog is '{CATALOG}'"),
+            )
+            .with_fix(format!(
+                "write {CATALOG}.<workspace>.<table>, <workspace>.<table> or <table>"
+            )));
+        }
+    }
+    let ws = r.schema().unwrap_or(default_ws);
+    if ws == "information_schema" {
+        *wants_listing = true;
+        return Ok(());
+    }
+    grants.require(ws, tarn_common::roles::Role::Reader, "reading a table")?;
+    let workspace = lake.workspace(ws).await.map_err(|e| e.to_tarn())?;
+    workspace.table(r.table()).await.map_err(|e| e.to_tarn())?;
+    Ok(())
+}
+
+/// Re-lists the lake's workspaces and their tables.
+pub async fn refresh_lake(lake: &Arc<Lake>) -> Result<Vec<String>, TarnError> {
+    let names = lake.refresh().await.map_err(|e| e.to_tarn())?;
+    for n in &names {
+        if let Ok(ws) = lake.workspace(n).await {
+            ws.refresh().await.map_err(|e| e.to_tarn())?;
+        }
+    }
+    Ok(names)
 }
 
 /// JDBC/ODBC/ADBC clients write parameters as `?`; DataFusion numbers them
@@ -807,9 +873,9 @@ pub fn number_placeholders(sql: &str) -> String {
     out
 }
 
-/// Applies `SET <variable> = <value>` to the session, for the settings a
-/// user may change.
-fn apply_set(session: &Session, variable: &str, value: &str) -> Result<(), TarnError> {
+/// The setting `SET <variable> = <value>` may change, and its value: only
+/// the settings on [`SETTABLE`], each to a number from 1 to 4096.
+fn settable(variable: &str, value: &str) -> Result<(String, usize), TarnError> {
     let key = variable.to_ascii_lowercase();
     if !SETTABLE.contains(&key.as_str()) {
         return Err(TarnError::new(
@@ -829,15 +895,29 @@ fn apply_set(session: &Session, variable: &str, value: &str) -> Result<(), TarnE
                 format!("{variable} takes a number from 1 to 4096, not {value:?}"),
             )
         })?;
-    let mut state = session.state.write();
+    Ok((key, n))
+}
+
+/// `state` with the setting `key` (a setting `SET` may change) set to `value`.
+pub fn with_setting(
+    state: &SessionState,
+    key: &str,
+    value: usize,
+) -> Result<SessionState, TarnError> {
     let mut config = state.config().clone();
     config
         .options_mut()
-        .set(&key, &n.to_string())
+        .set(key, &value.to_string())
         .map_err(|e| from_datafusion(&e))?;
-    *state = SessionStateBuilder::new_from_existing(state.clone())
+    Ok(SessionStateBuilder::new_from_existing(state.clone())
         .with_config(config)
-        .build();
+        .build())
+}
+
+/// Applies a checked `SET` to the session.
+fn apply_set(session: &Session, key: &str, value: usize) -> Result<(), TarnError> {
+    let mut state = session.state.write();
+    *state = with_setting(&state, key, value)?;
     Ok(())
 }
 

@@ -14,4 +14,5 @@ mod queries;
 #[path = "../security/mod.rs"]
 mod security;
 mod sessions;
+mod slt;
 mod writes;
