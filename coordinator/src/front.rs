@@ -33,6 +33,23 @@ pub struct Leading {
     pub direct: Arc<crate::direct::DirectRuns>,
 }
 
+impl Leading {
+    /// A job's execution graph: a running job's from the scheduler's
+    /// active cache (the job state holds only finished jobs' graphs, so
+    /// a running job's stages would otherwise never show), a finished
+    /// job's from the job state.
+    pub async fn graph(
+        &self,
+        job_id: &ballista_core::JobId,
+    ) -> Option<ballista_scheduler::state::execution_graph::ExecutionGraphBox> {
+        let running = self.scheduler.state.task_manager.get_running_job_cache();
+        if let Some(job) = running.get(job_id) {
+            return Some(job.execution_graph.read().await.cloned());
+        }
+        self.jobs.get_execution_graph(job_id).await.ok().flatten()
+    }
+}
+
 /// Set once, when this coordinator becomes leader.
 #[derive(Default)]
 pub struct LeaderSlot(OnceLock<Leading>);

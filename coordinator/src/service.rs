@@ -235,7 +235,7 @@ impl CoordinatorApi for CoordinatorService {
             let mut tasks = Vec::new();
             let mut stage_count = o.num_stages as u32;
             let mut session_id = String::new();
-            if let Ok(Some(graph)) = leading.jobs.get_execution_graph(&o.job_id).await {
+            if let Some(graph) = leading.graph(&o.job_id).await {
                 stage_count = graph.stage_count() as u32;
                 session_id = graph.session_id().to_string();
                 for (stage_id, stage) in graph.stages() {
@@ -289,7 +289,7 @@ impl CoordinatorApi for CoordinatorService {
         let mut p = QueryProgress::default();
         for job in jobs {
             p.jobs += 1;
-            let Ok(Some(graph)) = leading.jobs.get_execution_graph(&job.job_id).await else {
+            let Some(graph) = leading.graph(&job.job_id).await else {
                 p.stages_total += job.num_stages as u32;
                 continue;
             };

@@ -31,35 +31,43 @@ async fn cancel_flight_info_stops_the_query_and_its_job() -> anyhow::Result<()> 
         let stream = reader.do_get(ticket).await.map_err(to_status)?;
         stream.try_collect::<Vec<_>>().await.map_err(to_status)
     });
-    // Wait until the job is running on an executor.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs = cluster.jobs().await?;
-        if jobs.iter().any(|j| j.status == "running") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the query never started running: {jobs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // …and its tasks run on an executor, by the executor's own count.
+    // Wait until the job's long stage runs on an executor. The scan that
+    // feeds the cross join is a stage of its own and ends quickly; a cancel
+    // landing between it and the join would find no task to stop. So wait
+    // for a stage to have succeeded (by the scheduler's progress) and
+    // for a task to be running by the executors' own count.
     let executors = cluster.executors().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let jobs = cluster.jobs().await?;
+        let mut past_first_stage = false;
+        if let Some(job) = jobs.iter().find(|j| j.status == "running") {
+            let query_id = job.job_name.split('@').next().unwrap_or_default();
+            let progress = cluster
+                .coordinator()
+                .await?
+                .get_query_progress(tarn_proto::GetQueryProgressRequest {
+                    header: Some(tarn_proto::header()),
+                    query_id: query_id.to_string(),
+                })
+                .await?
+                .into_inner();
+            past_first_stage = progress.stages_done >= 1 && progress.tasks_running > 0;
+        }
         let mut running = 0.0;
-        for e in &executors {
-            running += cluster
-                .executor_metric(e, "tarn_executor_tasks_running")
-                .await?;
+        if past_first_stage {
+            for e in &executors {
+                running += cluster
+                    .executor_metric(e, "tarn_executor_tasks_running")
+                    .await?;
+            }
         }
         if running > 0.0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no executor counts a running task: {executors:?}"
+            "the query's join stage never ran on an executor: {jobs:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
