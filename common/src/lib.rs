@@ -5,6 +5,7 @@
 //! Ballista or the lake lives in the crate that owns that concern.
 
 pub mod auth;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -382,7 +382,7 @@ impl CoordinatorApi for CoordinatorService {
                 holder: r.holder,
             })
             .await?;
-        let expires = crate::ledger::now_ms() + ledger.limits().lease_ttl.as_millis() as u64;
+        let expires = tarn_common::clock::unix_ms() + ledger.limits().lease_ttl.as_millis() as u64;
         Ok(Response::new(lease_info(&lease, expires, ledger)))
     }
 
@@ -445,7 +445,7 @@ impl CoordinatorApi for CoordinatorService {
                     lease_id: r.lease_id.clone(),
                     plan_sha256: r.plan_sha256.clone(),
                     vcores: g.vcores,
-                    exp_ms: tarn_common::reservation::now_ms()
+                    exp_ms: tarn_common::clock::unix_ms()
                         + tarn_common::reservation::GRANT_TTL.as_millis() as u64,
                 }
                 .sign(&self.reservation_key);

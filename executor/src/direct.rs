@@ -126,7 +126,7 @@ impl TarnFlightService {
                 &t.grant,
                 &t.reservation_id,
                 &t.plan,
-                tarn_common::reservation::now_ms(),
+                tarn_common::clock::unix_ms(),
             )
             .map_err(|e| {
                 tracing::warn!(query_id = %t.query_id, error = %e, "refused a direct run");

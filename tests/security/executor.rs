@@ -106,7 +106,7 @@ fn grant_for(cluster: &Cluster, executor_id: &str, id: &str, plan: &[u8]) -> Str
         executor_id: executor_id.into(),
         lease_id: "attack".into(),
         plan_sha256: sha256_hex(plan),
-        exp_ms: tarn_common::reservation::now_ms() + 30_000,
+        exp_ms: tarn_common::clock::unix_ms() + 30_000,
         vcores: 1,
     }
     .sign(&key)

@@ -7,265 +7,28 @@
 //! whoever loads the book gives every lease a fresh TTL, because holders
 //! could not heartbeat while no coordinator led.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use tarn_common::clock::{unix_ms, Clock, SystemClock};
 use tarn_common::{ErrorCode, TarnError};
 use tarn_proto::Pool;
-use tarn_state::{Op, StateStore};
+use tarn_state::StateStore;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::registry::ExecutorRegistry;
 
-const LEASES: &str = "leases/";
-const RUNS: &str = "runs/";
-const SEQ: &str = "meta/run_seq";
+mod book;
+#[cfg(test)]
+mod tests;
+
+use book::{coalesce, Book, Draft, LEASES, RUNS, SEQ};
+pub use book::{JobRun, Lease, Limits, RunState, Stats};
+
 /// Finished runs remembered for GetJobRun (not persisted).
 const RECENT_RUNS: usize = 200;
-
-/// The limits the ledger enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Configured size of the interactive pool.
-    pub interactive_vcores: u32,
-    /// Configured size of the job pool.
-    pub job_vcores: u32,
-    /// vCores all leases of the account may hold together.
-    pub account_vcores: u32,
-    /// Distinct users holding interactive leases at once.
-    pub max_interactive_users: u32,
-    /// Job runs running at once.
-    pub max_running_jobs: u32,
-    /// Job runs waiting at once.
-    pub max_queued_jobs: u32,
-    /// A lease whose holder does not renew it for this long ends.
-    pub lease_ttl: Duration,
-    /// Named lease sizes, in vCores.
-    pub sizes: BTreeMap<String, u32>,
-    /// The size used when a request names none.
-    pub default_size: String,
-}
-
-impl Limits {
-    fn pool_size(&self, pool: Pool) -> u32 {
-        match pool {
-            Pool::Job => self.job_vcores,
-            _ => self.interactive_vcores,
-        }
-    }
-}
-
-/// A lease of vCores.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Lease {
-    /// Opaque id; Ballista jobs run under it are named `query@id`.
-    pub id: String,
-    /// `interactive` or `job`.
-    pub pool: String,
-    /// Who it is for.
-    pub user: String,
-    /// Workspace the session or run works in.
-    pub workspace: String,
-    /// vCores held.
-    pub vcores: u32,
-    /// Who renews it.
-    pub holder: String,
-    /// When it was granted (ms since epoch).
-    pub created_ms: u64,
-    /// The job run it belongs to, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-}
-
-impl Lease {
-    /// The pool as an enum.
-    pub fn pool(&self) -> Pool {
-        Pool::from_label(&self.pool).unwrap_or(Pool::Interactive)
-    }
-}
-
-/// Where a job run is in its life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    /// Waiting in the queue.
-    Queued,
-    /// Holding its job-pool lease.
-    Running,
-    /// Finished as its holder reported.
-    Succeeded,
-    /// Failed as its holder reported.
-    Failed,
-    /// Cancelled by a user.
-    Cancelled,
-    /// Its holder stopped renewing the lease.
-    Expired,
-}
-
-/// A job run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JobRun {
-    /// Opaque id (also its lease id while running).
-    pub id: String,
-    /// What the submitter called it.
-    pub name: String,
-    /// Who submitted it.
-    pub user: String,
-    /// Its workspace.
-    pub workspace: String,
-    /// vCores it will lease.
-    pub vcores: u32,
-    /// Submission order.
-    pub seq: u64,
-    /// Where it is.
-    pub state: RunState,
-    /// ms since epoch.
-    pub submitted_ms: u64,
-    /// ms since epoch, once running.
-    #[serde(default)]
-    pub started_ms: u64,
-    /// ms since epoch, once ended.
-    #[serde(default)]
-    pub ended_ms: u64,
-    /// Why it ended, if it did.
-    #[serde(default)]
-    pub message: String,
-}
-
-/// Counters since this coordinator started leading.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    /// Grants by pool label.
-    pub grants: HashMap<&'static str, u64>,
-    /// Refusals by (pool label, reason).
-    pub refusals: HashMap<(&'static str, &'static str), u64>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Book {
-    leases: BTreeMap<String, Lease>,
-    /// Queued and running runs.
-    runs: BTreeMap<String, JobRun>,
-    next_seq: u64,
-}
-
-impl Book {
-    fn leased(&self, pool: Pool) -> u32 {
-        self.leases
-            .values()
-            .filter(|l| l.pool() == pool)
-            .map(|l| l.vcores)
-            .sum()
-    }
-
-    fn interactive_users(&self) -> HashSet<&str> {
-        self.leases
-            .values()
-            .filter(|l| l.pool() == Pool::Interactive)
-            .map(|l| l.user.as_str())
-            .collect()
-    }
-
-    fn running(&self) -> usize {
-        self.runs
-            .values()
-            .filter(|r| r.state == RunState::Running)
-            .count()
-    }
-
-    fn queued(&self) -> Vec<&JobRun> {
-        let mut q: Vec<&JobRun> = self
-            .runs
-            .values()
-            .filter(|r| r.state == RunState::Queued)
-            .collect();
-        q.sort_by_key(|r| r.seq);
-        q
-    }
-}
-
-/// A book being changed: the copy and the store operations that make the
-/// same change durable.
-struct Draft {
-    book: Book,
-    ops: Vec<Op>,
-    ended: Vec<JobRun>,
-    released: Vec<String>,
-}
-
-impl Draft {
-    fn new(book: &Book) -> Self {
-        Self {
-            book: book.clone(),
-            ops: Vec::new(),
-            ended: Vec::new(),
-            released: Vec::new(),
-        }
-    }
-
-    fn put_lease(&mut self, l: Lease) {
-        self.ops
-            .push(Op::Put(format!("{LEASES}{}", l.id), to_json(&l)));
-        self.book.leases.insert(l.id.clone(), l);
-    }
-
-    fn del_lease(&mut self, id: &str) {
-        if self.book.leases.remove(id).is_some() {
-            self.ops.push(Op::Delete(format!("{LEASES}{id}")));
-            self.released.push(id.to_string());
-        }
-    }
-
-    fn put_run(&mut self, r: JobRun) {
-        self.ops
-            .push(Op::Put(format!("{RUNS}{}", r.id), to_json(&r)));
-        self.book.runs.insert(r.id.clone(), r);
-    }
-
-    fn end_run(&mut self, id: &str, state: RunState, message: &str, now: u64) -> Option<JobRun> {
-        let mut run = self.book.runs.remove(id)?;
-        self.ops.push(Op::Delete(format!("{RUNS}{id}")));
-        if run.state == RunState::Running {
-            self.del_lease(id);
-        }
-        run.state = state;
-        run.ended_ms = now;
-        run.message = message.to_string();
-        self.ended.push(run.clone());
-        Some(run)
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.book.next_seq += 1;
-        self.ops.push(Op::Put(
-            SEQ.to_string(),
-            self.book.next_seq.to_string().into_bytes(),
-        ));
-        self.book.next_seq
-    }
-}
-
-/// One operation per key, the last one: a change may touch a key twice
-/// (a run queued then started), and etcd refuses a transaction that does.
-fn coalesce(ops: Vec<Op>) -> Vec<Op> {
-    let key = |op: &Op| match op {
-        Op::Put(k, _) | Op::Delete(k) => k.clone(),
-    };
-    let last: HashMap<String, usize> = ops.iter().enumerate().map(|(i, op)| (key(op), i)).collect();
-    ops.into_iter()
-        .enumerate()
-        .filter(|(i, op)| last.get(&key(op)) == Some(i))
-        .map(|(_, op)| op)
-        .collect()
-}
-
-fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    // Plain data structs: serialization cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
-}
 
 /// The ledger of one leading coordinator.
 pub struct Ledger {
@@ -275,8 +38,11 @@ pub struct Ledger {
     book: RwLock<Book>,
     /// One change at a time, held across the store write.
     writer: tokio::sync::Mutex<()>,
-    /// Lease id → expiry (ms since epoch); renewals touch only this.
+    /// Lease id → expiry (ms on `clock`); renewals touch only this.
     expiry: Mutex<HashMap<String, u64>>,
+    /// Measures lease TTLs; monotonic, so a wall-clock step neither ends
+    /// nor prolongs a lease (and tests move it by hand).
+    clock: Arc<dyn Clock>,
     recent: Mutex<VecDeque<JobRun>>,
     stats: Mutex<Stats>,
     /// Lease ids whose Ballista jobs must stop (released or expired).
@@ -289,14 +55,6 @@ impl std::fmt::Debug for Ledger {
             .field("store", &self.store.backend())
             .finish()
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn store_error(e: tarn_state::Error) -> TarnError {
@@ -337,6 +95,24 @@ impl Ledger {
         registry: Arc<ExecutorRegistry>,
         released: Option<UnboundedSender<String>>,
     ) -> Result<Self, TarnError> {
+        Self::load_with_clock(
+            limits,
+            store,
+            registry,
+            released,
+            Arc::new(SystemClock::default()),
+        )
+        .await
+    }
+
+    /// [`Ledger::load`], measuring TTLs on `clock`.
+    pub async fn load_with_clock(
+        limits: Limits,
+        store: Arc<dyn StateStore>,
+        registry: Arc<ExecutorRegistry>,
+        released: Option<UnboundedSender<String>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, TarnError> {
         let mut book = Book::default();
         for (k, v) in store.load("").await.map_err(store_error)? {
             if let Some(id) = k.strip_prefix(LEASES) {
@@ -357,7 +133,7 @@ impl Ledger {
                 book.next_seq = String::from_utf8_lossy(&v).parse().unwrap_or(0);
             }
         }
-        let until = now_ms() + limits.lease_ttl.as_millis() as u64;
+        let until = clock.now_ms() + limits.lease_ttl.as_millis() as u64;
         let expiry = book.leases.keys().map(|k| (k.clone(), until)).collect();
         tracing::info!(
             leases = book.leases.len(),
@@ -372,6 +148,7 @@ impl Ledger {
             book: RwLock::new(book),
             writer: tokio::sync::Mutex::new(()),
             expiry: Mutex::new(expiry),
+            clock,
             recent: Mutex::new(VecDeque::new()),
             stats: Mutex::new(Stats::default()),
             released,
@@ -398,7 +175,7 @@ impl Ledger {
         if !ops.is_empty() {
             self.store.commit(ops).await.map_err(store_error)?;
         }
-        let until = now_ms() + self.limits.lease_ttl.as_millis() as u64;
+        let until = self.lease_deadline();
         {
             let mut expiry = self.expiry.lock();
             for id in &draft.released {
@@ -563,7 +340,7 @@ impl Ledger {
             workspace: req.workspace,
             vcores,
             holder: req.holder,
-            created_ms: now_ms(),
+            created_ms: unix_ms(),
             run_id: None,
         };
         draft.put_lease(lease.clone());
@@ -575,7 +352,7 @@ impl Ledger {
 
     /// Extends the leases by the TTL; returns the ids that do not exist.
     pub fn renew(&self, ids: &[String]) -> Vec<String> {
-        let until = now_ms() + self.limits.lease_ttl.as_millis() as u64;
+        let until = self.lease_deadline();
         let mut expiry = self.expiry.lock();
         let mut gone = Vec::new();
         for id in ids {
@@ -596,7 +373,7 @@ impl Ledger {
         };
         match &lease.run_id {
             Some(run) => {
-                draft.end_run(run, RunState::Succeeded, "lease released", now_ms());
+                draft.end_run(run, RunState::Succeeded, "lease released", unix_ms());
             }
             None => draft.del_lease(id),
         }
@@ -611,7 +388,7 @@ impl Ledger {
     /// transaction, and a dead gateway can leave hundreds of leases.
     pub async fn expire(&self) -> Result<usize, TarnError> {
         const BATCH: usize = 50;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let due: Vec<String> = self
             .expiry
             .lock()
@@ -644,7 +421,7 @@ impl Ledger {
                             run,
                             RunState::Expired,
                             "its holder stopped renewing the lease",
-                            now,
+                            unix_ms(),
                         );
                     }
                     None => draft.del_lease(id),
@@ -684,7 +461,7 @@ impl Ledger {
             if head.vcores > free || head.vcores > account_free {
                 return;
             }
-            let now = now_ms();
+            let now = unix_ms();
             draft.put_lease(Lease {
                 id: head.id.clone(),
                 pool: Pool::Job.label().to_string(),
@@ -770,7 +547,7 @@ impl Ledger {
             vcores,
             seq,
             state: RunState::Queued,
-            submitted_ms: now_ms(),
+            submitted_ms: unix_ms(),
             started_ms: 0,
             ended_ms: 0,
             message: String::new(),
@@ -805,7 +582,7 @@ impl Ledger {
     async fn end_run(&self, id: &str, state: RunState, message: &str) -> Result<JobRun, TarnError> {
         let _w = self.writer.lock().await;
         let mut draft = Draft::new(&self.book.read());
-        let Some(run) = draft.end_run(id, state, message, now_ms()) else {
+        let Some(run) = draft.end_run(id, state, message, unix_ms()) else {
             return self.recent_run(id).ok_or_else(|| run_not_found(id));
         };
         self.admit(&mut draft);
@@ -873,15 +650,25 @@ impl Ledger {
             .map(|l| (l.pool(), l.vcores))
     }
 
-    /// All leases with their expiry (ms since epoch).
+    /// All leases with their expiry (ms since the epoch: when it ends on
+    /// the TTL clock, as wall time).
     pub fn leases(&self) -> Vec<(Lease, u64)> {
         let expiry = self.expiry.lock().clone();
+        let (now, wall) = (self.clock.now_ms(), unix_ms());
         self.book
             .read()
             .leases
             .values()
-            .map(|l| (l.clone(), expiry.get(&l.id).copied().unwrap_or(0)))
+            .map(|l| {
+                let left = expiry.get(&l.id).map_or(0, |t| t.saturating_sub(now));
+                (l.clone(), wall + left)
+            })
             .collect()
+    }
+
+    /// When a lease granted or renewed now ends, on the TTL clock.
+    fn lease_deadline(&self) -> u64 {
+        self.clock.now_ms() + self.limits.lease_ttl.as_millis() as u64
     }
 
     /// Per-pool figures.
@@ -939,252 +726,4 @@ fn run_not_found(id: &str) -> TarnError {
         ErrorCode::JobRunNotFound,
         format!("no job run {id:?} is queued, running or recently ended"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tarn_proto::ExecutorInfo;
-    use tarn_state::EmbeddedStore;
-
-    fn limits() -> Limits {
-        Limits {
-            interactive_vcores: 760,
-            job_vcores: 240,
-            account_vcores: 1000,
-            max_interactive_users: 10,
-            max_running_jobs: 3,
-            max_queued_jobs: 5,
-            lease_ttl: Duration::from_secs(30),
-            sizes: [("small".to_string(), 8), ("large".to_string(), 32)]
-                .into_iter()
-                .collect(),
-            default_size: "small".into(),
-        }
-    }
-
-    fn registry(interactive: u32, job: u32) -> Arc<ExecutorRegistry> {
-        let r = Arc::new(ExecutorRegistry::new(Duration::from_secs(60), 760, 240));
-        for (id, pool, vcores) in [("i", Pool::Interactive, interactive), ("j", Pool::Job, job)] {
-            if vcores > 0 {
-                r.upsert(ExecutorInfo {
-                    executor_id: id.into(),
-                    pool: pool as i32,
-                    vcores,
-                    ..Default::default()
-                });
-            }
-        }
-        r
-    }
-
-    async fn ledger(dir: &std::path::Path, l: Limits, reg: Arc<ExecutorRegistry>) -> Ledger {
-        let store = Arc::new(EmbeddedStore::open(dir.join("s.redb")).unwrap());
-        Ledger::load(l, store, reg, None).await.unwrap()
-    }
-
-    fn req(user: &str, vcores: u32) -> LeaseRequest {
-        LeaseRequest {
-            user: user.into(),
-            vcores,
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn capacity_users_and_sizes_are_enforced() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(760, 240)).await;
-        let small = l.acquire(req("u0", 0)).await.unwrap();
-        assert_eq!(small.vcores, 8);
-        let too_big = l.acquire(req("u0", 800)).await.unwrap_err();
-        assert_eq!(too_big.code, ErrorCode::InvalidArgument);
-        // A second session of the same user does not count as a new user.
-        l.acquire(req("u0", 8)).await.unwrap();
-        for i in 1..10 {
-            l.acquire(req(&format!("u{i}"), 8)).await.unwrap();
-        }
-        let eleventh = l.acquire(req("u10", 8)).await.unwrap_err();
-        assert_eq!(eleventh.code, ErrorCode::UserLimitReached);
-        // Existing users may still take more, up to the capacity.
-        let leased = l.pool_figures(Pool::Interactive).leased;
-        assert_eq!(leased, 88);
-        let e = l.acquire(req("u1", 760 - 88 + 1)).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::InsufficientVcores);
-        assert!(
-            e.to_string().contains(&format!(
-                "requested {} vCores, {} available",
-                760 - 88 + 1,
-                760 - 88
-            )),
-            "{e}"
-        );
-        l.acquire(req("u1", 760 - 88)).await.unwrap();
-        assert_eq!(l.pool_figures(Pool::Interactive).leased, 760);
-        let figures = l.pool_figures(Pool::Interactive);
-        assert_eq!(figures.refusals.get("user_limit"), Some(&1));
-        assert_eq!(figures.refusals.get("insufficient_vcores"), Some(&1));
-    }
-
-    #[tokio::test]
-    async fn capacity_follows_live_executors() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(0, 0)).await;
-        let e = l.acquire(req("a", 2)).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::PoolNotAvailable);
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(16, 0)).await;
-        l.acquire(req("a", 16)).await.unwrap();
-        assert_eq!(
-            l.acquire(req("b", 1)).await.unwrap_err().code,
-            ErrorCode::InsufficientVcores
-        );
-    }
-
-    #[tokio::test]
-    async fn queue_runs_three_at_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(760, 240)).await;
-        let mut ids = Vec::new();
-        for i in 0..6 {
-            let r = l
-                .submit(format!("r{i}"), "eng".into(), "demo".into(), 8, "")
-                .await
-                .unwrap();
-            ids.push(r.id);
-        }
-        let states: Vec<RunState> = ids.iter().map(|id| l.run(id).unwrap().0.state).collect();
-        assert_eq!(&states[..3], &[RunState::Running; 3]);
-        assert_eq!(&states[3..], &[RunState::Queued; 3]);
-        assert_eq!(l.run(&ids[4]).unwrap().1, 2);
-        // The queue has room for 5; the 6th submission above made it 3.
-        for i in 0..2 {
-            l.submit(format!("x{i}"), "eng".into(), "demo".into(), 8, "")
-                .await
-                .unwrap();
-        }
-        let full = l
-            .submit("y".into(), "eng".into(), "demo".into(), 8, "")
-            .await
-            .unwrap_err();
-        assert_eq!(full.code, ErrorCode::JobQuotaExceeded);
-        // Cancelling a queued run moves the ones behind it up.
-        l.cancel_run(&ids[3]).await.unwrap();
-        assert_eq!(l.run(&ids[4]).unwrap().1, 1);
-        // Finishing a running run starts the head of the queue.
-        l.finish_run(&ids[0], true, "").await.unwrap();
-        assert_eq!(l.run(&ids[4]).unwrap().0.state, RunState::Running);
-        assert_eq!(l.run(&ids[5]).unwrap().1, 1);
-        assert_eq!(l.run(&ids[0]).unwrap().0.state, RunState::Succeeded);
-        assert_eq!(l.pool_figures(Pool::Job).leased, 24);
-    }
-
-    #[tokio::test]
-    async fn the_head_of_the_queue_is_not_overtaken() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(760, 240)).await;
-        let big = l
-            .submit("a".into(), "e".into(), "w".into(), 200, "")
-            .await
-            .unwrap();
-        let wide = l
-            .submit("b".into(), "e".into(), "w".into(), 100, "")
-            .await
-            .unwrap();
-        let small = l
-            .submit("c".into(), "e".into(), "w".into(), 8, "")
-            .await
-            .unwrap();
-        assert_eq!(big.state, RunState::Running);
-        assert_eq!(wide.state, RunState::Queued);
-        // `c` would fit, but `b` is ahead of it.
-        assert_eq!(small.state, RunState::Queued);
-        l.finish_run(&big.id, true, "").await.unwrap();
-        assert_eq!(l.run(&wide.id).unwrap().0.state, RunState::Running);
-        assert_eq!(l.run(&small.id).unwrap().0.state, RunState::Running);
-    }
-
-    #[tokio::test]
-    async fn leases_and_queue_survive_reopen_with_fresh_ttls() {
-        let dir = tempfile::tempdir().unwrap();
-        let (lease, runs) = {
-            let l = ledger(dir.path(), limits(), registry(760, 240)).await;
-            let lease = l.acquire(req("ana", 16)).await.unwrap();
-            let mut runs = Vec::new();
-            for i in 0..4 {
-                runs.push(
-                    l.submit(format!("r{i}"), "e".into(), "w".into(), 8, "")
-                        .await
-                        .unwrap()
-                        .id,
-                );
-            }
-            (lease, runs)
-        };
-        let l = ledger(dir.path(), limits(), registry(760, 240)).await;
-        assert_eq!(l.lease(&lease.id), Some(lease.clone()));
-        assert_eq!(l.run(&runs[3]).unwrap().1, 1);
-        assert!(l.renew(std::slice::from_ref(&lease.id)).is_empty());
-        // Submission order continues after the restart.
-        let next = l
-            .submit("r4".into(), "e".into(), "w".into(), 8, "")
-            .await
-            .unwrap();
-        assert_eq!(next.seq, 5);
-    }
-
-    #[tokio::test]
-    async fn runs_larger_than_the_live_job_pool_are_refused_not_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(dir.path(), limits(), registry(760, 8)).await;
-        let e = l
-            .submit("big".into(), "e".into(), "w".into(), 32, "")
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::InsufficientVcores);
-        assert!(
-            l.runs().is_empty(),
-            "nothing queued behind an impossible head"
-        );
-    }
-
-    #[tokio::test]
-    async fn hundreds_of_expiries_commit_in_batches() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut lim = limits();
-        lim.lease_ttl = Duration::from_millis(100);
-        lim.max_interactive_users = 1000;
-        let l = ledger(dir.path(), lim, registry(760, 240)).await;
-        for i in 0..300 {
-            l.acquire(req(&format!("u{i}"), 1)).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(l.expire().await.unwrap(), 300);
-        assert_eq!(l.pool_figures(Pool::Interactive).leased, 0);
-    }
-
-    #[tokio::test]
-    async fn unrenewed_leases_expire_and_free_their_vcores() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut lim = limits();
-        lim.lease_ttl = Duration::from_millis(200);
-        let l = ledger(dir.path(), lim, registry(760, 240)).await;
-        let kept = l.acquire(req("a", 8)).await.unwrap();
-        let dropped = l.acquire(req("b", 8)).await.unwrap();
-        let run = l
-            .submit("r".into(), "e".into(), "w".into(), 8, "")
-            .await
-            .unwrap();
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(l.renew(std::slice::from_ref(&kept.id)).is_empty());
-        }
-        assert_eq!(l.expire().await.unwrap(), 2);
-        assert!(l.lease(&kept.id).is_some());
-        assert!(l.lease(&dropped.id).is_none());
-        assert_eq!(l.run(&run.id).unwrap().0.state, RunState::Expired);
-        assert_eq!(l.renew(std::slice::from_ref(&dropped.id)), vec![dropped.id]);
-        assert_eq!(l.pool_figures(Pool::Interactive).leased, 8);
-        assert_eq!(l.pool_figures(Pool::Job).leased, 0);
-    }
 }
