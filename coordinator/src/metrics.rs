@@ -148,5 +148,11 @@ pub async fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
             );
         }
     }
+    let (by_lease, _) = leading.direct.held();
+    let _ = writeln!(
+        out,
+        "# HELP tarn_direct_reserved_vcores vCores reserved by direct runs (given back when their streams end)\n# TYPE tarn_direct_reserved_vcores gauge\ntarn_direct_reserved_vcores {}",
+        by_lease.values().map(|v| u64::from(*v)).sum::<u64>()
+    );
     out
 }

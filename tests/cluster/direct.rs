@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use futures::TryStreamExt;
 use prost::Message;
-use tarn_tests::{demo_lake, query, scalar_i64, to_status, Cluster};
+use tarn_tests::{demo_lake, eventually, query, scalar_i64, to_status, Cluster};
 
 fn text(batches: &[RecordBatch]) -> String {
     arrow::util::pretty::pretty_format_batches(batches)
@@ -76,7 +76,19 @@ async fn cancelling_a_direct_run_stops_it() -> anyhow::Result<()> {
         let stream = reader.do_get(ticket).await.map_err(to_status)?;
         stream.try_collect::<Vec<_>>().await.map_err(to_status)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the run streams from an executor, by its own count.
+    eventually(
+        Duration::from_secs(30),
+        "the direct run to start",
+        || async {
+            let n = cluster
+                .executors_metric("tarn_executor_direct_runs_running")
+                .await
+                .ok()?;
+            (n > 0.0).then_some(())
+        },
+    )
+    .await?;
     let action = arrow_flight::Action::new(
         "CancelFlightInfo",
         CancelFlightInfoRequest::new(info).encode_to_vec(),
@@ -90,10 +102,40 @@ async fn cancelling_a_direct_run_stops_it() -> anyhow::Result<()> {
     assert_eq!(err.code(), tonic::Code::Cancelled, "{}", err.message());
     assert!(err.message().contains("TARN-2804"), "{}", err.message());
     assert!(cluster.jobs().await?.is_empty(), "it was a direct run");
-    // Its reservation is given back: a read using every vCore of the
-    // session's lease still runs directly (were the cancelled run still
-    // holding one, it would become a Ballista job).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The executor stopped it: measured on the executor, which counts the
+    // run as cancelled when its stream really ends.
+    eventually(
+        Duration::from_secs(15),
+        "the executor to end the run, cancelled",
+        || async {
+            let running = cluster
+                .executors_metric("tarn_executor_direct_runs_running")
+                .await
+                .ok()?;
+            let cancelled = cluster
+                .executors_metric("tarn_executor_direct_runs_total{outcome=\"cancelled\"}")
+                .await
+                .ok()?;
+            (running == 0.0 && cancelled > 0.0).then_some(())
+        },
+    )
+    .await?;
+    // Its reservation is given back (the coordinator holds none), so a
+    // read using every vCore of the session's lease still runs directly
+    // (were the cancelled run still holding one, it would become a
+    // Ballista job).
+    eventually(
+        Duration::from_secs(15),
+        "the coordinator to hold no direct reservation",
+        || async {
+            let held = cluster
+                .coordinator_metric("tarn_direct_reserved_vcores")
+                .await
+                .ok()?;
+            (held == 0.0).then_some(())
+        },
+    )
+    .await?;
     let n = scalar_i64(
         &query(
             &mut c,

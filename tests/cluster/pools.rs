@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use tarn_proto::*;
-use tarn_tests::{demo_lake, http_get, http_json, query, scalar_i64, Cluster};
+use tarn_tests::{demo_lake, eventually, http_get, http_json, query, scalar_i64, Cluster};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -82,7 +82,14 @@ async fn a_lease_caps_the_tasks_a_session_runs_at_once() -> anyhow::Result<()> {
     // query on the same pool alongside it.
     let mut n2 = narrow.clone();
     let long = tokio::spawn(async move { query(&mut n2, WIDE).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(30), "the wide query to run", || async {
+        let n = cluster
+            .gateway_metric("tarn_gateway_queries_running")
+            .await
+            .ok()?;
+        (n >= 1.0).then_some(())
+    })
+    .await?;
     let short = query(&mut other, "SELECT COUNT(*) FROM IdentityInfo").await?;
     assert_eq!(scalar_i64(&short), 201);
     let narrow_rows = long.await??;

@@ -17,7 +17,17 @@ async fn idle_sessions_end_and_say_how_to_come_back() -> anyhow::Result<()> {
     c.handshake("alice", "dev").await?;
     assert_eq!(scalar_i64(&query(&mut c, "SELECT 1").await?), 1);
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The gateway ends it by itself (its own count drops to none) …
+    tarn_tests::eventually(
+        Duration::from_secs(15),
+        "the idle session to end",
+        || async {
+            let n = cluster.gateway_metric("tarn_gateway_sessions").await.ok()?;
+            (n == 0.0).then_some(())
+        },
+    )
+    .await?;
+    // … and the client is told so on its next request.
     let err = query(&mut c, "SELECT 1")
         .await
         .expect_err("the idle session has ended");

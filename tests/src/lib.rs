@@ -407,6 +407,29 @@ impl Cluster {
         Ok(tarn_common::metrics::sample(&text, sample).unwrap_or(0.0))
     }
 
+    /// `sample` summed over every executor's `/metrics`.
+    pub async fn executors_metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let mut sum = 0.0;
+        for e in self.executors().await? {
+            sum += self.executor_metric(&e, sample).await?;
+        }
+        Ok(sum)
+    }
+
+    /// One sample of the gateway's `/metrics` (0 when absent).
+    pub async fn gateway_metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let (status, text) = self.http_get("/metrics").await?;
+        anyhow::ensure!(status == 200, "gateway /metrics answered {status}");
+        Ok(tarn_common::metrics::sample(&text, sample).unwrap_or(0.0))
+    }
+
+    /// One sample of the coordinator's `/metrics` (0 when absent).
+    pub async fn coordinator_metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let (status, text) = http_get(&self.metrics, "/metrics").await?;
+        anyhow::ensure!(status == 200, "coordinator /metrics answered {status}");
+        Ok(tarn_common::metrics::sample(&text, sample).unwrap_or(0.0))
+    }
+
     /// The standalone's cluster credentials folder.
     pub fn cluster_dir(&self) -> PathBuf {
         self.state.join("cluster")

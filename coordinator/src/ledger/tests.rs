@@ -2,6 +2,8 @@
 //! and sizes, the admission queue, reopening, and TTLs crossed on a clock
 //! the test moves.
 
+use std::time::Duration;
+
 use super::*;
 use tarn_proto::ExecutorInfo;
 use tarn_state::EmbeddedStore;
