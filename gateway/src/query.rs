@@ -3,7 +3,6 @@
 //! "is this session busy" answer are the same everywhere.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use dashmap::DashMap;
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 use tarn_common::{ErrorCode, TarnError};
 use tokio_util::sync::CancellationToken;
@@ -54,10 +54,6 @@ pub struct Queries {
     /// Queries in flight and by outcome, result bytes.
     metrics: Arc<crate::metrics::GatewayMetrics>,
 }
-
-const STOP_NONE: u8 = 0;
-const STOP_CANCELLED: u8 = 1;
-const STOP_TIMED_OUT: u8 = 2;
 
 impl Queries {
     /// Queries of `sessions`' sessions, cancelled through the coordinator
@@ -105,7 +101,7 @@ impl Queries {
         // session alive.
         self.running
             .iter()
-            .any(|r| r.session_id == session_id && !r.token.is_cancelled())
+            .any(|r| r.session_id == session_id && r.control.stopped().is_none())
     }
 
     /// Plans `sql` in `session` and starts it. `ticket_id` groups the runs
@@ -163,13 +159,31 @@ impl Queries {
         run_id: String,
         ticket_id: &str,
     ) -> Result<Query, TarnError> {
+        let schema = Arc::new(planned.plan.schema().as_arrow().clone());
+        match self.dispatch(session, planned, &run_id).await? {
+            Dispatched::Answered(query) => Ok(query(run_id)),
+            Dispatched::Stream(stream) => {
+                Ok(self.track(session, run_id, ticket_id, schema, stream))
+            }
+        }
+    }
+
+    /// Where a planned statement runs: answered here (a skipped create, a
+    /// drop), sent straight to an executor (a small read), or submitted as
+    /// a Ballista job; a write's stream ends with its commit.
+    async fn dispatch(
+        &self,
+        session: &Session,
+        planned: Planned,
+        run_id: &str,
+    ) -> Result<Dispatched, TarnError> {
         let Planned {
             plan,
             state,
             effect,
         } = planned;
         match &effect {
-            Effect::Skip => return Ok(count_result(run_id, 0)),
+            Effect::Skip => return Ok(Dispatched::Answered(|id| count_result(id, 0))),
             Effect::Drop { workspace, table } => {
                 self.sessions
                     .lake()
@@ -177,18 +191,17 @@ impl Queries {
                     .await
                     .map_err(|e| e.to_tarn())?;
                 tracing::info!(user = %session.user, %workspace, %table, "table deleted");
-                return Ok(count_result(run_id, 0));
+                return Ok(Dispatched::Answered(|id| count_result(id, 0)));
             }
             _ => {}
         }
         // A job submitted with no executor to run it would wait forever;
         // say so at once instead.
         self.pool.check().await?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
         let direct = match (&effect, &self.direct) {
             (Effect::Nothing, Some(direct)) => match direct.plan(&state, &plan).await {
                 Some(p) => direct
-                    .run(p, &session.lease_id, &run_id)
+                    .run(p, &session.lease_id, run_id)
                     .await
                     .map_err(|e| from_datafusion(&e))?,
                 None => None,
@@ -202,7 +215,7 @@ impl Queries {
                 .await
                 .map_err(|e| from_datafusion(&e))?,
         };
-        let stream = match effect {
+        Ok(Dispatched::Stream(match effect {
             Effect::Commit(spec) => commit_after(
                 stream,
                 spec,
@@ -211,16 +224,27 @@ impl Queries {
                 self.tasks.clone(),
             ),
             _ => stream,
-        };
-        let token = CancellationToken::new();
-        let why = Arc::new(AtomicU8::new(STOP_NONE));
+        }))
+    }
+
+    /// Makes a running statement cancellable (by run or ticket) and bound
+    /// by the time limit; its stream ends with the reason it was stopped,
+    /// and a stream dropped before its end (client gone) cancels its jobs.
+    fn track(
+        &self,
+        session: &Session,
+        run_id: String,
+        ticket_id: &str,
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    ) -> Query {
+        let control = Arc::new(RunControl::default());
         self.running.insert(
             run_id.clone(),
             Run {
                 ticket_id: ticket_id.to_string(),
                 session_id: session.id.clone(),
-                token: token.clone(),
-                why: Arc::clone(&why),
+                control: Arc::clone(&control),
             },
         );
         let done = CancellationToken::new();
@@ -235,9 +259,8 @@ impl Queries {
         // The time limit runs on its own, so it fires even while nobody
         // reads the result: the executors stop and the lease is free.
         {
-            let (token, why, coordinator, run) = (
-                token.clone(),
-                Arc::clone(&why),
+            let (control, coordinator, run) = (
+                Arc::clone(&control),
                 self.coordinator.clone(),
                 run_id.clone(),
             );
@@ -245,10 +268,9 @@ impl Queries {
             self.tasks.spawn("query time limit", async move {
                 tokio::select! {
                     _ = done.cancelled() => {}
-                    _ = token.cancelled() => {}
+                    _ = control.token.cancelled() => {}
                     _ = tokio::time::sleep(limit) => {
-                        if why.compare_exchange(STOP_NONE, STOP_TIMED_OUT, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                            token.cancel();
+                        if control.stop(Stop::TimedOut) {
                             cancel_jobs(coordinator, run).await;
                         }
                     }
@@ -257,48 +279,29 @@ impl Queries {
         }
         let tail = {
             let limit = self.timeout;
-            let why = Arc::clone(&why);
+            let control = Arc::clone(&control);
             futures::stream::once(async move {
-                match why.load(Ordering::SeqCst) {
-                    STOP_TIMED_OUT => Some(Err(TarnError::new(
+                match control.stopped() {
+                    Some(Stop::TimedOut) => Some(Err(TarnError::new(
                         ErrorCode::QueryTimeout,
                         format!(
                             "the query ran longer than the interactive query limit of {} and was cancelled",
                             tarn_common::auth::human(limit.as_secs())
                         ),
                     ))),
-                    STOP_CANCELLED => Some(Err(TarnError::new(
+                    Some(Stop::Cancelled) => Some(Err(TarnError::new(
                         ErrorCode::Cancelled,
                         "the query was cancelled by the client",
                     ))),
-                    _ => None,
+                    None => None,
                 }
             })
             .filter_map(futures::future::ready)
         };
-        let stop = token.clone().cancelled_owned();
+        let stop = control.token.clone().cancelled_owned();
         let batches = stream
             .map(|r| r.map_err(|e| from_datafusion(&e)))
             .take_until(Box::pin(stop))
-            // Cancelled without a recorded reason (a client cancel that
-            // raced the end of the stream) still ends with CANCELLED.
-            .chain(
-                futures::stream::once({
-                    let why = Arc::clone(&why);
-                    let token = token.clone();
-                    async move {
-                        if token.is_cancelled() {
-                            let _ = why.compare_exchange(
-                                STOP_NONE,
-                                STOP_CANCELLED,
-                                Ordering::SeqCst,
-                                Ordering::SeqCst,
-                            );
-                        }
-                    }
-                })
-                .filter_map(|_| futures::future::ready(None)),
-            )
             .chain(tail)
             .chain(futures::stream::poll_fn(move |_| {
                 // Reached only when the stream ran to its end; a stream
@@ -309,34 +312,25 @@ impl Queries {
                 }
                 std::task::Poll::Ready(None)
             }));
-        Ok(Query {
+        Query {
             run_id,
             schema,
             stream: Box::pin(self.metrics.count(Box::pin(batches))),
-        })
+        }
     }
 
     /// Cancels one run: its stream ends with CANCELLED and its Ballista
     /// jobs are cancelled on the executors at once.
     pub fn cancel_run(&self, run_id: &str) -> bool {
-        let Some((token, why)) = self
-            .running
-            .get(run_id)
-            .map(|r| (r.token.clone(), Arc::clone(&r.why)))
-        else {
+        let Some(control) = self.running.get(run_id).map(|r| Arc::clone(&r.control)) else {
             return false;
         };
-        let _ = why.compare_exchange(
-            STOP_NONE,
-            STOP_CANCELLED,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-        token.cancel();
-        self.tasks.spawn(
-            "cancel a query's jobs",
-            cancel_jobs(self.coordinator.clone(), run_id.to_string()),
-        );
+        if control.stop(Stop::Cancelled) {
+            self.tasks.spawn(
+                "cancel a query's jobs",
+                cancel_jobs(self.coordinator.clone(), run_id.to_string()),
+            );
+        }
         true
     }
 
@@ -438,9 +432,51 @@ struct Run {
     ticket_id: String,
     /// Only its own session may cancel it by ticket.
     session_id: String,
+    control: Arc<RunControl>,
+}
+
+/// What a planned statement became.
+enum Dispatched {
+    /// Answered without running anything (given its run id).
+    Answered(fn(String) -> Query),
+    /// Running: its batches.
+    Stream(SendableRecordBatchStream),
+}
+
+/// Why a run was stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// By the client (a cancel request, an interrupt).
+    Cancelled,
+    /// By the interactive time limit.
+    TimedOut,
+}
+
+/// A run's one stop: the first of cancel and time limit wins, and its
+/// reason is what the stream ends with. The token is cancelled only here,
+/// so a cancelled token always has a recorded reason.
+#[derive(Debug, Default)]
+struct RunControl {
+    stopped: parking_lot::Mutex<Option<Stop>>,
     token: CancellationToken,
-    /// Why it was stopped early, if it was.
-    why: Arc<AtomicU8>,
+}
+
+impl RunControl {
+    /// Stops the run for `why`; false if it was already stopped.
+    fn stop(&self, why: Stop) -> bool {
+        let mut stopped = self.stopped.lock();
+        if stopped.is_some() {
+            return false;
+        }
+        *stopped = Some(why);
+        self.token.cancel();
+        true
+    }
+
+    /// Why the run was stopped, if it was.
+    fn stopped(&self) -> Option<Stop> {
+        *self.stopped.lock()
+    }
 }
 
 /// Removes a run from the running set when its stream ends or is dropped,
@@ -462,7 +498,7 @@ impl Drop for RunningGuard {
         let cancelled = self
             .running
             .remove(&self.run_id)
-            .map(|(_, r)| r.token.is_cancelled())
+            .map(|(_, r)| r.control.stopped().is_some())
             .unwrap_or(false);
         tracing::debug!(run_id = %self.run_id, finished = self.finished, cancelled, "query stream closed");
         if !self.finished && !cancelled {
@@ -542,12 +578,12 @@ impl Drop for AbortOnDrop {
 /// own task, so a client leaving mid-commit can neither interrupt it nor
 /// make it be undone.
 pub(crate) fn commit_after(
-    stream: datafusion::execution::SendableRecordBatchStream,
+    stream: SendableRecordBatchStream,
     spec: Arc<tarn_lake::table::LakeTableSpec>,
     lake: Arc<tarn_lake::Lake>,
     user: String,
     tasks: Supervisor,
-) -> datafusion::execution::SendableRecordBatchStream {
+) -> SendableRecordBatchStream {
     use datafusion::error::DataFusionError;
     let fut = async move {
         let mut guard = AbortOnDrop(Some(Arc::clone(&spec)), tasks.clone());
