@@ -151,6 +151,10 @@ catalogue! {
     /// An interactive query ran longer than the query time limit.
     QueryTimeout = 2808, QUERY_TIMEOUT, DeadlineExceeded, 408,
         "narrow the query (filter by TimeGenerated, fewer columns) or run it as a job, which has a longer limit";
+    /// A value the query computes cannot be what it asks (a cast that
+    /// does not fit, an overflow, a division by zero): the same every run.
+    InvalidValue = 2809, INVALID_VALUE, InvalidArgument, 400,
+        "correct the query (cast to a wider type, guard the division) or filter out the rows with such values; running it again gives the same error";
     /// The table exists already.
     TableAlreadyExists = 2102, TABLE_ALREADY_EXISTS, AlreadyExists, 409,
         "write to it with INSERT (or mode 'append'/'overwrite'), or choose another name";

@@ -108,3 +108,63 @@ impl Error {
         }
     }
 }
+
+/// A value error of the engine (a cast that does not fit, an overflow, a
+/// division by zero) as [`ErrorCode::InvalidValue`]: the same every run,
+/// so it must not read as a failed stage worth retrying. Found anywhere in
+/// the error's chain.
+pub fn value_error(e: &datafusion::error::DataFusionError) -> Option<TarnError> {
+    use arrow::error::ArrowError;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let cause = match err.downcast_ref::<ArrowError>() {
+            Some(ArrowError::CastError(m) | ArrowError::ParseError(m)) => Some(m.clone()),
+            Some(ArrowError::ArithmeticOverflow(m)) => Some(format!("arithmetic overflow: {m}")),
+            Some(ArrowError::DivideByZero) => Some("division by zero".to_string()),
+            _ => None,
+        };
+        if let Some(cause) = cause {
+            return Some(TarnError::new(ErrorCode::InvalidValue, cause));
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// `e`, with a value error carried as its coded form (an executor's errors
+/// reach the gateway as text, which keeps the code).
+pub fn with_value_code(
+    e: datafusion::error::DataFusionError,
+) -> datafusion::error::DataFusionError {
+    match value_error(&e) {
+        Some(t) => datafusion::error::DataFusionError::External(Box::new(t)),
+        None => e,
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    use arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn cast_and_arithmetic_errors_are_invalid_values_wherever_they_sit() {
+        let cast = DataFusionError::ArrowError(
+            Box::new(ArrowError::CastError("Cannot cast string 'abc'".into())),
+            None,
+        );
+        let wrapped = DataFusionError::Context("stage".into(), Box::new(cast));
+        let t = value_error(&wrapped).expect("found under the context");
+        assert_eq!(t.code, ErrorCode::InvalidValue);
+        assert!(t.to_string().contains("'abc'"), "{t}");
+        let zero = DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None);
+        assert_eq!(value_error(&zero).unwrap().code, ErrorCode::InvalidValue);
+        // Control: a failure of the machinery is not a value error.
+        let io = DataFusionError::Execution("shuffle file lost".into());
+        assert!(value_error(&io).is_none());
+        let mem =
+            DataFusionError::ArrowError(Box::new(ArrowError::MemoryError("oom".into())), None);
+        assert!(value_error(&mem).is_none());
+    }
+}

@@ -161,7 +161,8 @@ pub fn check_delete_target(workspace: &str, table: &str) -> Result<(), TarnError
 
 /// Rewrites Arrow types that Delta stores differently into the type the
 /// table will hold (views and large types into plain ones, any timestamp
-/// into microseconds, dictionaries into their values).
+/// into microseconds, dictionaries into their values, unsigned integers
+/// into signed ones).
 fn canonical_type(t: &DataType) -> DataType {
     match t {
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
@@ -172,6 +173,12 @@ fn canonical_type(t: &DataType) -> DataType {
             DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| Arc::from("UTC")))
         }
         DataType::Date64 => DataType::Date32,
+        // Delta has no unsigned integers: each is stored as the signed type
+        // that holds all its values, and a UInt64 as BIGINT, where a value
+        // beyond its range fails the write with 2809 (never wraps).
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         DataType::Dictionary(_, v) => canonical_type(v),
         DataType::LargeList(f) | DataType::ListView(f) | DataType::LargeListView(f) => {
             DataType::List(Arc::new(canonical_field(f)))

@@ -327,7 +327,15 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, full: &str) -> DfResult<Reco
         let col = if col.data_type() == f.data_type() {
             Arc::clone(col)
         } else {
-            arrow::compute::cast(col, f.data_type())?
+            // Not the default "safe" cast, which turns a value that does
+            // not fit into NULL: that would write something other than
+            // what the query produced.
+            let strict = arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            arrow::compute::cast_with_options(col, f.data_type(), &strict)
+                .map_err(|e| value_does_not_fit(e, f.name(), full))?
         };
         if !f.is_nullable() && col.null_count() > 0 {
             return Err(DataFusionError::External(Box::new(TarnError::new(
@@ -342,6 +350,15 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, full: &str) -> DfResult<Reco
         columns.push(col);
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A value that does not fit the column it is written to, as 2809 naming
+/// the column.
+fn value_does_not_fit(e: arrow::error::ArrowError, column: &str, full: &str) -> DataFusionError {
+    DataFusionError::External(Box::new(TarnError::new(
+        ErrorCode::InvalidValue,
+        format!("a value of column '{column}' does not fit table '{full}': {e}"),
+    )))
 }
 
 /// What a commit did.

@@ -192,6 +192,7 @@ impl TarnFlightService {
                         }
                     };
                     while let Some(item) = stream.next().await {
+                        let item = item.map_err(tarn_lake::error::with_value_code);
                         let failed = item.is_err();
                         if tx.send(item).await.is_err() {
                             return;

@@ -38,6 +38,9 @@ pub fn from_datafusion(e: &DataFusionError) -> TarnError {
     if let Some(t) = find_tarn_error(e) {
         return t;
     }
+    if let Some(t) = tarn_lake::error::value_error(e) {
+        return t;
+    }
     match e.find_root() {
         DataFusionError::SQL(p, _) => {
             TarnError::new(ErrorCode::SqlSyntax, format!("SQL syntax error: {p}"))

@@ -615,6 +615,37 @@ pub async fn plan_statement(
 /// table's columns too, position by position, so
 /// `INSERT INTO t(v, k) SELECT column2, column1 FROM (VALUES (1, 'a'))`
 /// failed casting `'a'` to `k`'s type.
+/// The rows of an INSERT's VALUES as data that may hold NULLs: DataFusion
+/// types them by the table's columns, NOT NULL included, and would refuse
+/// a NULL while building the rows with an error that names neither table
+/// nor column. The write's own check then refuses it as 2403, naming both.
+fn nullable_values(plan: LogicalPlan) -> Result<LogicalPlan, TarnError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::DFSchema;
+    let internal = |e: datafusion::error::DataFusionError| {
+        TarnError::internal(format!("cannot plan the INSERT's VALUES: {e}"))
+    };
+    plan.transform_up(|p| match p {
+        LogicalPlan::Values(v) => {
+            let fields = v
+                .schema
+                .iter()
+                .map(|(q, f)| (q.cloned(), Arc::new(f.as_ref().clone().with_nullable(true))))
+                .collect();
+            let schema = DFSchema::new_with_metadata(fields, v.schema.metadata().clone())?;
+            Ok(Transformed::yes(LogicalPlan::Values(
+                datafusion::logical_expr::Values {
+                    schema: Arc::new(schema),
+                    values: v.values,
+                },
+            )))
+        }
+        other => Ok(Transformed::yes(other.recompute_schema()?)),
+    })
+    .map(|t| t.data)
+    .map_err(internal)
+}
+
 async fn insert_input(
     state: &SessionState,
     statement: DFStatement,
@@ -644,7 +675,7 @@ async fn insert_input(
             .await
             .map_err(|e| from_datafusion(&e))?;
         return match plan {
-            LogicalPlan::Dml(dml) => Ok(dml.input.as_ref().clone()),
+            LogicalPlan::Dml(dml) => nullable_values(dml.input.as_ref().clone()),
             _ => Err(TarnError::new(
                 ErrorCode::Internal,
                 "INSERT did not plan as DML",
