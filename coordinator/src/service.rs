@@ -112,8 +112,14 @@ pub async fn live_executors(registry: &ExecutorRegistry, slot: &LeaderSlot) -> V
     live
 }
 
-fn check_header(h: &Option<RequestHeader>) -> Result<(), Status> {
-    match h {
+/// The request, once its header says the caller speaks this protocol.
+fn open<T: Headed>(request: Request<T>) -> Result<T, Status> {
+    check_header(request.get_ref())?;
+    Ok(request.into_inner())
+}
+
+fn check_header(r: &impl Headed) -> Result<(), Status> {
+    match r.header() {
         Some(h) if h.protocol_version != PROTOCOL_VERSION => Err(TarnError::new(
             ErrorCode::InvalidArgument,
             format!(
@@ -134,7 +140,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<HealthRequest>,
     ) -> Result<Response<HealthResponse>, Status> {
-        check_header(&request.get_ref().header)?;
+        check_header(request.get_ref())?;
         let live = self.executors().await;
         let count = |p: Pool| {
             live.iter()
@@ -168,8 +174,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<RegisterExecutorRequest>,
     ) -> Result<Response<RegisterExecutorResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         self.leading()?;
         if r.executor_id.is_empty() {
             return Err(TarnError::new(ErrorCode::InvalidArgument, "executor_id is empty").into());
@@ -206,7 +211,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<GetClusterInfoRequest>,
     ) -> Result<Response<GetClusterInfoResponse>, Status> {
-        check_header(&request.get_ref().header)?;
+        check_header(request.get_ref())?;
         self.leading()?;
         let executors = self.executors().await;
         let pools = self.pool_infos()?;
@@ -218,8 +223,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let limit = if r.limit == 0 { 50 } else { r.limit as usize };
         let leading = self.leading()?;
         let mut overviews = leading
@@ -283,8 +287,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<GetQueryProgressRequest>,
     ) -> Result<Response<QueryProgress>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let (leading, jobs) = self.jobs_of_query(&r.query_id).await?;
         let mut p = QueryProgress::default();
         for job in jobs {
@@ -334,8 +337,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<CancelQueryRequest>,
     ) -> Result<Response<CancelQueryResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let (leading, running) = self.jobs_of_query(&r.query_id).await?;
         let mut cancelled_jobs = 0;
         let active = |j: &ballista_scheduler::state::task_manager::JobOverview| {
@@ -365,8 +367,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<AcquireLeaseRequest>,
     ) -> Result<Response<LeaseInfo>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let ledger = self.ledger()?;
         let pool = match Pool::try_from(r.pool).unwrap_or(Pool::Unspecified) {
             Pool::Unspecified => Pool::Interactive,
@@ -390,8 +391,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<RenewLeasesRequest>,
     ) -> Result<Response<RenewLeasesResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let ledger = self.ledger()?;
         let gone = ledger.renew(&r.lease_ids);
         Ok(Response::new(RenewLeasesResponse {
@@ -405,8 +405,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ReserveDirectRequest>,
     ) -> Result<Response<ReserveDirectResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let leading = self.leading()?;
         if r.plan_sha256.len() != 64 {
             return Err(TarnError::new(
@@ -473,8 +472,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ReleaseDirectRequest>,
     ) -> Result<Response<ReleaseDirectResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let released = self.leading()?.direct.release(&r.reservation_id);
         Ok(Response::new(ReleaseDirectResponse { released }))
     }
@@ -484,8 +482,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ReleaseLeaseRequest>,
     ) -> Result<Response<ReleaseLeaseResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let released = self.ledger()?.release(&r.lease_id).await?;
         self.leading()?.direct.forget_lease(&r.lease_id);
         Ok(Response::new(ReleaseLeaseResponse { released }))
@@ -495,8 +492,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListLeasesRequest>,
     ) -> Result<Response<ListLeasesResponse>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let ledger = self.ledger()?;
         let want = Pool::try_from(r.pool).unwrap_or(Pool::Unspecified);
         let mut leases: Vec<LeaseInfo> = ledger
@@ -513,7 +509,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<GetPoolsRequest>,
     ) -> Result<Response<GetPoolsResponse>, Status> {
-        check_header(&request.get_ref().header)?;
+        check_header(request.get_ref())?;
         let ledger = self.ledger()?;
         let pools = self.pool_infos()?;
         let l = ledger.limits();
@@ -536,8 +532,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<SubmitJobRunRequest>,
     ) -> Result<Response<JobRunInfo>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let ledger = self.ledger()?;
         let run = ledger
             .submit(r.name, r.user, r.workspace, r.vcores, &r.size)
@@ -550,8 +545,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<GetJobRunRequest>,
     ) -> Result<Response<JobRunInfo>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let (run, pos) = self.ledger()?.run(&r.run_id)?;
         Ok(Response::new(run_info(&run, pos)))
     }
@@ -560,7 +554,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListJobRunsRequest>,
     ) -> Result<Response<ListJobRunsResponse>, Status> {
-        check_header(&request.get_ref().header)?;
+        check_header(request.get_ref())?;
         let runs = self
             .ledger()?
             .runs()
@@ -575,8 +569,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<CancelJobRunRequest>,
     ) -> Result<Response<JobRunInfo>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let run = self.ledger()?.cancel_run(&r.run_id).await?;
         Ok(Response::new(run_info(&run, 0)))
     }
@@ -586,8 +579,7 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<FinishJobRunRequest>,
     ) -> Result<Response<JobRunInfo>, Status> {
-        let r = request.into_inner();
-        check_header(&r.header)?;
+        let r = open(request)?;
         let run = self
             .ledger()?
             .finish_run(&r.run_id, r.succeeded, &r.message)

@@ -47,6 +47,43 @@ pub async fn connect_coordinator(
     Ok(coordinator_client::CoordinatorClient::new(channel))
 }
 
+/// A coordinator request: each carries the caller's [`RequestHeader`].
+pub trait Headed {
+    /// The caller's header, if it sent one.
+    fn header(&self) -> Option<&RequestHeader>;
+}
+
+macro_rules! headed {
+    ($($t:ident),* $(,)?) => {
+        $(impl Headed for $t {
+            fn header(&self) -> Option<&RequestHeader> {
+                self.header.as_ref()
+            }
+        })*
+    };
+}
+
+headed!(
+    HealthRequest,
+    RegisterExecutorRequest,
+    GetClusterInfoRequest,
+    ListJobsRequest,
+    CancelQueryRequest,
+    GetQueryProgressRequest,
+    AcquireLeaseRequest,
+    RenewLeasesRequest,
+    ReleaseLeaseRequest,
+    ReserveDirectRequest,
+    ReleaseDirectRequest,
+    ListLeasesRequest,
+    GetPoolsRequest,
+    SubmitJobRunRequest,
+    GetJobRunRequest,
+    ListJobRunsRequest,
+    CancelJobRunRequest,
+    FinishJobRunRequest,
+);
+
 /// A request header for this build's protocol version.
 pub fn header() -> RequestHeader {
     RequestHeader {
