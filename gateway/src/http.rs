@@ -308,49 +308,7 @@ async fn pools(State(s): State<AppState>) -> ApiResult {
         })
         .await?
         .into_inner();
-    let pools: Vec<_> = r
-        .pools
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "configured_vcores": p.configured_vcores,
-                "offered_vcores": p.offered_vcores,
-                "capacity_vcores": p.capacity_vcores,
-                "leased_vcores": p.leased_vcores,
-                "free_vcores": p.free_vcores,
-                "leases": p.leases,
-                "users": p.users,
-                "queued_runs": p.queued_runs,
-                "running_runs": p.running_runs,
-                "grants": p.grants,
-                "refusals": p.refusals,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "pools": pools,
-        "account_vcores": r.account_vcores,
-        "max_interactive_users": r.max_interactive_users,
-        "interactive_users": r.interactive_users,
-        "max_running_jobs": r.max_running_jobs,
-        "max_queued_jobs": r.max_queued_jobs,
-    }))
-    .into_response())
-}
-
-fn lease_json(l: &LeaseInfo) -> serde_json::Value {
-    json!({
-        "lease_id": l.lease_id,
-        "pool": Pool::try_from(l.pool).map(|p| p.label()).unwrap_or("unspecified"),
-        "user": l.user,
-        "workspace": l.workspace,
-        "vcores": l.vcores,
-        "holder": l.holder,
-        "created_unix_ms": l.created_unix_ms,
-        "expires_unix_ms": l.expires_unix_ms,
-        "run_id": l.run_id,
-    })
+    Ok(Json(r).into_response())
 }
 
 async fn leases(State(s): State<AppState>, Extension(who): Extension<Identity>) -> ApiResult {
@@ -365,12 +323,7 @@ async fn leases(State(s): State<AppState>, Extension(who): Extension<Identity>) 
         .await?
         .into_inner();
     // A caller sees their own leases (dev mode without a token: all).
-    let leases: Vec<_> = r
-        .leases
-        .iter()
-        .filter(|l| may_see(&who, &l.user))
-        .map(lease_json)
-        .collect();
+    let leases: Vec<_> = r.leases.iter().filter(|l| may_see(&who, &l.user)).collect();
     Ok(Json(json!({ "leases": leases })).into_response())
 }
 
@@ -476,33 +429,6 @@ async fn close_session(
     }
 }
 
-fn run_json(r: &JobRunInfo) -> serde_json::Value {
-    let state = match JobRunState::try_from(r.state).unwrap_or(JobRunState::Unspecified) {
-        JobRunState::Queued => "queued",
-        JobRunState::Running => "running",
-        JobRunState::Succeeded => "succeeded",
-        JobRunState::Failed => "failed",
-        JobRunState::Cancelled => "cancelled",
-        JobRunState::Expired => "expired",
-        JobRunState::Unspecified => "unknown",
-    };
-    json!({
-        "run_id": r.run_id,
-        "name": r.name,
-        "user": r.user,
-        "workspace": r.workspace,
-        "vcores": r.vcores,
-        "state": state,
-        "queue_position": r.queue_position,
-        "lease_id": r.lease_id,
-        "seq": r.seq,
-        "submitted_unix_ms": r.submitted_unix_ms,
-        "started_unix_ms": r.started_unix_ms,
-        "ended_unix_ms": r.ended_unix_ms,
-        "message": r.message,
-    })
-}
-
 async fn list_runs(State(s): State<AppState>, Extension(who): Extension<Identity>) -> ApiResult {
     let r = s
         .sessions
@@ -513,12 +439,7 @@ async fn list_runs(State(s): State<AppState>, Extension(who): Extension<Identity
         })
         .await?
         .into_inner();
-    let runs: Vec<_> = r
-        .runs
-        .iter()
-        .filter(|x| may_see(&who, &x.user))
-        .map(run_json)
-        .collect();
+    let runs: Vec<_> = r.runs.iter().filter(|x| may_see(&who, &x.user)).collect();
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
@@ -564,7 +485,7 @@ async fn submit_run(
         })
         .await?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(run_json(&r))).into_response())
+    Ok((StatusCode::CREATED, Json(&r)).into_response())
 }
 
 /// A job run the caller may act on; others' runs look unknown.
@@ -598,7 +519,7 @@ async fn get_run(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    Ok(Json(run_json(&own_run(&s, &who, &id).await?)).into_response())
+    Ok(Json(own_run(&s, &who, &id).await?).into_response())
 }
 
 async fn cancel_run(
@@ -617,7 +538,7 @@ async fn cancel_run(
         })
         .await?
         .into_inner();
-    Ok(Json(run_json(&r)).into_response())
+    Ok(Json(&r).into_response())
 }
 
 /// The holder of a running run keeps its lease alive (within the
@@ -682,7 +603,7 @@ async fn finish_run(
         })
         .await?
         .into_inner();
-    Ok(Json(run_json(&r)).into_response())
+    Ok(Json(&r).into_response())
 }
 
 /// Jupyter clients read the server version from here.

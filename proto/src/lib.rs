@@ -11,6 +11,7 @@ mod generated {
 
 pub use generated::*;
 
+pub mod json;
 pub mod leader;
 
 /// What an executor's Flight `DoGet` ticket starts with when it carries a
@@ -33,6 +34,21 @@ impl Pool {
             "interactive" => Some(Pool::Interactive),
             "job" => Some(Pool::Job),
             _ => None,
+        }
+    }
+}
+
+impl JobRunState {
+    /// The state's name as the REST API shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobRunState::Queued => "queued",
+            JobRunState::Running => "running",
+            JobRunState::Succeeded => "succeeded",
+            JobRunState::Failed => "failed",
+            JobRunState::Cancelled => "cancelled",
+            JobRunState::Expired => "expired",
+            JobRunState::Unspecified => "unknown",
         }
     }
 }

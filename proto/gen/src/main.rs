@@ -10,7 +10,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = root.join("src/generated");
     std::fs::create_dir_all(&out)?;
-    tonic_prost_build::configure()
+    // The REST API shows these messages as JSON: serde derives on the
+    // generated types, so a field added to the proto shows up there too
+    // instead of waiting for a hand-written mapping. Enums show as labels.
+    let mut config = tonic_prost_build::configure();
+    for message in ["PoolInfo", "GetPoolsResponse", "LeaseInfo", "JobRunInfo"] {
+        config =
+            config.type_attribute(format!(".tarn.v1.{message}"), "#[derive(serde::Serialize)]");
+    }
+    config
+        .field_attribute(".tarn.v1.PoolInfo.pool", "#[serde(skip)]")
+        .field_attribute(
+            ".tarn.v1.LeaseInfo.pool",
+            "#[serde(serialize_with = \"crate::json::pool_label\")]",
+        )
+        .field_attribute(
+            ".tarn.v1.JobRunInfo.state",
+            "#[serde(serialize_with = \"crate::json::run_state_label\")]",
+        )
         .out_dir(&out)
         .build_client(true)
         .build_server(true)

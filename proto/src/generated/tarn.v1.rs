@@ -111,9 +111,11 @@ pub struct ExecutorInfo {
     pub metrics_port: u32,
 }
 #[allow(clippy::all)]
+#[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PoolInfo {
     #[prost(enumeration = "Pool", tag = "1")]
+    #[serde(skip)]
     pub pool: i32,
     #[prost(string, tag = "2")]
     pub name: ::prost::alloc::string::String,
@@ -276,11 +278,13 @@ pub struct AcquireLeaseRequest {
     pub holder: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
+#[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LeaseInfo {
     #[prost(string, tag = "1")]
     pub lease_id: ::prost::alloc::string::String,
     #[prost(enumeration = "Pool", tag = "2")]
+    #[serde(serialize_with = "crate::json::pool_label")]
     pub pool: i32,
     #[prost(string, tag = "3")]
     pub user: ::prost::alloc::string::String,
@@ -434,6 +438,7 @@ pub struct GetPoolsRequest {
     pub header: ::core::option::Option<RequestHeader>,
 }
 #[allow(clippy::all)]
+#[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GetPoolsResponse {
     #[prost(message, repeated, tag = "1")]
@@ -466,6 +471,7 @@ pub struct SubmitJobRunRequest {
     pub size: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
+#[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JobRunInfo {
     #[prost(string, tag = "1")]
@@ -479,6 +485,7 @@ pub struct JobRunInfo {
     #[prost(uint32, tag = "5")]
     pub vcores: u32,
     #[prost(enumeration = "JobRunState", tag = "6")]
+    #[serde(serialize_with = "crate::json::run_state_label")]
     pub state: i32,
     /// 1-based place in the queue while queued, else 0.
     #[prost(uint32, tag = "7")]

@@ -1,0 +1,51 @@
+//! How the enums of messages the REST API shows as JSON are written: as
+//! their labels (`"interactive"`, `"running"`), not their numbers.
+
+use crate::{JobRunState, Pool};
+
+/// A `Pool` field as its label.
+pub fn pool_label<S: serde::Serializer>(pool: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        Pool::try_from(*pool)
+            .map(Pool::label)
+            .unwrap_or("unspecified"),
+    )
+}
+
+/// A `JobRunState` field as its label.
+pub fn run_state_label<S: serde::Serializer>(state: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        JobRunState::try_from(*state)
+            .unwrap_or(JobRunState::Unspecified)
+            .label(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{JobRunInfo, JobRunState, LeaseInfo, Pool};
+
+    #[test]
+    fn enums_show_as_labels_and_every_field_is_there() {
+        let lease = LeaseInfo {
+            lease_id: "l".into(),
+            pool: Pool::Job as i32,
+            vcores: 8,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&lease).unwrap();
+        assert_eq!(v["pool"], "job");
+        assert_eq!(v["vcores"], 8);
+        assert!(v.get("ttl_seconds").is_some());
+        let run = JobRunInfo {
+            state: JobRunState::Running as i32,
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&run).unwrap()["state"], "running");
+        let unknown = JobRunInfo {
+            state: 99,
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&unknown).unwrap()["state"], "unknown");
+    }
+}
