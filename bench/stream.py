@@ -35,28 +35,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import DATA, DEFAULT_TARN, command_line, machine, start_tarn, write_result  # noqa: E402
 from tpch import default_parts, parquet_files, prepare, sf_name  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests" / "python"))
+from flight_sql_command import sql_command  # noqa: E402
+
 warnings.filterwarnings("ignore", message="Cannot disable autocommit")
 
 SQL = "SELECT * FROM tpch.lineitem"
 ENDPOINTS = []  # endpoints per FlightInfo seen (pyarrow client)
-
-
-def _varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | 0x80 if n else b])
-        if not n:
-            return out
-
-
-def _field(num, data):
-    return bytes([num << 3 | 2]) + _varint(len(data)) + data
-
-
-def sql_command(sql):
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    return _field(1, type_url) + _field(2, _field(1, sql.encode()))
 
 
 def count(batches):

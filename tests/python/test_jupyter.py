@@ -4,7 +4,6 @@ and the kernels API and websocket driven directly."""
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,7 +13,7 @@ import uuid
 import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 
-from conftest import mint
+from conftest import free_port, mint
 from jupyter_client_util import Kernel, http, of_type
 
 NARROW = "SELECT TimeGenerated, UserPrincipalName, ResultType, IPAddress FROM SigninLogs"
@@ -30,12 +29,6 @@ def start_kernel(tarn, token=None, env=None):
     status, k, _ = http("POST", f"{tarn['http']}/api/kernels", {"name": "tarn-sql", "env": env or {}}, token)
     assert status == 201, k
     return k
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

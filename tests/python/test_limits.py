@@ -10,6 +10,7 @@ import pyarrow.flight as flight
 import pytest
 
 from conftest import STRICT_ENV, mint
+from flight_sql_command import sql_command
 from jupyter_client_util import Kernel, http, of_type
 
 LONG = "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.EventID + b.EventID > 0"
@@ -71,7 +72,7 @@ def test_an_expired_credential_gets_401_but_a_running_query_finishes(strict):
     opts = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
     import pyarrow.flight as fl
     from pyarrow.flight import FlightDescriptor
-    cmd = command_statement_query("SELECT * FROM SigninLogs")
+    cmd = sql_command("SELECT * FROM SigninLogs")
     info = client.get_flight_info(FlightDescriptor.for_command(cmd), opts)
     reader = client.do_get(info.endpoints[0].ticket, opts)
     first = reader.read_chunk()
@@ -87,23 +88,6 @@ def test_an_expired_credential_gets_401_but_a_running_query_finishes(strict):
     assert "TARN-2202 CREDENTIALS_EXPIRED" in str(e.value)
     status, body, _ = http("GET", f"{strict['http']}/api/kernels", token=token)
     assert status == 401 and body["error"]["code"] == 2202 and "tarn token" in body["error"]["fix"]
-
-
-def command_statement_query(sql):
-    """A Flight SQL CommandStatementQuery packed in an Any, by hand."""
-    def field(num, payload):
-        return bytes([num << 3 | 2]) + varint(len(payload)) + payload
-
-    def varint(n):
-        out = b""
-        while True:
-            b = n & 0x7F
-            n >>= 7
-            out += bytes([b | (0x80 if n else 0)])
-            if not n:
-                return out
-    inner = field(1, sql.encode())
-    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, inner)
 
 
 def test_a_query_over_the_time_limit_is_cancelled_naming_the_limit(strict):

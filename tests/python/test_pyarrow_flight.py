@@ -4,24 +4,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-
-def _varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | 0x80 if n else b])
-        if not n:
-            return out
-
-
-def _field(num, data):
-    return bytes([num << 3 | 2]) + _varint(len(data)) + data
-
-
-def sql_command(sql):
-    """A Flight SQL CommandStatementQuery wrapped in protobuf Any."""
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    return _field(1, type_url) + _field(2, _field(1, sql.encode()))
+from flight_sql_command import sql_command
 
 
 def test_statement_over_plain_flight(tarn):
