@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// Flags of `tarn standalone`.
@@ -201,13 +200,10 @@ async fn http_status(addr: &str, path: &str) -> Option<u16> {
 }
 
 async fn http_status_once(addr: &str, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let line = String::from_utf8_lossy(&buf);
-    line.split_whitespace().nth(1)?.parse().ok()
+    tarn_common::http::request(addr, "GET", path, "")
+        .await
+        .ok()
+        .map(|(status, _)| status)
 }
 
 /// Runs the supervisor until Ctrl-C or a child's death.

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod reservation;
 pub mod roles;
