@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod reservation;
 pub mod roles;
 pub mod shutdown;

@@ -6,14 +6,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What failed in the coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// A listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] tarn_common::net::BindError),
     /// The lake root is unusable.
     #[error("lake: {0}")]
     Lake(tarn_lake::Error),

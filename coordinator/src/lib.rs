@@ -34,7 +34,6 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tarn_state::{EmbeddedStore, EtcdStore, StateStore};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -78,16 +77,7 @@ impl Coordinator {
     /// scheduler starts when this coordinator becomes leader (at once with
     /// the embedded store, after winning the election with etcd).
     pub async fn start(opts: Arc<CoordinatorOptions>, shutdown: CancellationToken) -> Result<Self> {
-        let listener = TcpListener::bind(&opts.bind)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: opts.bind.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: opts.bind.clone(),
-            source,
-        })?;
+        let (listener, addr) = tarn_common::net::bind(&opts.bind).await?;
         let advertise = if opts.advertise.is_empty() {
             addr.to_string()
         } else {
@@ -177,13 +167,8 @@ impl Coordinator {
 
         let mut http_addr = None;
         if !opts.http_bind.is_empty() {
-            let l = TcpListener::bind(&opts.http_bind)
-                .await
-                .map_err(|source| Error::Bind {
-                    addr: opts.http_bind.clone(),
-                    source,
-                })?;
-            http_addr = l.local_addr().ok();
+            let (l, local) = tarn_common::net::bind(&opts.http_bind).await?;
+            http_addr = Some(local);
             info!(addr = ?http_addr, "metrics on /metrics");
             tasks.service(
                 "metrics server",

@@ -12,13 +12,27 @@ pub enum Error {
     /// An address is not `host:port`.
     #[error("'{0}' is not host:port")]
     InvalidAddress(String),
-    /// A port could not be bound.
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
+    /// A listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] tarn_common::net::BindError),
+    /// The work directory for shuffle files could not be made.
+    #[error("cannot create the work directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime for direct runs could not be built.
+    #[error("cannot start the direct-run runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The executor's task port could not be served.
+    #[error("cannot serve the task port {addr}: {source}")]
+    TaskFront {
         /// The address.
         addr: String,
         /// The cause.
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The lake root is unusable.
     #[error("lake: {0}")]

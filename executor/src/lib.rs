@@ -24,19 +24,9 @@ use tarn_proto::{Pool, RegisterExecutorRequest};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Picks a free loopback/any port by binding and releasing it. Ballista
-/// advertises the port it is given, so "0" cannot be passed through.
+/// Picks a free port on `host` (see [`tarn_common::net::free_port`]).
 pub fn free_port(host: &str) -> Result<u16> {
-    let l = std::net::TcpListener::bind((host, 0)).map_err(|source| Error::Bind {
-        addr: format!("{host}:0"),
-        source,
-    })?;
-    Ok(l.local_addr()
-        .map_err(|source| Error::Bind {
-            addr: format!("{host}:0"),
-            source,
-        })?
-        .port())
+    Ok(tarn_common::net::free_port(host)?)
 }
 
 /// Runs an executor until a shutdown signal (SIGINT/SIGTERM) or until the
@@ -65,12 +55,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         return Ok(());
     }
     // Several coordinators: dial a local proxy that follows the leader.
-    let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: "127.0.0.1:0 (coordinator proxy)".into(),
-            source,
-        })?;
+    let endpoint = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks).await?;
     let (coord_host, coord_port) = split_host_port(&endpoint)?;
     let flight_port = match opts.flight_port {
         0 => free_port(&opts.bind_host)?,
@@ -113,8 +98,8 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         Some(d) => (d.clone(), None),
         None => {
             let d = std::env::temp_dir().join(format!("tarn-{executor_id}"));
-            std::fs::create_dir_all(&d).map_err(|source| Error::Bind {
-                addr: d.display().to_string(),
+            std::fs::create_dir_all(&d).map_err(|source| Error::WorkDir {
+                path: d.display().to_string(),
                 source,
             })?;
             (d.display().to_string(), Some(d))
@@ -174,12 +159,9 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
     let process_pool = memory::process_pool(memory_limit);
     info!(memory_limit, per_vcore, "executor memory budget");
     let metrics_listener =
-        tokio::net::TcpListener::bind((opts.bind_host.as_str(), opts.metrics_port))
-            .await
-            .map_err(|source| Error::Bind {
-                addr: format!("{}:{}", opts.bind_host, opts.metrics_port),
-                source,
-            })?;
+        tarn_common::net::bind(&format!("{}:{}", opts.bind_host, opts.metrics_port))
+            .await?
+            .0;
     let metrics_port = metrics_listener
         .local_addr()
         .map(|a| a.port())
@@ -236,10 +218,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         .thread_name("tarn-direct")
         .enable_all()
         .build()
-        .map_err(|source| Error::Bind {
-            addr: "direct-run runtime".into(),
-            source,
-        })?;
+        .map_err(Error::Runtime)?;
     let compute_handle = compute.handle().clone();
     let max_message = config.grpc_max_encoding_message_size as usize;
     let flight_id = executor_id.clone();
@@ -310,9 +289,9 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         front_stop.clone(),
         &tasks,
     )
-    .map_err(|e| Error::Bind {
+    .map_err(|e| Error::TaskFront {
         addr: task_front_addr.to_string(),
-        source: std::io::Error::other(e),
+        source: e.into(),
     })?;
 
     // Ballista's executor handles SIGINT/SIGTERM itself: it fences itself

@@ -37,7 +37,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -70,21 +69,8 @@ impl Gateway {
         )
         .map_err(|e| Error::Config(e.to_string()))?
         .install();
-        let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
-                .await
-                .map_err(|source| Error::Bind { addr, source })
-        };
-        let flight_listener = bind(opts.flight_addr.clone()).await?;
-        let http_listener = bind(opts.http_addr.clone()).await?;
-        let flight_addr = flight_listener.local_addr().map_err(|source| Error::Bind {
-            addr: opts.flight_addr.clone(),
-            source,
-        })?;
-        let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
-            addr: opts.http_addr.clone(),
-            source,
-        })?;
+        let (flight_listener, flight_addr) = tarn_common::net::bind(&opts.flight_addr).await?;
+        let (http_listener, http_addr) = tarn_common::net::bind(&opts.http_addr).await?;
 
         let key = if opts.auth_key_file.is_empty() {
             None
@@ -103,12 +89,8 @@ impl Gateway {
         let root = tarn_lake::parse_root(&opts.lake).map_err(Error::Lake)?;
         let lake = tarn_lake::Lake::open(root).map_err(Error::Lake)?;
         // Several coordinators: dial a local proxy that follows the leader.
-        let coordinator = tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: "127.0.0.1:0 (coordinator proxy)".into(),
-                source,
-            })?;
+        let coordinator =
+            tarn_proto::leader::coordinator_endpoint(&opts.coordinator, &tasks).await?;
         let scheduler_url = format!("df://{coordinator}");
         let leases = LeaseClient::new(
             &coordinator,

@@ -28,7 +28,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(500);
 pub async fn coordinator_endpoint(
     coordinators: &str,
     tasks: &Supervisor,
-) -> std::io::Result<String> {
+) -> Result<String, tarn_common::net::BindError> {
     let list: Vec<String> = coordinators
         .split(',')
         .map(|s| s.trim().to_string())
@@ -37,7 +37,9 @@ pub async fn coordinator_endpoint(
     if list.len() <= 1 {
         return Ok(list.into_iter().next().unwrap_or_default());
     }
-    let proxy = LeaderProxy::start(list, tasks).await?;
+    let proxy = LeaderProxy::start(list, tasks)
+        .await
+        .map_err(|e| tarn_common::net::BindError::new("127.0.0.1:0 (coordinator proxy)", e))?;
     Ok(proxy.local_addr.to_string())
 }
 
