@@ -1,0 +1,156 @@
+//! Statements: GetFlightInfo plans one and hands out a ticket carrying
+//! what DoGet needs to run it (a planned read is kept a little while, so
+//! its DoGet need not plan it again); DoGet runs it and streams batches as
+//! executors produce them; a cancel finds the caller's runs by ticket.
+
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::{Any, ProstMessageExt, TicketStatementQuery};
+use arrow_flight::{FlightDescriptor, FlightInfo};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tarn_common::TarnError;
+use tonic::{Response, Status};
+
+use super::{BoxStream, PlannedRead, StatementTicket, TarnFlightSql, PLAN_REUSE};
+use crate::query::new_query_id;
+use crate::session::{bind_parameters, Session};
+
+impl TarnFlightSql {
+    pub(super) async fn statement_info(
+        &self,
+        session: &Session,
+        t: StatementTicket,
+        params: Option<RecordBatch>,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let planned = self
+            .sessions
+            .plan(session, &t.workspace, &t.sql, &t.query_id)
+            .await?;
+        let reusable =
+            t.prepared.is_none() && matches!(planned.effect, crate::write::Effect::Nothing);
+        let plan = bind_parameters(planned.plan, params.as_ref())?;
+        let schema = plan.schema().as_arrow().clone();
+        if reusable {
+            if self.planned.len() >= 1024 {
+                self.planned.retain(|_, p| p.at.elapsed() < PLAN_REUSE);
+            }
+            self.planned.insert(
+                t.query_id.clone(),
+                PlannedRead {
+                    session_id: session.id.clone(),
+                    plan,
+                    at: std::time::Instant::now(),
+                },
+            );
+        }
+        let handle = serde_json::to_vec(&t)
+            .map_err(|e| TarnError::internal(format!("cannot encode the statement handle: {e}")))?;
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        }
+        .as_any()
+        .encode_to_vec();
+        Ok(Response::new(
+            self.flight_info(&schema, ticket, descriptor)?,
+        ))
+    }
+
+    /// Plans and runs a ticketed statement, streaming batches as executors
+    /// produce them.
+    pub(super) async fn run(
+        &self,
+        session: &Session,
+        t: StatementTicket,
+    ) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
+        let params = match &t.prepared {
+            Some(h) => self
+                .prepared(h.as_bytes(), session)?
+                .1
+                .params
+                .lock()
+                .clone(),
+            None => None,
+        };
+        // Each DoGet is its own run with a server-made id (the Ballista job
+        // name): a replayed or forged ticket can never share or cancel
+        // someone else's job.
+        let reuse = match t.prepared {
+            Some(_) => None,
+            None => self
+                .planned
+                .remove(&t.query_id)
+                .map(|(_, p)| p)
+                .filter(|p| p.session_id == session.id && p.at.elapsed() < PLAN_REUSE),
+        };
+        let q = match reuse {
+            Some(p) => {
+                let run_id = new_query_id();
+                let state = self.sessions.run_state(session, &t.workspace, &run_id);
+                self.queries
+                    .start_planned(
+                        session,
+                        crate::session::Planned {
+                            plan: p.plan,
+                            state,
+                            effect: crate::write::Effect::Nothing,
+                        },
+                        run_id,
+                        &t.query_id,
+                    )
+                    .await?
+            }
+            None => {
+                self.queries
+                    .start(session, &t.workspace, &t.sql, params.as_ref(), &t.query_id)
+                    .await?
+            }
+        };
+        tracing::debug!(run_id = %q.run_id, "streaming results");
+        let batches = q
+            .stream
+            .map_err(|e| FlightError::Tonic(Box::new(Status::from(e))));
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(q.schema)
+            .build(batches)
+            .map_err(|e| match e {
+                FlightError::Tonic(s) => *s,
+                other => {
+                    TarnError::internal(format!("cannot encode the result: {other}")).to_status()
+                }
+            });
+        Ok(Box::pin(flight))
+    }
+
+    /// Cancels the caller's runs of a ticket: their streams end with
+    /// `CANCELLED` and their Ballista jobs are cancelled on the executors
+    /// at once, whether or not the client still reads.
+    pub(super) fn cancel(&self, ticket: &[u8], session: &Session) -> bool {
+        let Some(t) = Any::decode(ticket)
+            .ok()
+            .and_then(|a| a.unpack::<TicketStatementQuery>().ok().flatten())
+            .and_then(|t| serde_json::from_slice::<StatementTicket>(&t.statement_handle).ok())
+        else {
+            return false;
+        };
+        self.queries.cancel_ticket(&t.query_id, &session.id)
+    }
+}
+
+/// Reads a write's result to its end: the one `count` row.
+pub(super) async fn drain_count(mut stream: crate::query::BatchStream) -> Result<i64, TarnError> {
+    let mut n: i64 = 0;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        if let Some(c) = b
+            .columns()
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+        {
+            n += c.iter().flatten().sum::<u64>() as i64;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,124 @@
+//! Sessions and statement planning.
+//!
+//! A session is a vCore lease from the coordinator's interactive pool plus
+//! a DataFusion context upgraded for Ballista: statements are planned here
+//! (the catalog is the lake) and every plan runs as a Ballista job named
+//! `query@lease`, so the coordinator binds its tasks within the lease. A
+//! session's queries get `target_partitions` equal to its leased vCores, so
+//! a scan is split into as many tasks as the session may run at once — not
+//! Ballista's default of 16. `SET datafusion.execution.target_partitions`
+//! changes that for the session (the lease still caps tasks at once).
+
+mod lake;
+mod params;
+mod plan;
+mod registry;
+mod settings;
+
+pub use lake::{planning_config, refresh_lake, with_lake};
+pub use params::{bind_parameters, number_placeholders};
+pub use plan::{prepare, Prepared};
+pub use registry::SessionLimits;
+pub use settings::with_setting;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use tarn_common::TarnError;
+use tarn_lake::Lake;
+
+use crate::lease::LeaseClient;
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    /// Opaque id (also the bearer token in dev mode).
+    pub id: String,
+    /// Who opened it.
+    pub user: String,
+    /// What they may do, per workspace.
+    pub grants: tarn_common::roles::Grants,
+    /// The coordinator lease it holds.
+    pub lease_id: String,
+    /// vCores leased.
+    pub vcores: u32,
+    /// When it opened (ms since epoch).
+    pub opened_ms: u64,
+    /// When the credential that opened it stops being accepted (ms since
+    /// the epoch); `None` in dev mode without a token.
+    pub credential_expires_ms: Option<u64>,
+    /// The token that opened it, for requests that send the token itself
+    /// rather than the session id.
+    pub token: Option<String>,
+    /// Whether the idle warning was given since the last use.
+    warned: std::sync::atomic::AtomicBool,
+    /// Default workspace for unqualified table names.
+    pub workspace: parking_lot::RwLock<String>,
+    /// The Ballista-upgraded state statements are planned with.
+    state: parking_lot::RwLock<SessionState>,
+    /// When a request last used the session.
+    last_used: parking_lot::Mutex<std::time::Instant>,
+}
+
+impl Session {
+    /// Marks the session used now (and owed a new idle warning).
+    pub fn touch(&self) {
+        *self.last_used.lock() = std::time::Instant::now();
+        self.warned
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How long nobody used it.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_used.lock().elapsed()
+    }
+
+    /// The default workspace for unqualified names.
+    pub fn workspace(&self) -> String {
+        self.workspace.read().clone()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A planned statement, ready to run.
+pub struct Planned {
+    /// The logical plan (placeholders still unbound for prepared statements).
+    /// A `SET` statement is applied while planning and yields an empty plan.
+    pub plan: LogicalPlan,
+    /// The state to execute it with (carries the Ballista job name).
+    pub state: SessionState,
+    /// What must happen once it ran (a write's commit, a drop).
+    pub effect: crate::write::Effect,
+}
+
+/// All sessions of this gateway.
+#[derive(Debug)]
+pub struct Sessions {
+    lake: Arc<Lake>,
+    scheduler_url: String,
+    leases: LeaseClient,
+    default_workspace: String,
+    sessions: DashMap<String, Arc<Session>>,
+    /// Why recently ended sessions ended.
+    ended: DashMap<String, TarnError>,
+    /// Every session that ends, with why (kernels close their websockets).
+    events: tokio::sync::broadcast::Sender<(String, TarnError)>,
+    /// Operator-set DataFusion/Ballista defaults of every session.
+    settings: Vec<(String, String)>,
+    /// Memory and count limits.
+    limits: SessionLimits,
+    /// The memory pool of everything the gateway runs itself, shared by
+    /// every session so that together they stay within it.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// The gateway's query counters.
+    metrics: Arc<crate::metrics::GatewayMetrics>,
+}
