@@ -52,9 +52,15 @@ async fn ledger_on(
 ) -> (Ledger, Arc<tarn_common::clock::ManualClock>) {
     let store = Arc::new(EmbeddedStore::open(dir.join("s.redb")).unwrap());
     let clock = Arc::new(tarn_common::clock::ManualClock::default());
-    let ledger = Ledger::load_with_clock(l, store, reg, None, clock.clone())
-        .await
-        .unwrap();
+    let ledger = Ledger::load_with_clock(
+        l,
+        store,
+        reg,
+        None,
+        Arc::<tarn_common::clock::ManualClock>::clone(&clock),
+    )
+    .await
+    .unwrap();
     (ledger, clock)
 }
 
