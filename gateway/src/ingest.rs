@@ -229,19 +229,7 @@ pub async fn ingest(
                 &run_id,
             )
             .await?;
-        let mut n = 0i64;
-        let mut stream = q.stream;
-        while let Some(b) = stream.next().await {
-            let b = b?;
-            if let Some(c) = b
-                .columns()
-                .first()
-                .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
-            {
-                n += c.iter().flatten().sum::<u64>() as i64;
-            }
-        }
-        Ok(n)
+        crate::query::drain_count(q.stream).await
     }
     .await;
     remove_stage(&stage_url).await;

@@ -641,3 +641,19 @@ pub(crate) fn commit_after(
         ),
     )
 }
+
+/// Reads a write's result to its end: the one `count` row.
+pub(crate) async fn drain_count(mut stream: BatchStream) -> Result<i64, TarnError> {
+    let mut n: i64 = 0;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        if let Some(c) = b
+            .columns()
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+        {
+            n += c.iter().flatten().sum::<u64>() as i64;
+        }
+    }
+    Ok(n)
+}

@@ -24,8 +24,8 @@ use tracing::{info_span, Instrument};
 
 use super::metadata::tables_builder;
 use super::sessions::{lease_wish, session_id_of};
-use super::statement::drain_count;
 use super::{StatementTicket, TarnFlightSql, WRITE_OPTIONS_HEADER};
+use crate::query::drain_count;
 use crate::query::new_query_id;
 
 #[tonic::async_trait]

@@ -8,7 +8,7 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::{Any, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use prost::Message;
 use tarn_common::TarnError;
 use tonic::{Response, Status};
@@ -137,20 +137,4 @@ impl TarnFlightSql {
         };
         self.queries.cancel_ticket(&t.query_id, &session.id)
     }
-}
-
-/// Reads a write's result to its end: the one `count` row.
-pub(super) async fn drain_count(mut stream: crate::query::BatchStream) -> Result<i64, TarnError> {
-    let mut n: i64 = 0;
-    while let Some(b) = stream.next().await {
-        let b = b?;
-        if let Some(c) = b
-            .columns()
-            .first()
-            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
-        {
-            n += c.iter().flatten().sum::<u64>() as i64;
-        }
-    }
-    Ok(n)
 }
