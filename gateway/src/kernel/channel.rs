@@ -71,7 +71,7 @@ impl Kernels {
         // running cell finishes; a new websocket with a fresh token sees
         // its output).
         let credential = credential_expires_ms
-            .map(|exp| Duration::from_millis(exp.saturating_sub(crate::session::now_ms())));
+            .map(|exp| Duration::from_millis(exp.saturating_sub(tarn_common::clock::unix_ms())));
         let credential =
             tokio::time::sleep(credential.unwrap_or(Duration::from_secs(10 * 365 * 86_400)));
         tokio::pin!(credential);
@@ -143,7 +143,7 @@ impl Kernels {
                         }
                         // Checked per message, not only by the timer: a
                         // message that races the expiry is still refused.
-                        if sender.expired_at(crate::session::now_ms()) {
+                        if sender.expired_at(tarn_common::clock::unix_ms()) {
                             self.refuse(&kernel, t.as_str(), &sender);
                             // The refusal goes out before the close.
                             while let Ok(Outgoing::Text(t)) = rx.try_recv() {
@@ -198,7 +198,7 @@ impl Kernels {
     /// TARN-2202 in the form its type expects (an execute request gets
     /// its error and an `error` reply), and acts on nothing.
     fn refuse(&self, kernel: &Kernel, text: &str, sender: &Sender) {
-        let Err(e) = sender.check(crate::session::now_ms()) else {
+        let Err(e) = sender.check(tarn_common::clock::unix_ms()) else {
             return;
         };
         let Ok(d) = crate::kernel_msg::decode(text) else {

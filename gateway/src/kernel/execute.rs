@@ -69,7 +69,7 @@ impl Kernels {
             }
             // The sender's credential may have expired while the cell
             // waited in the queue or ran its earlier statements.
-            if let Err(e) = sender.check(crate::session::now_ms()) {
+            if let Err(e) = sender.check(tarn_common::clock::unix_ms()) {
                 failure = Some(e);
                 break;
             }

@@ -81,14 +81,6 @@ impl Session {
     }
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A planned statement, ready to run.
 pub struct Planned {
     /// The logical plan (placeholders still unbound for prepared statements).

@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use tarn_common::{ErrorCode, TarnError};
 use tarn_lake::Lake;
 
-use super::{now_ms, Session, Sessions};
+use super::{Session, Sessions};
 use crate::auth::Identity;
 use crate::lease::{LeaseClient, LeaseWish};
 
@@ -220,7 +220,7 @@ impl Sessions {
                 .unwrap_or_else(|| TarnError::new(ErrorCode::SessionNotFound, "no such session")));
         };
         if let Some(exp) = s.credential_expires_ms {
-            if now_ms() >= exp {
+            if tarn_common::clock::unix_ms() >= exp {
                 return Err(TarnError::new(
                     ErrorCode::CredentialsExpired,
                     format!(
