@@ -109,11 +109,17 @@ impl Sessions {
     }
 
     fn ended(&self, id: &str, why: TarnError) {
+        self.remember_end(id, why.clone());
+        let _ = self.events.send((id.to_string(), why));
+    }
+
+    /// Records why a session ended, so a request that comes after it is
+    /// told the reason rather than "no such session".
+    fn remember_end(&self, id: &str, why: TarnError) {
         if self.ended.len() >= REMEMBER_ENDED {
             self.ended.clear();
         }
-        self.ended.insert(id.to_string(), why.clone());
-        let _ = self.events.send((id.to_string(), why));
+        self.ended.insert(id.to_string(), why);
     }
 
     /// The lease client.
@@ -134,22 +140,21 @@ impl Sessions {
         let ids: Vec<String> = self.sessions.iter().map(|s| s.lease_id.clone()).collect();
         let gone = self.leases.renew(ids).await?;
         let gone: std::collections::HashSet<String> = gone.into_iter().collect();
+        let why = TarnError::new(
+            ErrorCode::SessionNotFound,
+            "the session ended: its vCore lease expired at the coordinator",
+        );
         let mut ended = Vec::new();
         self.sessions.retain(|id, s| {
             let keep = !gone.contains(&s.lease_id);
             if !keep {
+                self.remember_end(id, why.clone());
                 ended.push(id.clone());
             }
             keep
         });
         for id in &ended {
-            self.ended(
-                id,
-                TarnError::new(
-                    ErrorCode::SessionNotFound,
-                    "the session ended: its vCore lease expired at the coordinator",
-                ),
-            );
+            self.ended(id, why.clone());
         }
         Ok(ended.len())
     }
@@ -257,10 +262,21 @@ impl Sessions {
         max_idle: std::time::Duration,
         busy: impl Fn(&str) -> bool,
     ) -> usize {
+        let why = TarnError::new(
+            ErrorCode::SessionTimedOut,
+            format!(
+                "the session ended after {} of inactivity, and its vCores went back to the pool",
+                tarn_common::auth::human(max_idle.as_secs())
+            ),
+        );
         let mut ended = Vec::new();
         self.sessions.retain(|id, s| {
             let keep = s.last_used.lock().elapsed() <= max_idle || busy(id);
             if !keep {
+                // On record before the entry goes, so a request arriving
+                // while the lease is given back hears why, not "no such
+                // session".
+                self.remember_end(id, why.clone());
                 ended.push((id.clone(), s.lease_id.clone()));
             }
             keep
@@ -269,16 +285,7 @@ impl Sessions {
         for (id, lease) in ended {
             // vCores first, so whoever hears of the end finds them free.
             self.leases.release(lease).await;
-            self.ended(
-                &id,
-                TarnError::new(
-                    ErrorCode::SessionTimedOut,
-                    format!(
-                        "the session ended after {} of inactivity, and its vCores went back to the pool",
-                        tarn_common::auth::human(max_idle.as_secs())
-                    ),
-                ),
-            );
+            self.ended(&id, why.clone());
             tracing::info!(session = %id, "session ended after inactivity");
         }
         n
@@ -291,13 +298,14 @@ impl Sessions {
 
     /// Closes a session and gives its lease back.
     pub async fn close(&self, id: &str) -> bool {
-        match self.sessions.remove(id) {
+        let why = TarnError::new(ErrorCode::SessionNotFound, "the session was closed");
+        match self.sessions.remove_if(id, |id, _| {
+            self.remember_end(id, why.clone());
+            true
+        }) {
             Some((_, s)) => {
                 self.leases.release(s.lease_id.clone()).await;
-                self.ended(
-                    id,
-                    TarnError::new(ErrorCode::SessionNotFound, "the session was closed"),
-                );
+                self.ended(id, why);
                 tracing::info!(session = %id, "session closed");
                 true
             }
