@@ -161,7 +161,7 @@ impl Queries {
     ) -> Result<Query, TarnError> {
         let schema = Arc::new(planned.plan.schema().as_arrow().clone());
         match self.dispatch(session, planned, &run_id).await? {
-            Dispatched::Answered(query) => Ok(query(run_id)),
+            Dispatched::Answered => Ok(count_result(run_id, 0)),
             Dispatched::Stream(stream) => {
                 Ok(self.track(session, run_id, ticket_id, schema, stream))
             }
@@ -183,7 +183,7 @@ impl Queries {
             effect,
         } = planned;
         match &effect {
-            Effect::Skip => return Ok(Dispatched::Answered(|id| count_result(id, 0))),
+            Effect::Skip => return Ok(Dispatched::Answered),
             Effect::Drop { workspace, table } => {
                 self.sessions
                     .lake()
@@ -191,7 +191,7 @@ impl Queries {
                     .await
                     .map_err(|e| e.to_tarn())?;
                 tracing::info!(user = %session.user, %workspace, %table, "table deleted");
-                return Ok(Dispatched::Answered(|id| count_result(id, 0)));
+                return Ok(Dispatched::Answered);
             }
             _ => {}
         }
@@ -437,8 +437,8 @@ struct Run {
 
 /// What a planned statement became.
 enum Dispatched {
-    /// Answered without running anything (given its run id).
-    Answered(fn(String) -> Query),
+    /// Answered here without running anything: no rows changed.
+    Answered,
     /// Running: its batches.
     Stream(SendableRecordBatchStream),
 }

@@ -42,6 +42,11 @@ pub(super) struct AppState {
 }
 
 impl AppState {
+    /// The coordinator's API, for the REST calls that pass through.
+    fn coordinator(&self) -> coordinator_client::CoordinatorClient<tonic::transport::Channel> {
+        self.sessions.leases().api()
+    }
+
     /// The caller, from the `Authorization` header (`Bearer` or Jupyter's
     /// `token` scheme) or a `token` query parameter.
     fn caller(
@@ -282,9 +287,7 @@ async fn healthz() -> impl IntoResponse {
 /// executor is registered with both Tarn and Ballista.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let health = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .health(HealthRequest {
             header: Some(header()),
         })

@@ -18,9 +18,7 @@ use crate::lease::LeaseWish;
 
 pub(super) async fn pools(State(s): State<AppState>) -> ApiResult {
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .get_pools(GetPoolsRequest {
             header: Some(header()),
         })
@@ -34,9 +32,7 @@ pub(super) async fn leases(
     Extension(who): Extension<Identity>,
 ) -> ApiResult {
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .list_leases(ListLeasesRequest {
             header: Some(header()),
             pool: Pool::Unspecified as i32,
@@ -155,9 +151,7 @@ pub(super) async fn list_runs(
     Extension(who): Extension<Identity>,
 ) -> ApiResult {
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .list_job_runs(ListJobRunsRequest {
             header: Some(header()),
         })
@@ -196,9 +190,7 @@ pub(super) async fn submit_run(
         ));
     }
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .submit_job_run(SubmitJobRunRequest {
             header: Some(header()),
             name: req.name,
@@ -219,9 +211,7 @@ pub(super) async fn own_run(
     id: &str,
 ) -> Result<JobRunInfo, ApiError> {
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .get_job_run(GetJobRunRequest {
             header: Some(header()),
             run_id: id.to_string(),
@@ -253,9 +243,7 @@ pub(super) async fn cancel_run(
 ) -> ApiResult {
     own_run(&s, &who, &id).await?;
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .cancel_job_run(CancelJobRunRequest {
             header: Some(header()),
             run_id: id,
@@ -316,9 +304,7 @@ pub(super) async fn finish_run(
         body(&headers, &bytes)?
     };
     let r = s
-        .sessions
-        .leases()
-        .api()
+        .coordinator()
         .finish_job_run(FinishJobRunRequest {
             header: Some(header()),
             run_id: id,
