@@ -65,6 +65,50 @@ pub struct WriteSpec {
     pub partition_by: Vec<String>,
     /// The table's full schema, in table order, partition columns included.
     pub schema: Schema,
+    /// Makes the write idempotent: committed with Delta's application
+    /// transaction (`txn`) action, so a retry of the same work can see it
+    /// already landed ([`app_txn_version`]) instead of appending twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_txn: Option<AppTxn>,
+}
+
+/// An application transaction: who writes (`app_id`) and which of its
+/// attempts (`version`, increasing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppTxn {
+    /// The writer, e.g. one statement of one job.
+    pub app_id: String,
+    /// Its monotonic version, e.g. the run's submission number.
+    pub version: i64,
+}
+
+impl AppTxn {
+    fn action(&self) -> deltalake::kernel::Transaction {
+        deltalake::kernel::Transaction::new_with_last_update(
+            &self.app_id,
+            self.version,
+            Some(tarn_common::clock::unix_ms() as i64),
+        )
+    }
+}
+
+/// The last version `app_id` committed to the table at `url`, if the table
+/// exists and it ever did.
+pub async fn app_txn_version(url: &str, app_id: &str) -> Result<Option<i64>, TarnError> {
+    let url = url::Url::parse(url).map_err(|e| internal("bad table URL", e))?;
+    let table = match deltalake::open_table(url).await {
+        Ok(t) => t,
+        // No table yet: nothing was committed.
+        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
+        Err(e) => return Err(internal("cannot read the table's log", e)),
+    };
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| internal("cannot read the table's log", e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| internal("cannot read the table's application transactions", e))
 }
 
 /// What one task wrote.
@@ -507,7 +551,11 @@ pub async fn commit(spec: &LakeTableSpec, ids: &[u64]) -> Result<Committed, Tarn
             .with_columns(delta.fields().cloned())
             .with_partition_columns(write.partition_by.clone())
             .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
-            .with_actions(adds.into_iter().map(Action::Add))
+            .with_actions(
+                adds.into_iter()
+                    .map(Action::Add)
+                    .chain(write.app_txn.iter().map(|t| Action::Txn(t.action()))),
+            )
             .await;
         match result {
             Ok(t) => t.version().map(|v| v as i64).unwrap_or(0),
@@ -549,7 +597,11 @@ pub async fn commit(spec: &LakeTableSpec, ids: &[u64]) -> Result<Committed, Tarn
             partition_by,
             predicate: None,
         };
-        let result = deltalake::kernel::transaction::CommitBuilder::default()
+        let mut props = deltalake::kernel::transaction::CommitProperties::default();
+        if let Some(t) = &write.app_txn {
+            props = props.with_application_transaction(t.action());
+        }
+        let result = deltalake::kernel::transaction::CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), op)
             .await;

@@ -437,6 +437,7 @@ pub async fn plan_dataframe_write(
                 mode: req.mode,
                 partition_by: existing_parts,
                 schema: table_schema.as_ref().clone(),
+                app_txn: None,
             });
             let spec = Arc::new(target.spec().clone());
             let plan = write_plan(data, target, req.mode == WriteMode::Overwrite)?;
@@ -464,6 +465,7 @@ pub async fn plan_dataframe_write(
                     mode: WriteMode::Append,
                     partition_by: req.partition_by.clone(),
                     schema,
+                    app_txn: None,
                 },
             )?;
             let spec = Arc::new(target.spec().clone());
@@ -528,6 +530,7 @@ pub async fn plan_statement(
                 mode,
                 partition_by: parts,
                 schema: schema.as_ref().clone(),
+                app_txn: None,
             });
             let spec = Arc::new(target.spec().clone());
             let plan = write_plan(input, target, overwrite)?;
