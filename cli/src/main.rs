@@ -1,5 +1,6 @@
 //! `tarn`: one binary, a subcommand per role.
 
+mod job;
 mod standalone;
 
 use std::path::PathBuf;
@@ -143,6 +144,13 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Jobs: create, schedule, run and follow them (over the gateway's REST API).
+    Job {
+        #[command(flatten)]
+        conn: job::Connection,
+        #[command(subcommand)]
+        command: job::JobCommand,
+    },
     /// (Re)generates the demo workspace in the lake.
     Demo {
         /// Lake root (directory or URL).
@@ -189,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_deref();
     match cli.command {
         Command::Standalone(args) => standalone::run(args, file).await,
+        Command::Job { conn, command } => job::run(conn, command).await,
         Command::Coordinator {
             bind,
             advertise,

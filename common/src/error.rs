@@ -127,6 +127,18 @@ catalogue! {
     /// A websocket reached its maximum lifetime and was closed.
     ConnectionLifetimeReached = 2310, CONNECTION_LIFETIME_REACHED, Unavailable, 503,
         "reconnect: the kernel and its session are still running";
+    /// A job id is unknown (or its job was deleted).
+    JobNotFound = 2315, JOB_NOT_FOUND, NotFound, 404,
+        "list jobs (GET /v1/jobs or `tarn job list`) and use an id from there";
+    /// A job with that name already exists in the workspace.
+    JobAlreadyExists = 2316, JOB_ALREADY_EXISTS, AlreadyExists, 409,
+        "choose another name, or update the existing job (PATCH /v1/jobs/{id}, `tarn job update`)";
+    /// A job definition is not valid: its schedule, notebook, parameters or settings.
+    InvalidJob = 2317, INVALID_JOB, InvalidArgument, 400,
+        "correct the job definition as the message says; nothing was saved";
+    /// A job run ran longer than its job's timeout and was stopped.
+    JobTimedOut = 2318, JOB_TIMED_OUT, DeadlineExceeded, 408,
+        "raise the job's timeout (up to the operator's cap) or make one run do less (filter by TimeGenerated)";
     /// The statement is not valid SQL.
     SqlSyntax = 2801, SQL_SYNTAX, InvalidArgument, 400,
         "correct the SQL near the position given";

@@ -1,7 +1,7 @@
-//! A minimal HTTP/1.1 client for Tarn's own plain-HTTP endpoints on
-//! loopback (health and readiness probes, `/metrics`): one request on a
-//! fresh connection, read to its end. Not for talking to anything else —
-//! no TLS, no chunked decoding, no redirects.
+//! A minimal HTTP/1.1 client for Tarn's own plain-HTTP endpoints (health
+//! and readiness probes, `/metrics`, the REST API the `tarn job` commands
+//! call): one request on a fresh connection, read to its end. Not for
+//! talking to anything else — no TLS, no chunked decoding, no redirects.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,9 +13,23 @@ pub async fn request(
     path: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    request_as(addr, method, path, None, body).await
+}
+
+/// [`request`] with an `Authorization: Bearer` token, when given.
+pub async fn request_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;

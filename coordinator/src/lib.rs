@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod options;
 pub mod registry;
+pub mod schedule;
 pub mod service;
 
 pub use error::{Error, Result};
@@ -237,6 +238,14 @@ fn limits(opts: &CoordinatorOptions) -> Result<Limits> {
         lease_ttl: opts.lease_ttl,
         sizes,
         default_size: opts.default_session_size.to_ascii_lowercase(),
+        max_jobs: (opts.max_jobs_per_workspace, opts.max_jobs_per_user),
+        max_scheduled_jobs: (
+            opts.max_scheduled_jobs_per_workspace,
+            opts.max_scheduled_jobs_per_user,
+        ),
+        job_history: opts.job_history,
+        max_job_timeout: opts.max_job_timeout,
+        min_schedule_interval: opts.min_schedule_interval,
     })
 }
 
@@ -292,6 +301,11 @@ impl Lead {
         );
         self.tasks.service("lease sweep", async move {
             sweep.await;
+            Ok::<(), Error>(())
+        });
+        let schedules = schedule::run(Arc::clone(&ledger), self.tasks.token().clone());
+        self.tasks.service("job schedules", async move {
+            schedules.await;
             Ok::<(), Error>(())
         });
         if let Some(ms) = std::env::var("TARN_TEST_LEADERSHIP_DELAY_MS")

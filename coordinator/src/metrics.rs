@@ -148,6 +148,7 @@ pub async fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
             );
         }
     }
+    job_metrics(&mut out, &leading.ledger.stats());
     let (by_lease, _) = leading.direct.held();
     let _ = writeln!(
         out,
@@ -155,4 +156,57 @@ pub async fn render(registry: &ExecutorRegistry, slot: &LeaderSlot) -> String {
         by_lease.values().map(|v| u64::from(*v)).sum::<u64>()
     );
     out
+}
+
+/// Job runs by status, queue wait, schedule lateness and vCore-seconds.
+fn job_metrics(out: &mut String, stats: &crate::ledger::Stats) {
+    let _ = writeln!(
+        out,
+        "# HELP tarn_job_runs_total Ended runs of jobs, by status\n# TYPE tarn_job_runs_total counter"
+    );
+    let mut by: Vec<(String, u64)> = stats
+        .job_runs
+        .iter()
+        .map(|(state, n)| {
+            let label = serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            (label, *n)
+        })
+        .collect();
+    by.sort();
+    for (label, n) in by {
+        let _ = writeln!(out, "tarn_job_runs_total{{status=\"{label}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tarn_job_queue_wait_seconds Time job runs waited in the queue before they started\n# TYPE tarn_job_queue_wait_seconds summary\ntarn_job_queue_wait_seconds_count {}\ntarn_job_queue_wait_seconds_sum {}",
+        stats.queue_wait.0, stats.queue_wait.1
+    );
+    let h = &stats.lateness;
+    let _ = writeln!(
+        out,
+        "# HELP tarn_job_schedule_lateness_seconds From a schedule's fire time to a worker taking the run\n# TYPE tarn_job_schedule_lateness_seconds histogram"
+    );
+    for (b, c) in h.bounds.iter().zip(&h.counts) {
+        let _ = writeln!(
+            out,
+            "tarn_job_schedule_lateness_seconds_bucket{{le=\"{b}\"}} {c}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "tarn_job_schedule_lateness_seconds_bucket{{le=\"+Inf\"}} {}\ntarn_job_schedule_lateness_seconds_count {}\ntarn_job_schedule_lateness_seconds_sum {}",
+        h.count, h.count, h.sum
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tarn_job_vcore_seconds_total vCores held times seconds by ended job runs, by workspace\n# TYPE tarn_job_vcore_seconds_total counter"
+    );
+    let mut ws: Vec<_> = stats.vcore_seconds.iter().collect();
+    ws.sort_by(|a, b| a.0.cmp(b.0));
+    for (w, v) in ws {
+        let _ = writeln!(out, "tarn_job_vcore_seconds_total{{workspace=\"{w}\"}} {v}");
+    }
 }

@@ -61,6 +61,22 @@ pub struct CoordinatorOptions {
     /// After a shutdown request, how long open connections may stay.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Job definitions a workspace may hold.
+    pub max_jobs_per_workspace: u32,
+    /// Job definitions one user may own.
+    pub max_jobs_per_user: u32,
+    /// Jobs with a schedule a workspace may hold.
+    pub max_scheduled_jobs_per_workspace: u32,
+    /// Jobs with a schedule one user may own.
+    pub max_scheduled_jobs_per_user: u32,
+    /// Ended runs kept per job (older ones are forgotten).
+    pub job_history: u32,
+    /// The longest timeout a job may set; also its default.
+    #[serde(with = "humantime_serde")]
+    pub max_job_timeout: Duration,
+    /// No schedule may fire more often (tests lower it to seconds).
+    #[serde(with = "humantime_serde")]
+    pub min_schedule_interval: Duration,
 }
 
 impl Default for CoordinatorOptions {
@@ -90,6 +106,13 @@ impl Default for CoordinatorOptions {
             default_session_size: "small".into(),
             executor_ttl: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(5),
+            max_jobs_per_workspace: 100,
+            max_jobs_per_user: 50,
+            max_scheduled_jobs_per_workspace: 50,
+            max_scheduled_jobs_per_user: 20,
+            job_history: 100,
+            max_job_timeout: Duration::from_secs(8 * 3600),
+            min_schedule_interval: Duration::from_secs(60),
         }
     }
 }

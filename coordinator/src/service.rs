@@ -14,7 +14,7 @@ use tracing::instrument;
 
 use crate::binding::{lease_of_job, query_of_job};
 use crate::front::{LeaderSlot, Leading};
-use crate::ledger::{JobRun, Lease, LeaseRequest, Ledger, RunState};
+use crate::ledger::{Finish, JobPut, JobRun, Lease, LeaseRequest, Ledger, RunState, StoredJob};
 use crate::registry::ExecutorRegistry;
 
 /// Serves pools, leases, job runs, executors and job views.
@@ -554,13 +554,15 @@ impl CoordinatorApi for CoordinatorService {
         &self,
         request: Request<ListJobRunsRequest>,
     ) -> Result<Response<ListJobRunsResponse>, Status> {
-        check_header(request.get_ref())?;
-        let runs = self
-            .ledger()?
-            .runs()
-            .iter()
-            .map(|(r, p)| run_info(r, *p))
-            .collect();
+        let r = open(request)?;
+        let ledger = self.ledger()?;
+        let runs = if r.job_id.is_empty() {
+            ledger.runs()
+        } else {
+            ledger.job(&r.job_id)?;
+            ledger.job_runs(&r.job_id)
+        };
+        let runs = runs.iter().map(|(r, p)| run_info(r, *p)).collect();
         Ok(Response::new(ListJobRunsResponse { runs }))
     }
 
@@ -580,10 +582,141 @@ impl CoordinatorApi for CoordinatorService {
         request: Request<FinishJobRunRequest>,
     ) -> Result<Response<JobRunInfo>, Status> {
         let r = open(request)?;
-        let run = self
+        let ledger = self.ledger()?;
+        let run = if r.worker.is_empty() {
+            ledger
+                .finish_run(&r.run_id, r.succeeded, &r.message)
+                .await?
+        } else {
+            let state = if r.succeeded {
+                RunState::Succeeded
+            } else if r.timed_out {
+                RunState::TimedOut
+            } else {
+                RunState::Failed
+            };
+            ledger
+                .finish_job_run(
+                    &r.run_id,
+                    Finish {
+                        state: Some(state),
+                        message: r.message,
+                        error_code: r.error_code,
+                        retryable: r.retryable,
+                        result: parse_json("result_json", &r.result_json)?,
+                        worker: r.worker,
+                    },
+                )
+                .await?
+        };
+        Ok(Response::new(run_info(&run, 0)))
+    }
+
+    #[instrument(skip_all, fields(job = %request.get_ref().job_id))]
+    async fn put_job(&self, request: Request<PutJobRequest>) -> Result<Response<JobInfo>, Status> {
+        let r = open(request)?;
+        let job = self
             .ledger()?
-            .finish_run(&r.run_id, r.succeeded, &r.message)
+            .put_job(JobPut {
+                id: r.job_id,
+                owner: r.owner,
+                spec: parse_json("spec_json", &r.spec_json)?,
+                grants: parse_json("grants_json", &r.grants_json)?,
+                credential_expires_ms: r.credential_expires_unix_ms,
+            })
             .await?;
+        Ok(Response::new(job_info(
+            &job,
+            crate::schedule::next_fire(&job),
+        )))
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<JobInfo>, Status> {
+        let r = open(request)?;
+        let job = self.ledger()?.job(&r.job_id)?;
+        Ok(Response::new(job_info(
+            &job,
+            crate::schedule::next_fire(&job),
+        )))
+    }
+
+    async fn list_job_definitions(
+        &self,
+        request: Request<ListJobDefinitionsRequest>,
+    ) -> Result<Response<ListJobDefinitionsResponse>, Status> {
+        check_header(request.get_ref())?;
+        let jobs = self
+            .ledger()?
+            .jobs()
+            .iter()
+            .map(|j| job_info(j, crate::schedule::next_fire(j)))
+            .collect();
+        Ok(Response::new(ListJobDefinitionsResponse { jobs }))
+    }
+
+    #[instrument(skip_all, fields(job = %request.get_ref().job_id))]
+    async fn delete_job(
+        &self,
+        request: Request<DeleteJobRequest>,
+    ) -> Result<Response<DeleteJobResponse>, Status> {
+        let r = open(request)?;
+        let deleted = self.ledger()?.delete_job(&r.job_id).await?;
+        Ok(Response::new(DeleteJobResponse { deleted }))
+    }
+
+    #[instrument(skip_all, fields(job = %request.get_ref().job_id))]
+    async fn run_job(
+        &self,
+        request: Request<RunJobRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = open(request)?;
+        let trigger = match r.trigger.as_str() {
+            "" | "manual" => "manual",
+            "api" => "api",
+            other => {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("trigger {other:?} is not 'manual' or 'api'"),
+                )
+                .to_status())
+            }
+        };
+        let params = parse_json("parameters_json", &r.parameters_json)?;
+        let ledger = self.ledger()?;
+        let run = if r.retry_run_id.is_empty() {
+            ledger.run_job(&r.job_id, trigger, params).await?
+        } else {
+            ledger.retry_run(&r.job_id, &r.retry_run_id).await?
+        };
+        let (run, pos) = ledger.run(&run.id).unwrap_or((run, 0));
+        Ok(Response::new(run_info(&run, pos)))
+    }
+
+    async fn claim_job_run(
+        &self,
+        request: Request<ClaimJobRunRequest>,
+    ) -> Result<Response<ClaimJobRunResponse>, Status> {
+        let r = open(request)?;
+        // Bounded: a worker's long poll never holds a call open for long.
+        let wait = std::time::Duration::from_millis(u64::from(r.wait_ms.min(10_000)));
+        let claimed = self.ledger()?.claim(&r.worker, wait).await?;
+        Ok(Response::new(match claimed {
+            Some((run, job)) => ClaimJobRunResponse {
+                run: Some(run_info(&run, 0)),
+                job: Some(job_info(&job, crate::schedule::next_fire(&job))),
+            },
+            None => ClaimJobRunResponse::default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(run = %request.get_ref().run_id))]
+    async fn report_job_run(
+        &self,
+        request: Request<ReportJobRunRequest>,
+    ) -> Result<Response<JobRunInfo>, Status> {
+        let r = open(request)?;
+        let result = parse_json("result_json", &r.result_json)?;
+        let run = self.ledger()?.report(&r.run_id, &r.worker, result).await?;
         Ok(Response::new(run_info(&run, 0)))
     }
 }
@@ -639,6 +772,21 @@ fn run_info(r: &JobRun, position: u32) -> JobRunInfo {
         RunState::Failed => JobRunState::Failed,
         RunState::Cancelled => JobRunState::Cancelled,
         RunState::Expired => JobRunState::Expired,
+        RunState::TimedOut => JobRunState::TimedOut,
+        RunState::Skipped => JobRunState::Skipped,
+    };
+    let job = r.job.clone().unwrap_or_default();
+    let json = |v: &serde_json::Value| {
+        if v.is_null() {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    };
+    let ran_ms = match (r.started_ms, r.ended_ms) {
+        (0, _) => 0,
+        (s, 0) => tarn_common::clock::unix_ms().saturating_sub(s),
+        (s, e) => e.saturating_sub(s),
     };
     JobRunInfo {
         run_id: r.id.clone(),
@@ -646,7 +794,7 @@ fn run_info(r: &JobRun, position: u32) -> JobRunInfo {
         user: r.user.clone(),
         workspace: r.workspace.clone(),
         vcores: r.vcores,
-        state: state as i32,
+        status: state as i32,
         queue_position: position,
         lease_id: if r.state == RunState::Running {
             r.id.clone()
@@ -658,5 +806,50 @@ fn run_info(r: &JobRun, position: u32) -> JobRunInfo {
         ended_unix_ms: r.ended_ms,
         message: r.message.clone(),
         seq: r.seq,
+        job_id: job.job_id,
+        trigger: job.trigger,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        fire_unix_ms: job.fire_ms,
+        worker: job.worker,
+        parameters_json: json(&job.parameters),
+        result_json: json(&job.result),
+        error_code: job.error_code,
+        timeout_ms: job.timeout_ms,
+        vcore_seconds: r.vcores as f64 * ran_ms as f64 / 1000.0,
+        queue_wait_ms: if r.started_ms > 0 {
+            r.started_ms.saturating_sub(r.submitted_ms)
+        } else {
+            0
+        },
     }
+}
+
+fn job_info(j: &StoredJob, next_fire_ms: u64) -> JobInfo {
+    JobInfo {
+        job_id: j.id.clone(),
+        owner: j.owner.clone(),
+        spec_json: j.spec.to_string(),
+        created_unix_ms: j.created_ms,
+        updated_unix_ms: j.updated_ms,
+        revision: j.revision,
+        credential_expires_unix_ms: j.credential_expires_ms,
+        grants_json: j.grants.to_string(),
+        last_fire_unix_ms: j.last_fire_ms,
+        next_fire_unix_ms: next_fire_ms,
+    }
+}
+
+/// A JSON document field of a request.
+fn parse_json(what: &str, text: &str) -> Result<serde_json::Value, Status> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| {
+        TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} is not JSON: {e}"),
+        )
+        .to_status()
+    })
 }

@@ -15,7 +15,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::{Mutex, RwLock};
 use url::Url;
 
@@ -83,6 +83,48 @@ impl Lake {
             }
         }
         Ok(map.keys().cloned().collect())
+    }
+
+    /// Writes a file of Tarn's own under the root's `_tarn/` folder (job
+    /// run outputs and logs): never a workspace (folders starting with `_`
+    /// are not listed), so SQL cannot reach it.
+    pub async fn put_system_file(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.system_path(rel)?;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::List {
+                location: path.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Reads what [`Lake::put_system_file`] wrote; `None` when absent.
+    pub async fn get_system_file(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.system_path(rel)?;
+        let got = match self.store.get(&path).await {
+            Ok(g) => g.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        got.map(|b| Some(b.to_vec())).map_err(|source| Error::List {
+            location: path.to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    fn system_path(&self, rel: &str) -> Result<Path> {
+        let bad = rel
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+        if bad {
+            return Err(Error::OutsideLake {
+                what: "a system file".into(),
+                path: rel.to_string(),
+            });
+        }
+        Ok(self.prefix.clone().join("_tarn").join(rel))
     }
 
     /// Workspace names as of the last refresh.

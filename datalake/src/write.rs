@@ -98,8 +98,11 @@ pub async fn app_txn_version(url: &str, app_id: &str) -> Result<Option<i64>, Tar
     let url = url::Url::parse(url).map_err(|e| internal("bad table URL", e))?;
     let table = match deltalake::open_table(url).await {
         Ok(t) => t,
-        // No table yet: nothing was committed.
-        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
+        // No table (or not even its folder) yet: nothing was committed.
+        Err(
+            deltalake::DeltaTableError::NotATable(_)
+            | deltalake::DeltaTableError::InvalidTableLocation(_),
+        ) => return Ok(None),
         Err(e) => return Err(internal("cannot read the table's log", e)),
     };
     let snapshot = table

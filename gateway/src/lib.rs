@@ -18,6 +18,7 @@ pub mod fold;
 pub mod http;
 pub mod http_guard;
 pub mod ingest;
+pub mod jobs;
 pub mod kernel;
 pub mod kernel_auth;
 pub mod kernel_msg;
@@ -156,6 +157,27 @@ impl Gateway {
                 idle_timeout: opts.session_idle_timeout,
             },
         );
+        let jobs = Arc::new(jobs::Jobs::new(
+            Arc::clone(&sessions),
+            Arc::clone(&queries),
+            jobs::JobOptions {
+                workers: opts.job_workers,
+                renew: opts.lease_renew_interval,
+                render: KernelOptions {
+                    websocket_lifetime: opts.websocket_lifetime,
+                    max_message_bytes: opts.max_message_bytes,
+                    max_result_rows: opts.job_output_rows,
+                    // A run's output is a file, not a websocket message.
+                    max_output_bytes: 64 * 1024 * 1024,
+                    max_queued_cells: 0,
+                    flight_url: format!("grpc://{flight_addr}"),
+                    idle_timeout: opts.session_idle_timeout,
+                },
+            },
+            format!("gateway {flight_addr} ({})", uuid::Uuid::new_v4().simple()),
+            tasks.clone(),
+        ));
+        jobs.start_workers();
         let sweeper = sweep_sessions(
             Arc::clone(&sessions),
             Arc::clone(&service),
@@ -211,6 +233,7 @@ impl Gateway {
                 kernels,
                 auth,
                 guard,
+                opts.job_credential_lifetime,
                 shutdown.clone(),
             ),
         );

@@ -129,6 +129,7 @@ impl LocalSession {
                 Arc::clone(&self.lake),
                 self.user.clone(),
                 self.tasks.clone(),
+                None,
             ),
             _ => stream,
         };

@@ -122,6 +122,17 @@ pub struct GatewayOptions {
     /// affected.
     #[serde(deserialize_with = "list")]
     pub http_allowed_origins: Vec<String>,
+    /// Job runs this gateway executes at once (its job worker); 0 runs
+    /// none here (other gateways do).
+    pub job_workers: usize,
+    /// How long the credentials a job is given (when created or renewed)
+    /// last; runs after that fail with CREDENTIALS_EXPIRED until the
+    /// owner renews them.
+    #[serde(with = "humantime_serde")]
+    pub job_credential_lifetime: std::time::Duration,
+    /// Rows of each statement's result kept in a run's executed notebook
+    /// (the true count is always recorded).
+    pub job_output_rows: usize,
 }
 
 /// A list given as a TOML array or as one string separated by commas
@@ -177,6 +188,9 @@ impl Default for GatewayOptions {
             max_sessions_per_user: 64,
             http_allowed_hosts: Vec::new(),
             http_allowed_origins: Vec::new(),
+            job_workers: 3,
+            job_credential_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
+            job_output_rows: 10_000,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Queries {
     tasks: Supervisor,
     /// Queries in flight and by outcome, result bytes.
     metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// Commits of job writes, by write id, until their run takes them.
+    receipts: Arc<DashMap<String, tarn_lake::write::Committed>>,
 }
 
 impl Queries {
@@ -69,6 +71,7 @@ impl Queries {
             coordinator: format!("http://{coordinator}"),
             pool: PoolProbe::new(format!("http://{coordinator}")),
             running: Arc::new(DashMap::new()),
+            receipts: Arc::new(DashMap::new()),
             timeout,
             progress_channel: tarn_common::cluster::endpoint(coordinator)
                 .ok()
@@ -159,13 +162,37 @@ impl Queries {
         run_id: String,
         ticket_id: &str,
     ) -> Result<Query, TarnError> {
+        self.start_limited(
+            session,
+            planned,
+            run_id,
+            ticket_id,
+            TimeLimit::Interactive(self.timeout),
+        )
+        .await
+    }
+
+    /// [`Queries::start_planned`] under another time limit (a job run's).
+    pub async fn start_limited(
+        &self,
+        session: &Session,
+        planned: Planned,
+        run_id: String,
+        ticket_id: &str,
+        limit: TimeLimit,
+    ) -> Result<Query, TarnError> {
         let schema = Arc::new(planned.plan.schema().as_arrow().clone());
         match self.dispatch(session, planned, &run_id).await? {
             Dispatched::Answered => Ok(count_result(run_id, 0)),
             Dispatched::Stream(stream) => {
-                Ok(self.track(session, run_id, ticket_id, schema, stream))
+                Ok(self.track(session, run_id, ticket_id, schema, stream, limit))
             }
         }
+    }
+
+    /// What a job run's write committed, by the write's id; taken once.
+    pub fn take_receipt(&self, write_txn: &str) -> Option<tarn_lake::write::Committed> {
+        self.receipts.remove(write_txn).map(|(_, c)| c)
     }
 
     /// Where a planned statement runs: answered here (a skipped create, a
@@ -216,13 +243,23 @@ impl Queries {
                 .map_err(|e| from_datafusion(&e))?,
         };
         Ok(Dispatched::Stream(match effect {
-            Effect::Commit(spec) => commit_after(
-                stream,
-                spec,
-                Arc::clone(self.sessions.lake()),
-                session.user.clone(),
-                self.tasks.clone(),
-            ),
+            Effect::Commit(spec) => {
+                // Job writes (the ones with an application transaction)
+                // leave what they committed for the job's report.
+                let receipts = spec
+                    .write
+                    .as_ref()
+                    .and_then(|w| w.app_txn.as_ref())
+                    .map(|_| Arc::clone(&self.receipts));
+                commit_after(
+                    stream,
+                    spec,
+                    Arc::clone(self.sessions.lake()),
+                    session.user.clone(),
+                    self.tasks.clone(),
+                    receipts,
+                )
+            }
             _ => stream,
         }))
     }
@@ -237,6 +274,7 @@ impl Queries {
         ticket_id: &str,
         schema: SchemaRef,
         stream: SendableRecordBatchStream,
+        limit: TimeLimit,
     ) -> Query {
         let control = Arc::new(RunControl::default());
         self.running.insert(
@@ -264,7 +302,7 @@ impl Queries {
                 self.coordinator.clone(),
                 run_id.clone(),
             );
-            let limit = self.timeout;
+            let limit = limit.duration();
             self.tasks.spawn("query time limit", async move {
                 tokio::select! {
                     _ = done.cancelled() => {}
@@ -278,17 +316,10 @@ impl Queries {
             });
         }
         let tail = {
-            let limit = self.timeout;
             let control = Arc::clone(&control);
             futures::stream::once(async move {
                 match control.stopped() {
-                    Some(Stop::TimedOut) => Some(Err(TarnError::new(
-                        ErrorCode::QueryTimeout,
-                        format!(
-                            "the query ran longer than the interactive query limit of {} and was cancelled",
-                            tarn_common::auth::human(limit.as_secs())
-                        ),
-                    ))),
+                    Some(Stop::TimedOut) => Some(Err(limit.exceeded())),
                     Some(Stop::Cancelled) => Some(Err(TarnError::new(
                         ErrorCode::Cancelled,
                         "the query was cancelled by the client",
@@ -433,6 +464,50 @@ struct Run {
     /// Only its own session may cancel it by ticket.
     session_id: String,
     control: Arc<RunControl>,
+}
+
+/// How long a statement may run.
+#[derive(Debug, Clone, Copy)]
+pub enum TimeLimit {
+    /// The interactive query limit.
+    Interactive(Duration),
+    /// What is left of a job run's timeout (the whole timeout, for the
+    /// message).
+    Job {
+        /// Left for this statement.
+        left: Duration,
+        /// The job's timeout.
+        timeout: Duration,
+    },
+}
+
+impl TimeLimit {
+    fn duration(self) -> Duration {
+        match self {
+            TimeLimit::Interactive(d) => d,
+            TimeLimit::Job { left, .. } => left,
+        }
+    }
+
+    /// The error a statement stopped at this limit ends with.
+    pub fn exceeded(self) -> TarnError {
+        match self {
+            TimeLimit::Interactive(d) => TarnError::new(
+                ErrorCode::QueryTimeout,
+                format!(
+                    "the query ran longer than the interactive query limit of {} and was cancelled",
+                    tarn_common::auth::human(d.as_secs())
+                ),
+            ),
+            TimeLimit::Job { timeout, .. } => TarnError::new(
+                ErrorCode::JobTimedOut,
+                format!(
+                    "the job run passed its timeout of {} and its statement was cancelled",
+                    tarn_common::auth::human(timeout.as_secs())
+                ),
+            ),
+        }
+    }
 }
 
 /// What a planned statement became.
@@ -583,6 +658,7 @@ pub(crate) fn commit_after(
     lake: Arc<tarn_lake::Lake>,
     user: String,
     tasks: Supervisor,
+    receipts: Option<Arc<DashMap<String, tarn_lake::write::Committed>>>,
 ) -> SendableRecordBatchStream {
     use datafusion::error::DataFusionError;
     let fut = async move {
@@ -615,6 +691,9 @@ pub(crate) fn commit_after(
                     Ok(c) => {
                         tracing::info!(%user, table = %format!("{}.{}", spec.workspace, spec.name),
                         version = c.version, rows = c.rows, files = c.files, "write committed");
+                        if let (Some(receipts), Some(w)) = (receipts, spec.write.as_ref()) {
+                            receipts.insert(w.txn.clone(), c.clone());
+                        }
                         if let Ok(ws) = lake.workspace(&spec.workspace).await {
                             let _ = ws.refresh().await;
                         }

@@ -21,6 +21,19 @@ pub fn run_state_label<S: serde::Serializer>(state: &i32, s: S) -> Result<S::Ok,
     )
 }
 
+/// A field holding a JSON document as the document itself (an empty
+/// string as `null`, text that is not JSON as a string).
+pub fn embedded<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    if text.is_empty() {
+        return s.serialize_none();
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v.serialize(s),
+        Err(_) => s.serialize_str(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{JobRunInfo, JobRunState, LeaseInfo, Pool};
@@ -38,14 +51,20 @@ mod tests {
         assert_eq!(v["vcores"], 8);
         assert!(v.get("ttl_seconds").is_some());
         let run = JobRunInfo {
-            state: JobRunState::Running as i32,
+            status: JobRunState::TimedOut as i32,
+            result_json: r#"{"statements":[{"rows":3}]}"#.into(),
             ..Default::default()
         };
-        assert_eq!(serde_json::to_value(&run).unwrap()["state"], "running");
+        let v = serde_json::to_value(&run).unwrap();
+        assert_eq!(v["status"], "timed_out");
+        // JSON documents show as documents, under their short name.
+        assert_eq!(v["result"]["statements"][0]["rows"], 3);
+        assert!(v["parameters"].is_null());
+        assert!(v.get("result_json").is_none());
         let unknown = JobRunInfo {
-            state: 99,
+            status: 99,
             ..Default::default()
         };
-        assert_eq!(serde_json::to_value(&unknown).unwrap()["state"], "unknown");
+        assert_eq!(serde_json::to_value(&unknown).unwrap()["status"], "unknown");
     }
 }

@@ -48,6 +48,8 @@ impl JobRunState {
             JobRunState::Failed => "failed",
             JobRunState::Cancelled => "cancelled",
             JobRunState::Expired => "expired",
+            JobRunState::TimedOut => "timed_out",
+            JobRunState::Skipped => "skipped",
             JobRunState::Unspecified => "unknown",
         }
     }
@@ -98,6 +100,13 @@ headed!(
     ListJobRunsRequest,
     CancelJobRunRequest,
     FinishJobRunRequest,
+    PutJobRequest,
+    GetJobRequest,
+    ListJobDefinitionsRequest,
+    DeleteJobRequest,
+    RunJobRequest,
+    ClaimJobRunRequest,
+    ReportJobRunRequest,
 );
 
 /// A request header for this build's protocol version.

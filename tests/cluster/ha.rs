@@ -150,12 +150,13 @@ async fn snapshot(
     let mut runs: Vec<(String, i32, u32)> = c
         .list_job_runs(ListJobRunsRequest {
             header: Some(header()),
+            ..Default::default()
         })
         .await?
         .into_inner()
         .runs
         .into_iter()
-        .map(|r| (r.run_id, r.state, r.queue_position))
+        .map(|r| (r.run_id, r.status, r.queue_position))
         .collect();
     runs.sort();
     Ok((leases, runs))

@@ -8,6 +8,7 @@ mod direct;
 mod distributed;
 mod errors;
 mod ha;
+mod jobs;
 mod metadata;
 mod pools;
 mod queries;

@@ -390,17 +390,18 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
         let runs = c
             .list_job_runs(ListJobRunsRequest {
                 header: Some(header()),
+                ..Default::default()
             })
             .await?
             .into_inner()
             .runs;
         let running: Vec<&JobRunInfo> = runs
             .iter()
-            .filter(|r| r.state == JobRunState::Running as i32)
+            .filter(|r| r.status == JobRunState::Running as i32)
             .collect();
         let queued: Vec<&JobRunInfo> = runs
             .iter()
-            .filter(|r| r.state == JobRunState::Queued as i32)
+            .filter(|r| r.status == JobRunState::Queued as i32)
             .collect();
         assert_eq!(running.len(), 3, "three runs at once");
         let positions: Vec<u32> = queued.iter().map(|r| r.queue_position).collect();
@@ -423,6 +424,7 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
             run_id: first.expect("a running run"),
             succeeded: true,
             message: String::new(),
+            ..Default::default()
         })
         .await?;
         let now = c
@@ -432,7 +434,7 @@ async fn a_storm_of_lease_requests_never_overgrants() -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
-        assert_eq!(now.state, JobRunState::Running as i32);
+        assert_eq!(now.status, JobRunState::Running as i32);
     }
     Ok(())
 }
@@ -453,7 +455,7 @@ async fn job_runs_over_rest_queue_cancel_and_finish() -> anyhow::Result<()> {
         assert_eq!(status, 201, "{run}");
         ids.push(run["run_id"].as_str().expect("run id").to_string());
     }
-    let state = |v: &serde_json::Value| v["state"].as_str().unwrap_or_default().to_string();
+    let state = |v: &serde_json::Value| v["status"].as_str().unwrap_or_default().to_string();
     let get =
         |id: String| async move { http_json(h, "GET", &format!("/v1/job-runs/{id}"), None).await };
     assert_eq!(state(&get(ids[2].clone()).await?.1), "running");
@@ -548,7 +550,7 @@ async fn job_runs_over_rest_queue_cancel_and_finish() -> anyhow::Result<()> {
         .as_array()
         .map(|r| {
             r.iter()
-                .filter(|r| r["state"] == "running" || r["state"] == "queued")
+                .filter(|r| r["status"] == "running" || r["status"] == "queued")
                 .count()
         })
         .unwrap_or(0);

@@ -13,6 +13,7 @@ SQL: a refused call raises :class:`TarnError` carrying the server's stable
 code, the cause and the fix.
 """
 
+from .jobs import TarnJobs
 from .provider import TarnError, TarnProvider
 
-__all__ = ["TarnError", "TarnProvider"]
+__all__ = ["TarnError", "TarnJobs", "TarnProvider"]

@@ -13,6 +13,9 @@ use tarn_state::Op;
 pub(super) const LEASES: &str = "leases/";
 pub(super) const RUNS: &str = "runs/";
 pub(super) const SEQ: &str = "meta/run_seq";
+pub(super) const JOBS: &str = "jobs/";
+/// `history/<job id>/<seq, 20 digits>`: ended runs of a job, oldest first.
+pub(super) const HISTORY: &str = "history/";
 
 /// The limits the ledger enforces.
 #[derive(Debug, Clone)]
@@ -35,6 +38,16 @@ pub struct Limits {
     pub sizes: BTreeMap<String, u32>,
     /// The size used when a request names none.
     pub default_size: String,
+    /// Job definitions per workspace and per user.
+    pub max_jobs: (u32, u32),
+    /// Scheduled jobs per workspace and per user.
+    pub max_scheduled_jobs: (u32, u32),
+    /// Ended runs kept per job.
+    pub job_history: u32,
+    /// The longest (and default) job timeout.
+    pub max_job_timeout: Duration,
+    /// No schedule may fire more often.
+    pub min_schedule_interval: Duration,
 }
 
 impl Limits {
@@ -76,7 +89,7 @@ impl Lease {
 }
 
 /// Where a job run is in its life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// Waiting in the queue.
@@ -91,10 +104,16 @@ pub enum RunState {
     Cancelled,
     /// Its holder stopped renewing the lease.
     Expired,
+    /// Ran past its job's timeout and was stopped.
+    #[serde(rename = "timed_out")]
+    TimedOut,
+    /// A scheduled fire that did not run: the job's previous run was
+    /// still active and its overlap policy is `skip`.
+    Skipped,
 }
 
 /// A job run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobRun {
     /// Opaque id (also its lease id while running).
     pub id: String,
@@ -121,6 +140,77 @@ pub struct JobRun {
     /// Why it ended, if it did.
     #[serde(default)]
     pub message: String,
+    /// What a run of a job definition carries besides (absent for runs
+    /// submitted bare).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<RunOfJob>,
+}
+
+/// The job side of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunOfJob {
+    /// The job it runs.
+    pub job_id: String,
+    /// `manual`, `schedule`, `retry` or `api`.
+    pub trigger: String,
+    /// 1 for the first try.
+    pub attempt: u32,
+    /// Tries allowed in all.
+    pub max_attempts: u32,
+    /// Wait before a retry.
+    pub backoff_ms: u64,
+    /// A retry waits in the queue until then (ms since epoch).
+    #[serde(default)]
+    pub not_before_ms: u64,
+    /// 0: none.
+    pub timeout_ms: u64,
+    /// The schedule's fire time, for scheduled runs.
+    #[serde(default)]
+    pub fire_ms: u64,
+    /// Parameter values (JSON object).
+    #[serde(default)]
+    pub parameters: serde_json::Value,
+    /// The gateway worker running it ("" while unclaimed).
+    #[serde(default)]
+    pub worker: String,
+    /// What the worker reported: statements, tables, output.
+    #[serde(default)]
+    pub result: serde_json::Value,
+    /// The code it failed with; 0 if it did not.
+    #[serde(default)]
+    pub error_code: u32,
+}
+
+/// A job definition as the coordinator keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredJob {
+    /// Opaque id.
+    pub id: String,
+    /// Who created it; runs act as this user.
+    pub owner: String,
+    /// The definition (the REST API's JSON, checked by the gateway).
+    pub spec: serde_json::Value,
+    /// The owner's roles the delegated grant carries.
+    pub grants: serde_json::Value,
+    /// When the delegated grant ends (ms since epoch).
+    pub credential_expires_ms: u64,
+    /// ms since epoch.
+    pub created_ms: u64,
+    /// ms since epoch.
+    pub updated_ms: u64,
+    /// Increases with every update.
+    pub revision: u64,
+    /// The last schedule fire handled (run, skipped or caught up): the
+    /// cursor that keeps a fire from running twice across failovers.
+    #[serde(default)]
+    pub last_fire_ms: u64,
+}
+
+impl StoredJob {
+    /// A string field of the definition.
+    pub fn field(&self, name: &str) -> &str {
+        self.spec.get(name).and_then(|v| v.as_str()).unwrap_or("")
+    }
 }
 
 /// Counters since this coordinator started leading.
@@ -130,6 +220,52 @@ pub struct Stats {
     pub grants: HashMap<&'static str, u64>,
     /// Refusals by (pool label, reason).
     pub refusals: HashMap<(&'static str, &'static str), u64>,
+    /// Ended runs of jobs by status.
+    pub job_runs: HashMap<RunState, u64>,
+    /// vCore-seconds of ended job runs by workspace.
+    pub vcore_seconds: HashMap<String, f64>,
+    /// Queue wait of started job runs: (count, total seconds).
+    pub queue_wait: (u64, f64),
+    /// Fire time to claim by a worker, of scheduled runs.
+    pub lateness: Histogram,
+}
+
+/// A Prometheus histogram: counts per upper bound (seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    /// Upper bounds, ascending.
+    pub bounds: Vec<f64>,
+    /// Observations at or below each bound.
+    pub counts: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let bounds = vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        Self {
+            counts: vec![0; bounds.len()],
+            bounds,
+            count: 0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += v;
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,6 +274,12 @@ pub(super) struct Book {
     /// Queued and running runs.
     pub(super) runs: BTreeMap<String, JobRun>,
     pub(super) next_seq: u64,
+    /// Job definitions by id.
+    pub(super) jobs: BTreeMap<String, StoredJob>,
+    /// Ended runs of each job, oldest first (at most the retention).
+    pub(super) history: BTreeMap<String, std::collections::VecDeque<JobRun>>,
+    /// Ended runs kept per job.
+    pub(super) retention: usize,
 }
 
 impl Book {
@@ -164,11 +306,18 @@ impl Book {
             .count()
     }
 
+    /// Queued runs in order; a retry waiting out its backoff is not in
+    /// line yet.
     pub(super) fn queued(&self) -> Vec<&JobRun> {
+        self.queued_at(tarn_common::clock::unix_ms())
+    }
+
+    pub(super) fn queued_at(&self, now: u64) -> Vec<&JobRun> {
         let mut q: Vec<&JobRun> = self
             .runs
             .values()
             .filter(|r| r.state == RunState::Queued)
+            .filter(|r| r.job.as_ref().is_none_or(|j| j.not_before_ms <= now))
             .collect();
         q.sort_by_key(|r| r.seq);
         q
@@ -229,7 +378,63 @@ impl Draft {
         run.ended_ms = now;
         run.message = message.to_string();
         self.ended.push(run.clone());
+        if run.job.is_some() {
+            self.keep_in_history(run.clone());
+        }
         Some(run)
+    }
+
+    /// Puts an ended run of a job in its history, dropping the oldest
+    /// past the retention.
+    pub(super) fn keep_in_history(&mut self, run: JobRun) {
+        let Some(job) = run.job.as_ref().map(|j| j.job_id.clone()) else {
+            return;
+        };
+        self.ops
+            .push(Op::Put(history_key(&job, run.seq), to_json(&run)));
+        let keep = self.book.retention.max(1);
+        let h = self.book.history.entry(job.clone()).or_default();
+        h.push_back(run);
+        while h.len() > keep {
+            if let Some(old) = h.pop_front() {
+                self.ops.push(Op::Delete(history_key(&job, old.seq)));
+            }
+        }
+    }
+
+    /// A running or queued run of a job goes back in line for another try.
+    pub(super) fn requeue(&mut self, id: &str, message: &str, now: u64) -> Option<JobRun> {
+        let mut run = self.book.runs.get(id).cloned()?;
+        if run.state == RunState::Running {
+            self.del_lease(id);
+        }
+        let job = run.job.as_mut()?;
+        job.attempt += 1;
+        job.trigger = "retry".into();
+        job.worker.clear();
+        job.not_before_ms = now + job.backoff_ms;
+        run.state = RunState::Queued;
+        run.started_ms = 0;
+        run.message = message.to_string();
+        self.put_run(run.clone());
+        Some(run)
+    }
+
+    pub(super) fn put_job(&mut self, j: StoredJob) {
+        self.ops
+            .push(Op::Put(format!("{JOBS}{}", j.id), to_json(&j)));
+        self.book.jobs.insert(j.id.clone(), j);
+    }
+
+    pub(super) fn del_job(&mut self, id: &str) -> bool {
+        if self.book.jobs.remove(id).is_none() {
+            return false;
+        }
+        self.ops.push(Op::Delete(format!("{JOBS}{id}")));
+        for r in self.book.history.remove(id).unwrap_or_default() {
+            self.ops.push(Op::Delete(history_key(id, r.seq)));
+        }
+        true
     }
 
     pub(super) fn next_seq(&mut self) -> u64 {
@@ -254,6 +459,10 @@ pub(super) fn coalesce(ops: Vec<Op>) -> Vec<Op> {
         .filter(|(i, op)| last.get(&key(op)) == Some(i))
         .map(|(_, op)| op)
         .collect()
+}
+
+pub(super) fn history_key(job: &str, seq: u64) -> String {
+    format!("{HISTORY}{job}/{seq:020}")
 }
 
 pub(super) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {

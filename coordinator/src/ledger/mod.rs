@@ -21,10 +21,14 @@ use crate::registry::ExecutorRegistry;
 
 mod book;
 #[cfg(test)]
+mod job_tests;
+mod jobs;
+#[cfg(test)]
 mod tests;
 
-use book::{coalesce, Book, Draft, LEASES, RUNS, SEQ};
-pub use book::{JobRun, Lease, Limits, RunState, Stats};
+use book::{coalesce, Book, Draft, HISTORY, JOBS, LEASES, RUNS, SEQ};
+pub use book::{JobRun, Lease, Limits, RunOfJob, RunState, Stats, StoredJob};
+pub use jobs::{Finish, JobPut};
 
 /// Finished runs remembered for GetJobRun (not persisted).
 const RECENT_RUNS: usize = 200;
@@ -46,6 +50,8 @@ pub struct Ledger {
     stats: Mutex<Stats>,
     /// Lease ids whose Ballista jobs must stop (released or expired).
     released: Option<UnboundedSender<String>>,
+    /// Woken on every change, for job workers waiting for a run.
+    changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -112,7 +118,10 @@ impl Ledger {
         released: Option<UnboundedSender<String>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, TarnError> {
-        let mut book = Book::default();
+        let mut book = Book {
+            retention: limits.job_history as usize,
+            ..Book::default()
+        };
         for (k, v) in store.load("").await.map_err(store_error)? {
             if let Some(id) = k.strip_prefix(LEASES) {
                 match serde_json::from_slice::<Lease>(&v) {
@@ -125,6 +134,26 @@ impl Ledger {
                 match serde_json::from_slice::<JobRun>(&v) {
                     Ok(r) => {
                         book.runs.insert(id.to_string(), r);
+                    }
+                    Err(e) => tracing::warn!(key = %k, error = %e, "skipping unreadable run"),
+                }
+            } else if let Some(id) = k.strip_prefix(JOBS) {
+                match serde_json::from_slice::<StoredJob>(&v) {
+                    Ok(j) => {
+                        book.jobs.insert(id.to_string(), j);
+                    }
+                    Err(e) => tracing::warn!(key = %k, error = %e, "skipping unreadable job"),
+                }
+            } else if k.starts_with(HISTORY) {
+                match serde_json::from_slice::<JobRun>(&v) {
+                    Ok(r) => {
+                        if let Some(j) = &r.job {
+                            // Keys sort by sequence: oldest first.
+                            book.history
+                                .entry(j.job_id.clone())
+                                .or_default()
+                                .push_back(r);
+                        }
                     }
                     Err(e) => tracing::warn!(key = %k, error = %e, "skipping unreadable run"),
                 }
@@ -151,7 +180,13 @@ impl Ledger {
             recent: Mutex::new(VecDeque::new()),
             stats: Mutex::new(Stats::default()),
             released,
+            changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Counters since this coordinator started leading.
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().clone()
     }
 
     /// The limits.
@@ -186,6 +221,17 @@ impl Ledger {
         }
         *self.book.write() = draft.book;
         {
+            let mut stats = self.stats.lock();
+            for r in draft.ended.iter().filter(|r| r.job.is_some()) {
+                *stats.job_runs.entry(r.state).or_default() += 1;
+                if r.started_ms > 0 {
+                    let secs = r.ended_ms.saturating_sub(r.started_ms) as f64 / 1000.0;
+                    *stats.vcore_seconds.entry(r.workspace.clone()).or_default() +=
+                        secs * f64::from(r.vcores);
+                }
+            }
+        }
+        {
             let mut recent = self.recent.lock();
             for r in draft.ended {
                 recent.push_front(r);
@@ -197,6 +243,7 @@ impl Ledger {
                 let _ = tx.send(id);
             }
         }
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -416,10 +463,12 @@ impl Ledger {
                 };
                 match &lease.run_id {
                     Some(run) => {
-                        draft.end_run(
+                        jobs::retry_or_end(
+                            &mut draft,
                             run,
                             RunState::Expired,
-                            "its holder stopped renewing the lease",
+                            "its worker stopped renewing the lease (the gateway running it was lost)",
+                            0,
                             unix_ms(),
                         );
                     }
@@ -428,6 +477,7 @@ impl Ledger {
                 tracing::info!(lease = %id, user = %lease.user, "lease expired");
                 n += 1;
             }
+            n += jobs::end_timed_out(&mut draft, unix_ms());
             self.admit(&mut draft);
             self.commit(draft).await?;
         }
@@ -478,6 +528,11 @@ impl Ledger {
                 .grants
                 .entry(Pool::Job.label())
                 .or_default() += 1;
+            if head.job.is_some() {
+                let mut stats = self.stats.lock();
+                stats.queue_wait.0 += 1;
+                stats.queue_wait.1 += now.saturating_sub(head.submitted_ms) as f64 / 1000.0;
+            }
             draft.put_run(JobRun {
                 state: RunState::Running,
                 started_ms: now,
@@ -494,6 +549,20 @@ impl Ledger {
         workspace: String,
         vcores: u32,
         size: &str,
+    ) -> Result<JobRun, TarnError> {
+        self.submit_run(name, user, workspace, vcores, size, None)
+            .await
+    }
+
+    /// Queues a run, bare or of a job.
+    pub(crate) async fn submit_run(
+        &self,
+        name: String,
+        user: String,
+        workspace: String,
+        vcores: u32,
+        size: &str,
+        job: Option<RunOfJob>,
     ) -> Result<JobRun, TarnError> {
         let vcores = self
             .resolve_vcores(Pool::Job, vcores, size)
@@ -550,6 +619,7 @@ impl Ledger {
             started_ms: 0,
             ended_ms: 0,
             message: String::new(),
+            job,
         });
         self.admit(&mut draft);
         let run = draft.book.runs.get(&id).cloned();
@@ -608,6 +678,7 @@ impl Ledger {
         }
         drop(book);
         self.recent_run(id)
+            .or_else(|| self.run_in_history(id))
             .map(|r| (r, 0))
             .ok_or_else(|| run_not_found(id))
     }

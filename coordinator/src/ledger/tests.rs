@@ -8,7 +8,7 @@ use super::*;
 use tarn_proto::ExecutorInfo;
 use tarn_state::EmbeddedStore;
 
-fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     Limits {
         interactive_vcores: 760,
         job_vcores: 240,
@@ -21,10 +21,15 @@ fn limits() -> Limits {
             .into_iter()
             .collect(),
         default_size: "small".into(),
+        max_jobs: (3, 2),
+        max_scheduled_jobs: (2, 1),
+        job_history: 3,
+        max_job_timeout: Duration::from_secs(3600),
+        min_schedule_interval: Duration::from_secs(60),
     }
 }
 
-fn registry(interactive: u32, job: u32) -> Arc<ExecutorRegistry> {
+pub(super) fn registry(interactive: u32, job: u32) -> Arc<ExecutorRegistry> {
     let r = Arc::new(ExecutorRegistry::new(Duration::from_secs(60), 760, 240));
     for (id, pool, vcores) in [("i", Pool::Interactive, interactive), ("j", Pool::Job, job)] {
         if vcores > 0 {
@@ -39,7 +44,7 @@ fn registry(interactive: u32, job: u32) -> Arc<ExecutorRegistry> {
     r
 }
 
-async fn ledger(dir: &std::path::Path, l: Limits, reg: Arc<ExecutorRegistry>) -> Ledger {
+pub(super) async fn ledger(dir: &std::path::Path, l: Limits, reg: Arc<ExecutorRegistry>) -> Ledger {
     let store = Arc::new(EmbeddedStore::open(dir.join("s.redb")).unwrap());
     Ledger::load(l, store, reg, None).await.unwrap()
 }

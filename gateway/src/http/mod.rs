@@ -30,6 +30,7 @@ use crate::kernel::Kernels;
 use crate::lease::coordinator_error;
 use crate::session::Sessions;
 
+mod jobs;
 mod jupyter;
 mod rest;
 
@@ -39,6 +40,8 @@ pub(super) struct AppState {
     pub(super) kernels: Arc<Kernels>,
     pub(super) auth: Arc<Authenticator>,
     pub(super) guard: Arc<HttpGuard>,
+    /// How long the credentials a job is given last.
+    pub(super) job_credential_lifetime: std::time::Duration,
 }
 
 impl AppState {
@@ -119,6 +122,7 @@ pub async fn serve(
     kernels: Arc<Kernels>,
     auth: Arc<Authenticator>,
     guard: Arc<HttpGuard>,
+    job_credential_lifetime: std::time::Duration,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let state = AppState {
@@ -126,6 +130,7 @@ pub async fn serve(
         kernels,
         auth,
         guard,
+        job_credential_lifetime,
     };
     let guarded = Router::new()
         .route("/v1/pools", get(rest::pools))
@@ -144,6 +149,21 @@ pub async fn serve(
             get(rest::get_run).delete(rest::cancel_run),
         )
         .route("/v1/job-runs/{id}/finish", post(rest::finish_run))
+        .route("/v1/job-runs/{id}/output", get(jobs::run_output))
+        .route("/v1/job-runs/{id}/log", get(jobs::run_log))
+        .route("/v1/job-runs/{id}/retry", post(jobs::retry_run))
+        .route("/v1/jobs", get(jobs::list_jobs).post(jobs::create_job))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::get_job)
+                .patch(jobs::update_job)
+                .delete(jobs::delete_job),
+        )
+        .route(
+            "/v1/jobs/{id}/runs",
+            get(jobs::job_runs).post(jobs::run_job),
+        )
+        .route("/v1/jobs/{id}/renew", post(jobs::renew_job))
         .route("/v1/job-runs/{id}/heartbeat", post(rest::heartbeat_run))
         .route("/api/kernelspecs", get(jupyter::kernelspecs))
         .route("/api/kernelspecs/{name}", get(jupyter::kernelspec))
@@ -178,7 +198,7 @@ pub async fn serve(
         .fallback(|| async {
             ApiError(
                 TarnError::new(ErrorCode::InvalidArgument, "no such endpoint").with_fix(
-                    "see the README for the REST API: /v1/pools, /v1/sessions, /v1/job-runs, /api/kernels",
+                    "see the README for the REST API: /v1/pools, /v1/sessions, /v1/jobs, /v1/job-runs, /api/kernels",
                 ),
             )
             .into_response()

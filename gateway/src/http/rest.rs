@@ -154,6 +154,7 @@ pub(super) async fn list_runs(
         .coordinator()
         .list_job_runs(ListJobRunsRequest {
             header: Some(header()),
+            job_id: String::new(),
         })
         .await?
         .into_inner();
@@ -310,6 +311,7 @@ pub(super) async fn finish_run(
             run_id: id,
             succeeded: req.succeeded,
             message: req.message,
+            ..Default::default()
         })
         .await?
         .into_inner();

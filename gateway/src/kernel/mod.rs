@@ -16,6 +16,7 @@ mod render;
 
 pub use execute::split_statements;
 pub use render::group;
+pub use render::render as render_result;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -30,7 +30,7 @@ pub fn group(n: usize) -> String {
 /// The mime bundle of a result: plain text (the first rows), HTML and a
 /// data resource (every row shown), each with the note on how many rows
 /// there are; and metadata with the counts.
-pub(super) fn render(
+pub fn render(
     schema: &arrow::datatypes::Schema,
     shown: &[RecordBatch],
     total: usize,

@@ -207,6 +207,36 @@ impl Sessions {
         Ok(session)
     }
 
+    /// A session outside the registry, for a job run (`lease_id` is the
+    /// run's job-pool lease, renewed by the run's worker) or for checking
+    /// a job's statements at submit (no lease: it only plans). It is not
+    /// listed, not ended by inactivity, and acts with `grants`.
+    pub fn detached(
+        &self,
+        user: &str,
+        grants: &tarn_common::roles::Grants,
+        lease_id: &str,
+        vcores: u32,
+        workspace: &str,
+    ) -> Result<Arc<Session>, TarnError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let state = self.build_state(&id, vcores.max(1) as usize, grants)?;
+        Ok(Arc::new(Session {
+            id,
+            user: user.to_string(),
+            grants: grants.clone(),
+            lease_id: lease_id.to_string(),
+            vcores,
+            opened_ms: tarn_common::clock::unix_ms(),
+            credential_expires_ms: None,
+            token: None,
+            warned: std::sync::atomic::AtomicBool::new(false),
+            workspace: parking_lot::RwLock::new(workspace.to_string()),
+            state: parking_lot::RwLock::new(state),
+            last_used: parking_lot::Mutex::new(std::time::Instant::now()),
+        }))
+    }
+
     /// A session by id; using it keeps it alive.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.sessions.get(id).map(|s| Arc::clone(&s))?;

@@ -14,20 +14,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // generated types, so a field added to the proto shows up there too
     // instead of waiting for a hand-written mapping. Enums show as labels.
     let mut config = tonic_prost_build::configure();
-    for message in ["PoolInfo", "GetPoolsResponse", "LeaseInfo", "JobRunInfo"] {
+    for message in [
+        "PoolInfo",
+        "GetPoolsResponse",
+        "LeaseInfo",
+        "JobRunInfo",
+        "JobInfo",
+    ] {
         config =
             config.type_attribute(format!(".tarn.v1.{message}"), "#[derive(serde::Serialize)]");
     }
-    config
+    config = config
         .field_attribute(".tarn.v1.PoolInfo.pool", "#[serde(skip)]")
         .field_attribute(
             ".tarn.v1.LeaseInfo.pool",
             "#[serde(serialize_with = \"crate::json::pool_label\")]",
         )
         .field_attribute(
-            ".tarn.v1.JobRunInfo.state",
+            ".tarn.v1.JobRunInfo.status",
             "#[serde(serialize_with = \"crate::json::run_state_label\")]",
-        )
+        );
+    // Fields that carry JSON documents show as the documents, under the
+    // name without `_json`.
+    for (message, field) in [
+        ("JobRunInfo", "parameters"),
+        ("JobRunInfo", "result"),
+        ("JobInfo", "spec"),
+        ("JobInfo", "grants"),
+    ] {
+        config = config.field_attribute(
+            format!(".tarn.v1.{message}.{field}_json"),
+            format!("#[serde(rename = \"{field}\", serialize_with = \"crate::json::embedded\")]"),
+        );
+    }
+    config
         .out_dir(&out)
         .build_client(true)
         .build_server(true)

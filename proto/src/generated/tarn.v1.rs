@@ -472,7 +472,7 @@ pub struct SubmitJobRunRequest {
 }
 #[allow(clippy::all)]
 #[derive(serde::Serialize)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct JobRunInfo {
     #[prost(string, tag = "1")]
     pub run_id: ::prost::alloc::string::String,
@@ -486,7 +486,7 @@ pub struct JobRunInfo {
     pub vcores: u32,
     #[prost(enumeration = "JobRunState", tag = "6")]
     #[serde(serialize_with = "crate::json::run_state_label")]
-    pub state: i32,
+    pub status: i32,
     /// 1-based place in the queue while queued, else 0.
     #[prost(uint32, tag = "7")]
     pub queue_position: u32,
@@ -504,6 +504,42 @@ pub struct JobRunInfo {
     /// Submission order.
     #[prost(uint64, tag = "13")]
     pub seq: u64,
+    /// The job it runs ("" for runs submitted without a job definition).
+    #[prost(string, tag = "14")]
+    pub job_id: ::prost::alloc::string::String,
+    /// manual, schedule, retry or api.
+    #[prost(string, tag = "15")]
+    pub trigger: ::prost::alloc::string::String,
+    /// 1 for the first try; retries of the same run count up.
+    #[prost(uint32, tag = "16")]
+    pub attempt: u32,
+    #[prost(uint32, tag = "17")]
+    pub max_attempts: u32,
+    /// The schedule's fire time, for scheduled runs.
+    #[prost(uint64, tag = "18")]
+    pub fire_unix_ms: u64,
+    /// The gateway job worker running it.
+    #[prost(string, tag = "19")]
+    pub worker: ::prost::alloc::string::String,
+    /// The run's parameter values, JSON.
+    #[prost(string, tag = "20")]
+    #[serde(rename = "parameters", serialize_with = "crate::json::embedded")]
+    pub parameters_json: ::prost::alloc::string::String,
+    /// Per statement its timing and rows, per table written its rows and
+    /// Delta version: JSON the worker reports.
+    #[prost(string, tag = "21")]
+    #[serde(rename = "result", serialize_with = "crate::json::embedded")]
+    pub result_json: ::prost::alloc::string::String,
+    /// The catalogue code it failed with (0 when it did not).
+    #[prost(uint32, tag = "22")]
+    pub error_code: u32,
+    #[prost(uint64, tag = "23")]
+    pub timeout_ms: u64,
+    /// vCores held times seconds running.
+    #[prost(double, tag = "24")]
+    pub vcore_seconds: f64,
+    #[prost(uint64, tag = "25")]
+    pub queue_wait_ms: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -514,10 +550,14 @@ pub struct GetJobRunRequest {
     pub run_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListJobRunsRequest {
     #[prost(message, optional, tag = "1")]
     pub header: ::core::option::Option<RequestHeader>,
+    /// Only this job's runs, with its kept history ("" : active and recent
+    /// runs of every job).
+    #[prost(string, tag = "2")]
+    pub job_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -544,6 +584,152 @@ pub struct FinishJobRunRequest {
     pub succeeded: bool,
     #[prost(string, tag = "4")]
     pub message: ::prost::alloc::string::String,
+    /// A failed run's code; with retryable, the run is tried again while
+    /// its job's retry policy allows.
+    #[prost(uint32, tag = "5")]
+    pub error_code: u32,
+    #[prost(bool, tag = "6")]
+    pub retryable: bool,
+    /// A timed-out run (the worker stopped it at its job's timeout).
+    #[prost(bool, tag = "7")]
+    pub timed_out: bool,
+    #[prost(string, tag = "8")]
+    pub result_json: ::prost::alloc::string::String,
+    /// The worker that claimed it ("" for runs without a job).
+    #[prost(string, tag = "9")]
+    pub worker: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobInfo {
+    #[prost(string, tag = "1")]
+    pub job_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub owner: ::prost::alloc::string::String,
+    /// The definition as the REST API takes it (JSON).
+    #[prost(string, tag = "3")]
+    #[serde(rename = "spec", serialize_with = "crate::json::embedded")]
+    pub spec_json: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "4")]
+    pub created_unix_ms: u64,
+    #[prost(uint64, tag = "5")]
+    pub updated_unix_ms: u64,
+    /// Increases with every update.
+    #[prost(uint64, tag = "6")]
+    pub revision: u64,
+    /// When the owner's delegated grant ends.
+    #[prost(uint64, tag = "7")]
+    pub credential_expires_unix_ms: u64,
+    /// The owner's roles the grant carries, JSON.
+    #[prost(string, tag = "8")]
+    #[serde(rename = "grants", serialize_with = "crate::json::embedded")]
+    pub grants_json: ::prost::alloc::string::String,
+    /// The schedule's last fire handled, and its next one (0: none).
+    #[prost(uint64, tag = "9")]
+    pub last_fire_unix_ms: u64,
+    #[prost(uint64, tag = "10")]
+    pub next_fire_unix_ms: u64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutJobRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    /// "" creates a job; else replaces that job's definition.
+    #[prost(string, tag = "2")]
+    pub job_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub owner: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub spec_json: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub grants_json: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "6")]
+    pub credential_expires_unix_ms: u64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetJobRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub job_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListJobDefinitionsRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListJobDefinitionsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub jobs: ::prost::alloc::vec::Vec<JobInfo>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteJobRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub job_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteJobResponse {
+    #[prost(bool, tag = "1")]
+    pub deleted: bool,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RunJobRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub job_id: ::prost::alloc::string::String,
+    /// manual or api.
+    #[prost(string, tag = "3")]
+    pub trigger: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub parameters_json: ::prost::alloc::string::String,
+    /// Tries this ended run of the job again instead of starting a new one:
+    /// same run id and sequence number, so writes that landed in an earlier
+    /// attempt are not made twice.
+    #[prost(string, tag = "5")]
+    pub retry_run_id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ClaimJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub worker: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub wait_ms: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ClaimJobRunResponse {
+    /// Unset when no run was waiting.
+    #[prost(message, optional, tag = "1")]
+    pub run: ::core::option::Option<JobRunInfo>,
+    #[prost(message, optional, tag = "2")]
+    pub job: ::core::option::Option<JobInfo>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportJobRunRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(string, tag = "2")]
+    pub run_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub worker: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub result_json: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -587,6 +773,10 @@ pub enum JobRunState {
     Cancelled = 5,
     /// Its holder stopped heartbeating.
     Expired = 6,
+    /// Ran past its job's timeout; stopped.
+    TimedOut = 7,
+    /// A scheduled fire not run: the previous run was still active.
+    Skipped = 8,
 }
 impl JobRunState {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -602,6 +792,8 @@ impl JobRunState {
             Self::Failed => "JOB_RUN_STATE_FAILED",
             Self::Cancelled => "JOB_RUN_STATE_CANCELLED",
             Self::Expired => "JOB_RUN_STATE_EXPIRED",
+            Self::TimedOut => "JOB_RUN_STATE_TIMED_OUT",
+            Self::Skipped => "JOB_RUN_STATE_SKIPPED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -614,6 +806,8 @@ impl JobRunState {
             "JOB_RUN_STATE_FAILED" => Some(Self::Failed),
             "JOB_RUN_STATE_CANCELLED" => Some(Self::Cancelled),
             "JOB_RUN_STATE_EXPIRED" => Some(Self::Expired),
+            "JOB_RUN_STATE_TIMED_OUT" => Some(Self::TimedOut),
+            "JOB_RUN_STATE_SKIPPED" => Some(Self::Skipped),
             _ => None,
         }
     }
@@ -1092,6 +1286,168 @@ pub mod coordinator_client {
                 .insert(GrpcMethod::new("tarn.v1.Coordinator", "FinishJobRun"));
             self.inner.unary(req, path, codec).await
         }
+        /// Job definitions, kept in the state store. The gateway checks a
+        /// definition (plans every statement as its owner) before it sends it.
+        pub async fn put_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/PutJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "PutJob"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/GetJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "GetJob"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_job_definitions(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListJobDefinitionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobDefinitionsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ListJobDefinitions",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ListJobDefinitions"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn delete_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteJobRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteJobResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/DeleteJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "DeleteJob"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Queues a run of a job now (manual or API trigger), with parameters.
+        pub async fn run_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/RunJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "RunJob"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// A gateway's job worker takes a started run nobody works on yet,
+        /// waiting up to wait_ms for one; the answer carries the job to run.
+        pub async fn claim_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ClaimJobRunRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ClaimJobRunResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ClaimJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ClaimJobRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The worker of a running run reports its progress.
+        pub async fn report_job_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReportJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tarn.v1.Coordinator/ReportJobRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tarn.v1.Coordinator", "ReportJobRun"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Reserves some of a lease's vCores on one executor of its pool for a
         /// direct run: a single-stage plan (no shuffle) that the gateway sends
         /// straight to that executor instead of submitting a Ballista job. The
@@ -1271,6 +1627,49 @@ pub mod coordinator_server {
         async fn finish_job_run(
             &self,
             request: tonic::Request<super::FinishJobRunRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        /// Job definitions, kept in the state store. The gateway checks a
+        /// definition (plans every statement as its owner) before it sends it.
+        async fn put_job(
+            &self,
+            request: tonic::Request<super::PutJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobInfo>, tonic::Status>;
+        async fn get_job(
+            &self,
+            request: tonic::Request<super::GetJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobInfo>, tonic::Status>;
+        async fn list_job_definitions(
+            &self,
+            request: tonic::Request<super::ListJobDefinitionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobDefinitionsResponse>,
+            tonic::Status,
+        >;
+        async fn delete_job(
+            &self,
+            request: tonic::Request<super::DeleteJobRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteJobResponse>,
+            tonic::Status,
+        >;
+        /// Queues a run of a job now (manual or API trigger), with parameters.
+        async fn run_job(
+            &self,
+            request: tonic::Request<super::RunJobRequest>,
+        ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
+        /// A gateway's job worker takes a started run nobody works on yet,
+        /// waiting up to wait_ms for one; the answer carries the job to run.
+        async fn claim_job_run(
+            &self,
+            request: tonic::Request<super::ClaimJobRunRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ClaimJobRunResponse>,
+            tonic::Status,
+        >;
+        /// The worker of a running run reports its progress.
+        async fn report_job_run(
+            &self,
+            request: tonic::Request<super::ReportJobRunRequest>,
         ) -> std::result::Result<tonic::Response<super::JobRunInfo>, tonic::Status>;
         /// Reserves some of a lease's vCores on one executor of its pool for a
         /// direct run: a single-stage plan (no shuffle) that the gateway sends
@@ -2075,6 +2474,322 @@ pub mod coordinator_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = FinishJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/PutJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutJobSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::PutJobRequest>
+                    for PutJobSvc<T> {
+                        type Response = super::JobInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::put_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutJobSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/GetJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetJobSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::GetJobRequest>
+                    for GetJobSvc<T> {
+                        type Response = super::JobInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::get_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetJobSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ListJobDefinitions" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListJobDefinitionsSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ListJobDefinitionsRequest>
+                    for ListJobDefinitionsSvc<T> {
+                        type Response = super::ListJobDefinitionsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListJobDefinitionsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::list_job_definitions(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListJobDefinitionsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/DeleteJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteJobSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::DeleteJobRequest>
+                    for DeleteJobSvc<T> {
+                        type Response = super::DeleteJobResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::delete_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteJobSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/RunJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct RunJobSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::RunJobRequest>
+                    for RunJobSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RunJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::run_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RunJobSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ClaimJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct ClaimJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ClaimJobRunRequest>
+                    for ClaimJobRunSvc<T> {
+                        type Response = super::ClaimJobRunResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ClaimJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::claim_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ClaimJobRunSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tarn.v1.Coordinator/ReportJobRun" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReportJobRunSvc<T: Coordinator>(pub Arc<T>);
+                    impl<
+                        T: Coordinator,
+                    > tonic::server::UnaryService<super::ReportJobRunRequest>
+                    for ReportJobRunSvc<T> {
+                        type Response = super::JobRunInfo;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReportJobRunRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Coordinator>::report_job_run(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReportJobRunSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

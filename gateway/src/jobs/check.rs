@@ -1,0 +1,219 @@
+//! Checked at submit, not at 2 a.m.: a job's every statement is parsed and
+//! planned against the current catalog as its owner when the job is
+//! created or changed, with the same codes and fixes as at run time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::scalar::ScalarValue;
+use tarn_common::roles::{Grants, Role};
+use tarn_common::{ErrorCode, TarnError};
+use tarn_jobs::{JobSpec, ParamValue};
+
+use crate::session::{Session, Sessions};
+
+/// The statements of a job, grouped by the cell they come from.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    /// The notebook cell's index in the document (0 for a SQL script).
+    pub cell: usize,
+    /// The statement's place in its cell.
+    pub index: usize,
+    /// Its text.
+    pub sql: String,
+}
+
+/// What a job runs: its statements in order, and its parameter defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub pieces: Vec<Piece>,
+    pub defaults: BTreeMap<String, ParamValue>,
+    /// The notebook, for the executed copy kept as the run's output.
+    pub notebook: Option<tarn_jobs::Notebook>,
+}
+
+pub(crate) fn invalid(e: tarn_jobs::Error) -> TarnError {
+    TarnError::new(ErrorCode::InvalidJob, e.to_string())
+}
+
+/// The job's statements and parameter defaults.
+pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
+    spec.validate().map_err(invalid)?;
+    if let Some(sql) = &spec.sql {
+        let pieces = crate::kernel::split_statements(sql)
+            .into_iter()
+            .enumerate()
+            .map(|(index, sql)| Piece {
+                cell: 0,
+                index,
+                sql,
+            })
+            .collect();
+        return Ok(Work {
+            pieces,
+            defaults: spec.parameters.clone(),
+            notebook: None,
+        });
+    }
+    let doc = spec
+        .notebook
+        .as_ref()
+        .ok_or_else(|| TarnError::new(ErrorCode::InvalidJob, "a job needs `sql` or `notebook`"))?;
+    let nb = tarn_jobs::Notebook::parse(doc).map_err(invalid)?;
+    if nb.kernel != "tarn-sql" {
+        return Err(TarnError::new(
+            ErrorCode::InvalidJob,
+            format!(
+                "the notebook's kernel is {:?}; jobs run `tarn-sql` notebooks",
+                nb.kernel
+            ),
+        )
+        .with_fix(
+            "set the notebook's kernelspec to tarn-sql (Tarn SQL), or send the SQL as `sql`",
+        ));
+    }
+    // The notebook's own defaults, overridden by the job's.
+    let defaults = tarn_jobs::params::merge(&nb.defaults().map_err(invalid)?, &spec.parameters)
+        .map_err(invalid)?;
+    let mut pieces = Vec::new();
+    for cell in nb.cells.iter().filter(|c| !c.is_parameters) {
+        for (index, sql) in crate::kernel::split_statements(&cell.source)
+            .into_iter()
+            .enumerate()
+        {
+            pieces.push(Piece {
+                cell: cell.index,
+                index,
+                sql,
+            });
+        }
+    }
+    if pieces.is_empty() {
+        return Err(TarnError::new(
+            ErrorCode::InvalidJob,
+            "the notebook has no statement to run",
+        ));
+    }
+    Ok(Work {
+        pieces,
+        defaults,
+        notebook: Some(nb),
+    })
+}
+
+/// Parameter values as DataFusion binds them to `$name` placeholders:
+/// values travel beside the SQL, never pasted into it.
+pub(crate) fn scalars(values: &BTreeMap<String, ParamValue>) -> HashMap<String, ScalarValue> {
+    values
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                ParamValue::Null => ScalarValue::Null,
+                ParamValue::Bool(b) => ScalarValue::Boolean(Some(*b)),
+                ParamValue::Int(i) => ScalarValue::Int64(Some(*i)),
+                ParamValue::Float(f) => ScalarValue::Float64(Some(*f)),
+                ParamValue::Text(t) => ScalarValue::Utf8(Some(t.clone())),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+/// Where a statement sits, for messages.
+pub(crate) fn place(p: &Piece, notebook: bool) -> String {
+    if notebook {
+        format!("cell {}, statement {}", p.cell + 1, p.index + 1)
+    } else {
+        format!("statement {}", p.index + 1)
+    }
+}
+
+/// A statement's error, saying where it is; the code stays.
+pub(crate) fn located(e: TarnError, p: &Piece, notebook: bool) -> TarnError {
+    TarnError {
+        message: format!("{}: {}", place(p, notebook), e.message),
+        ..e
+    }
+}
+
+/// The roles a job acts with: the owner's, without the operator flag (a
+/// job never names files).
+pub fn delegated_grants(grants: &Grants) -> Grants {
+    Grants {
+        operator: false,
+        ..grants.clone()
+    }
+}
+
+/// Checks a job as its owner would run it now: the definition, the
+/// notebook, the parameters, and every statement planned against the
+/// catalog with the owner's roles. A statement reading or writing a table
+/// an earlier statement of the job creates is checked when it runs.
+pub async fn check(
+    sessions: &Sessions,
+    spec: &JobSpec,
+    owner: &str,
+    grants: &Grants,
+) -> Result<(), TarnError> {
+    let work = work_of(spec)?;
+    grants.require(&spec.workspace, Role::Reader, "create jobs in")?;
+    let session = sessions.detached(owner, grants, "", 1, &spec.workspace)?;
+    let values = scalars(&work.defaults);
+    let notebook = work.notebook.is_some();
+    let mut created: Vec<String> = Vec::new();
+    for p in &work.pieces {
+        if let Some(t) = created_table(sessions, &session, grants, &spec.workspace, &p.sql) {
+            created.push(t);
+        }
+        let id = crate::query::new_query_id();
+        let planned = match sessions
+            .plan_as(&session, grants, &spec.workspace, &p.sql, &id)
+            .await
+        {
+            Ok(p) => p,
+            Err(e)
+                if e.code == ErrorCode::TableNotFound
+                    && created.iter().any(|t| e.message.contains(t.as_str())) =>
+            {
+                continue
+            }
+            Err(e) => return Err(located(e, p, notebook)),
+        };
+        bind(planned.plan, &values).map_err(|e| located(e, p, notebook))?;
+    }
+    Ok(())
+}
+
+/// Binds the values to a plan's placeholders; a placeholder without a
+/// value is the job's error.
+pub(crate) fn bind(
+    plan: datafusion::logical_expr::LogicalPlan,
+    values: &HashMap<String, ScalarValue>,
+) -> Result<datafusion::logical_expr::LogicalPlan, TarnError> {
+    plan.with_param_values(values.clone()).map_err(|e| {
+        TarnError::new(
+            ErrorCode::InvalidJob,
+            format!("a parameter is missing: {}", e.strip_backtrace()),
+        )
+        .with_fix("declare it in the job's `parameters` (or the notebook's parameters cell), or pass it to the run")
+    })
+}
+
+/// The table a `CREATE TABLE … AS` statement creates, if it is one.
+fn created_table(
+    sessions: &Sessions,
+    session: &Session,
+    grants: &Grants,
+    workspace: &str,
+    sql: &str,
+) -> Option<String> {
+    let state = sessions.run_state(session, workspace, "check");
+    let statement = state
+        .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+        .ok()?;
+    match crate::write::classify(&statement, grants).ok()?? {
+        crate::write::WriteStatement::CreateAs { name, .. } => {
+            crate::write::target(&name, workspace).ok().map(|(_, t)| t)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,656 @@
+//! Executing one claimed run: the job's statements in order, as its owner,
+//! under the run's job-pool lease and timeout, each write committed with
+//! the run's application transaction; progress reported after every
+//! statement, the executed notebook and a log kept in the lake.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tarn_common::clock::unix_ms;
+use tarn_common::roles::{Grants, Role};
+use tarn_common::{ErrorCode, TarnError};
+use tarn_jobs::JobSpec;
+use tarn_proto::{FinishJobRunRequest, JobInfo, JobRunInfo, ReportJobRunRequest};
+use tokio_util::sync::CancellationToken;
+
+use super::check::{bind, located, place, scalars, work_of, Piece};
+use super::Jobs;
+use crate::query::TimeLimit;
+use crate::session::Session;
+use crate::write::Effect;
+
+/// Where a run's executed notebook is kept, under the lake's `_tarn/`.
+pub fn output_path(run_id: &str, file: &str) -> String {
+    format!("job-runs/{run_id}/{file}")
+}
+
+/// What a run reports (and keeps in its record).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Statements run (or skipped) so far, in order.
+    pub statements: Vec<StatementReport>,
+    /// Statements in the job.
+    pub statements_total: usize,
+    /// Tables written, with the rows and Delta version each commit made.
+    pub tables: Vec<TableWrite>,
+    /// The executed notebook, once kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// One statement's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementReport {
+    /// Notebook cell (0 for a script).
+    pub cell: usize,
+    /// Its place in the cell.
+    pub index: usize,
+    /// `succeeded`, `failed`, or `already_committed` (a retry found its
+    /// write landed by an earlier attempt).
+    pub status: &'static str,
+    /// ms since epoch.
+    pub started_unix_ms: u64,
+    /// How long it ran.
+    pub ms: u64,
+    /// Rows it returned (a write: rows written).
+    pub rows: u64,
+    /// The error's code, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+}
+
+/// One committed write.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableWrite {
+    /// `workspace.table`.
+    pub table: String,
+    /// Rows written.
+    pub rows: u64,
+    /// The Delta version the commit made.
+    pub version: i64,
+}
+
+/// How the run ended.
+struct Ended {
+    error: Option<TarnError>,
+    timed_out: bool,
+}
+
+/// Codes a later attempt may not meet: the run is tried again while its
+/// job's retry policy allows.
+fn retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ExecutionFailed
+            | ErrorCode::WriteConflict
+            | ErrorCode::PoolNotAvailable
+            | ErrorCode::Internal
+            | ErrorCode::NotLeader
+            | ErrorCode::StateStoreUnavailable
+    )
+}
+
+/// A run's log: timestamped lines, kept with its output.
+#[derive(Default)]
+struct Log(Vec<String>);
+
+impl Log {
+    fn line(&mut self, text: impl AsRef<str>) {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        self.0.push(format!("{now} {}", text.as_ref()));
+    }
+}
+
+impl Jobs {
+    /// Runs a claimed run to its end and reports it; never fails (what
+    /// goes wrong is the run's result).
+    pub(crate) async fn execute(&self, run: JobRunInfo, job: JobInfo, shutdown: CancellationToken) {
+        let stop = shutdown.child_token();
+        let heartbeat = self.keep_lease(&run.lease_id, stop.clone());
+        let mut report = RunReport::default();
+        let mut log = Log::default();
+        log.line(format!(
+            "run {} of job {} ({}), attempt {} of {}, trigger {}, as {}",
+            run.run_id, job.job_id, run.name, run.attempt, run.max_attempts, run.trigger, job.owner
+        ));
+        let started = Instant::now();
+        let mut outputs = Vec::new();
+        let ended = self
+            .run_statements(&run, &job, &stop, &mut report, &mut log, &mut outputs)
+            .await;
+        stop.cancel();
+        let _ = heartbeat.await;
+        let status = match (&ended.error, ended.timed_out) {
+            (None, _) => "succeeded".to_string(),
+            (Some(_), true) => "timed out".to_string(),
+            (Some(e), false) => format!("failed: {e}"),
+        };
+        log.line(format!(
+            "run {status} after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        report.output = self.keep_output(&run, &job, outputs, &log).await;
+        self.finish(&run, ended, &report).await;
+    }
+
+    /// Renews the run's lease until `stop`; a lease that is gone (the run
+    /// was cancelled, timed out at the coordinator, or handed to another
+    /// worker) stops the run.
+    fn keep_lease(&self, lease: &str, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let leases = self.leases().clone();
+        let lease = lease.to_string();
+        let every = self.opts.renew;
+        self.tasks.spawn("renew a job run's lease", async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match leases.renew(vec![lease.clone()]).await {
+                    Ok(gone) if gone.contains(&lease) => {
+                        tracing::info!(%lease, "the run's lease is gone; stopping the run");
+                        stop.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%lease, error = %e, "cannot renew the run's lease; will retry"),
+                }
+            }
+        })
+    }
+
+    async fn run_statements(
+        &self,
+        run: &JobRunInfo,
+        job: &JobInfo,
+        stop: &CancellationToken,
+        report: &mut RunReport,
+        log: &mut Log,
+        outputs: &mut Vec<(usize, usize, Value)>,
+    ) -> Ended {
+        let fail = |e: TarnError| Ended {
+            error: Some(e),
+            timed_out: false,
+        };
+        let spec: JobSpec = match serde_json::from_str(&job.spec_json) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(TarnError::new(
+                    ErrorCode::InvalidJob,
+                    format!("the stored job is unreadable: {e}"),
+                ))
+            }
+        };
+        // Expired or stripped credentials fail the run before it does anything.
+        if job.credential_expires_unix_ms <= unix_ms() {
+            return fail(
+                TarnError::new(
+                    ErrorCode::CredentialsExpired,
+                    format!(
+                        "the credentials job {} holds for '{}' expired {}",
+                        job.job_id,
+                        job.owner,
+                        chrono::DateTime::from_timestamp_millis(job.credential_expires_unix_ms as i64)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                )
+                .with_fix(format!(
+                    "the owner renews them: `tarn job renew {}` (POST /v1/jobs/{}/renew); nothing was run",
+                    job.job_id, job.job_id
+                )),
+            );
+        }
+        let grants: Grants = serde_json::from_str(&job.grants_json).unwrap_or_default();
+        let work = match work_of(&spec) {
+            Ok(w) => w,
+            Err(e) => return fail(e),
+        };
+        report.statements_total = work.pieces.len();
+        let notebook = work.notebook.is_some();
+        if let Err(e) = self.preflight(&work.pieces, &grants, &spec.workspace, &job.owner, notebook)
+        {
+            return fail(e);
+        }
+        let overrides: std::collections::BTreeMap<String, tarn_jobs::ParamValue> =
+            serde_json::from_str(&run.parameters_json).unwrap_or_default();
+        let values = match tarn_jobs::params::merge(&work.defaults, &overrides) {
+            Ok(v) => v,
+            Err(e) => return fail(super::check::invalid(e)),
+        };
+        log.line(format!(
+            "parameters: {}",
+            serde_json::to_string(&values).unwrap_or_default()
+        ));
+        let values = scalars(&values);
+        let session = match self.sessions.detached(
+            &job.owner,
+            &grants,
+            &run.lease_id,
+            run.vcores,
+            &spec.workspace,
+        ) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        let timeout = Duration::from_millis(run.timeout_ms.max(1));
+        let deadline = Instant::now()
+            + timeout.saturating_sub(Duration::from_millis(
+                unix_ms().saturating_sub(run.started_unix_ms),
+            ));
+        for p in &work.pieces {
+            if stop.is_cancelled() {
+                return fail(TarnError::new(
+                    ErrorCode::Cancelled,
+                    "the run was cancelled (or its lease ended) before it finished",
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ended {
+                    error: Some(TimeLimit::Job { left, timeout }.exceeded()),
+                    timed_out: true,
+                };
+            }
+            let started_ms = unix_ms();
+            let t0 = Instant::now();
+            let outcome = self
+                .statement(
+                    run,
+                    job,
+                    &session,
+                    p,
+                    &values,
+                    stop,
+                    TimeLimit::Job { left, timeout },
+                )
+                .await;
+            let ms = t0.elapsed().as_millis() as u64;
+            match outcome {
+                Ok(done) => {
+                    log.line(format!(
+                        "{}: {} ({} rows, {ms} ms)",
+                        place(p, notebook),
+                        done.status,
+                        done.rows
+                    ));
+                    if let Some(w) = &done.write {
+                        report.tables.push(w.clone());
+                    }
+                    report.statements.push(StatementReport {
+                        cell: p.cell,
+                        index: p.index,
+                        status: done.status,
+                        started_unix_ms: started_ms,
+                        ms,
+                        rows: done.rows,
+                        error_code: None,
+                    });
+                    if let Some(out) = done.output {
+                        outputs.push((p.cell, p.index, out));
+                    }
+                }
+                Err(e) => {
+                    let e = located(e, p, notebook);
+                    log.line(format!("{}: failed: {e}", place(p, notebook)));
+                    report.statements.push(StatementReport {
+                        cell: p.cell,
+                        index: p.index,
+                        status: "failed",
+                        started_unix_ms: started_ms,
+                        ms,
+                        rows: 0,
+                        error_code: Some(e.code.number()),
+                    });
+                    outputs.push((p.cell, p.index, error_output(&e)));
+                    let timed_out = e.code == ErrorCode::JobTimedOut;
+                    return Ended {
+                        error: Some(e),
+                        timed_out,
+                    };
+                }
+            }
+            self.report(run, report).await;
+        }
+        Ended {
+            error: None,
+            timed_out: false,
+        }
+    }
+
+    /// The owner's roles must still allow every write the job makes: a
+    /// job whose owner lost a role fails before it runs anything.
+    fn preflight(
+        &self,
+        pieces: &[Piece],
+        grants: &Grants,
+        workspace: &str,
+        owner: &str,
+        notebook: bool,
+    ) -> Result<(), TarnError> {
+        let fix = "the owner renews the job with credentials that hold the role (`tarn job renew`), or an owner of the workspace grants it";
+        grants
+            .require(workspace, Role::Reader, "run jobs in")
+            .map_err(|e| e.with_fix(fix))?;
+        let session = self.sessions.detached(owner, grants, "", 1, workspace)?;
+        let state = self.sessions.run_state(&session, workspace, "preflight");
+        for p in pieces {
+            let Ok(statement) =
+                state.sql_to_statement(&p.sql, &datafusion::config::Dialect::Generic)
+            else {
+                continue; // planned (and refused with its code) when it runs
+            };
+            let write =
+                crate::write::classify(&statement, grants).map_err(|e| located(e, p, notebook))?;
+            let (name, role, action) = match write {
+                Some(crate::write::WriteStatement::Drop { name, .. }) => {
+                    (name, Role::Owner, "delete tables in")
+                }
+                Some(crate::write::WriteStatement::Insert { name, .. })
+                | Some(crate::write::WriteStatement::CreateAs { name, .. }) => {
+                    (name, Role::Contributor, "write to")
+                }
+                None => continue,
+            };
+            let (ws, _) =
+                crate::write::target(&name, workspace).map_err(|e| located(e, p, notebook))?;
+            grants
+                .require(&ws, role, action)
+                .map_err(|e| located(e.with_fix(fix), p, notebook))?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn statement(
+        &self,
+        run: &JobRunInfo,
+        job: &JobInfo,
+        session: &Arc<Session>,
+        p: &Piece,
+        values: &std::collections::HashMap<String, datafusion::scalar::ScalarValue>,
+        stop: &CancellationToken,
+        limit: TimeLimit,
+    ) -> Result<Done, TarnError> {
+        let query_id = crate::query::new_query_id();
+        let workspace = session.workspace();
+        let app = tarn_lake::write::AppTxn {
+            app_id: format!("tarn-job/{}/{}.{}", job.job_id, p.cell, p.index),
+            version: run.seq as i64,
+        };
+        let mut planned = match self
+            .sessions
+            .plan_as(session, &session.grants, &workspace, &p.sql, &query_id)
+            .await
+        {
+            Ok(p) => p,
+            // `CREATE TABLE t AS …` whose table an earlier attempt of this
+            // run created: that write is done.
+            Err(e) if e.code == ErrorCode::TableAlreadyExists => {
+                let target = self.created_by(session, &workspace, &p.sql);
+                match target {
+                    Some((table, url)) if self.landed(&url, &app).await? => {
+                        return Ok(already_committed(run, &table))
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        planned.plan = bind(planned.plan, values)?;
+        let mut write = None;
+        if let Effect::Commit(spec) = &planned.effect {
+            let table = format!("{}.{}", spec.workspace, spec.name);
+            if self.landed(&spec.url, &app).await? {
+                return Ok(already_committed(run, &table));
+            }
+            let mut spec = spec.as_ref().clone();
+            if let Some(w) = spec.write.as_mut() {
+                w.app_txn = Some(app);
+                write = Some((w.txn.clone(), table));
+            }
+            planned.effect = Effect::Commit(Arc::new(spec));
+        }
+        let q = self
+            .queries
+            .start_limited(
+                session,
+                planned,
+                query_id,
+                &format!("job-{}", run.run_id),
+                limit,
+            )
+            .await?;
+        let mut shown = crate::collect::Shown::new(
+            self.opts.render.max_result_rows,
+            self.opts.render.max_output_bytes,
+        );
+        let mut stream = q.stream;
+        let outcome = loop {
+            tokio::select! {
+                next = stream.next() => match next {
+                    Some(Ok(batch)) => shown.push(&batch),
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                },
+                _ = stop.cancelled() => {
+                    self.queries.cancel_run(&q.run_id);
+                    // The stream ends with CANCELLED once the jobs stop.
+                }
+            }
+        };
+        outcome?;
+        let (rows, write) = match write {
+            Some((txn, table)) => {
+                let c = self.queries.take_receipt(&txn);
+                let rows = c.as_ref().map(|c| c.rows).unwrap_or(0);
+                (
+                    rows,
+                    c.map(|c| TableWrite {
+                        table,
+                        rows: c.rows,
+                        version: c.version,
+                    }),
+                )
+            }
+            None => (shown.total() as u64, None),
+        };
+        let output = (!q.schema.fields().is_empty()).then(|| {
+            let (data, metadata) = crate::kernel::render_result(
+                &q.schema,
+                shown.batches(),
+                shown.total(),
+                &self.opts.render,
+            );
+            json!({"output_type": "display_data", "data": data, "metadata": metadata})
+        });
+        Ok(Done {
+            status: "succeeded",
+            rows,
+            write,
+            output,
+        })
+    }
+
+    /// Whether this statement's write landed in an earlier attempt of
+    /// the run (Delta keeps the last version each app id committed).
+    async fn landed(&self, url: &str, app: &tarn_lake::write::AppTxn) -> Result<bool, TarnError> {
+        let done = tarn_lake::write::app_txn_version(url, &app.app_id).await?;
+        Ok(done.is_some_and(|v| v >= app.version))
+    }
+
+    /// The table (`workspace.name`, URL) a `CREATE TABLE … AS` creates.
+    fn created_by(
+        &self,
+        session: &Session,
+        workspace: &str,
+        sql: &str,
+    ) -> Option<(String, String)> {
+        let state = self.sessions.run_state(session, workspace, "retry-check");
+        let statement = state
+            .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+            .ok()?;
+        match crate::write::classify(&statement, &session.grants).ok()?? {
+            crate::write::WriteStatement::CreateAs { name, .. } => {
+                let (ws, t) = crate::write::target(&name, workspace).ok()?;
+                let url = self.sessions.lake().table_url(&ws, &t).ok()?;
+                Some((format!("{ws}.{t}"), url.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    async fn report(&self, run: &JobRunInfo, report: &RunReport) {
+        let req = ReportJobRunRequest {
+            header: Some(tarn_proto::header()),
+            run_id: run.run_id.clone(),
+            worker: self.worker_id.clone(),
+            result_json: serde_json::to_string(report).unwrap_or_default(),
+        };
+        if let Err(e) = self.leases().api().report_job_run(req).await {
+            tracing::warn!(run = %run.run_id, error = %e.message(), "cannot report the run's progress");
+        }
+    }
+
+    /// Keeps the executed notebook and the log in the lake; returns the
+    /// output's path.
+    async fn keep_output(
+        &self,
+        run: &JobRunInfo,
+        job: &JobInfo,
+        outputs: Vec<(usize, usize, Value)>,
+        log: &Log,
+    ) -> Option<String> {
+        let lake = self.sessions.lake();
+        let mut text = log.0.join("\n");
+        text.push('\n');
+        if let Err(e) = lake
+            .put_system_file(&output_path(&run.run_id, "log.txt"), text.into_bytes())
+            .await
+        {
+            tracing::warn!(run = %run.run_id, error = %e, "cannot keep the run's log");
+        }
+        let doc = executed_notebook(job, outputs);
+        let path = output_path(&run.run_id, "output.ipynb");
+        match lake
+            .put_system_file(&path, serde_json::to_vec_pretty(&doc).unwrap_or_default())
+            .await
+        {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::warn!(run = %run.run_id, error = %e, "cannot keep the run's output");
+                None
+            }
+        }
+    }
+
+    async fn finish(&self, run: &JobRunInfo, ended: Ended, report: &RunReport) {
+        let (code, message, retry) = match &ended.error {
+            Some(e) => (e.code.number(), e.to_string(), retryable(e.code)),
+            None => (0, String::new(), false),
+        };
+        let req = FinishJobRunRequest {
+            header: Some(tarn_proto::header()),
+            run_id: run.run_id.clone(),
+            succeeded: ended.error.is_none(),
+            message,
+            error_code: code,
+            retryable: retry,
+            timed_out: ended.timed_out,
+            result_json: serde_json::to_string(report).unwrap_or_default(),
+            worker: self.worker_id.clone(),
+        };
+        match self.leases().api().finish_job_run(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                tracing::info!(run = %run.run_id, status = tarn_proto::JobRunState::try_from(r.status).map(|s| s.label()).unwrap_or("?"), "job run finished");
+            }
+            // Cancelled or timed out at the coordinator meanwhile: its
+            // record already says how it ended.
+            Err(e) => {
+                tracing::info!(run = %run.run_id, error = %e.message(), "the run's end was not recorded")
+            }
+        }
+    }
+}
+
+/// What one statement did.
+struct Done {
+    status: &'static str,
+    rows: u64,
+    write: Option<TableWrite>,
+    output: Option<Value>,
+}
+
+/// A statement whose write an earlier attempt of the run committed.
+fn already_committed(run: &JobRunInfo, table: &str) -> Done {
+    tracing::info!(run = %run.run_id, %table, "write already committed by an earlier attempt; skipped");
+    Done {
+        status: "already_committed",
+        rows: 0,
+        write: None,
+        output: Some(json!({"output_type": "stream", "name": "stdout",
+            "text": format!("{table}: already written by an earlier attempt of this run; not written again\n")})),
+    }
+}
+
+/// A Jupyter `error` output for a failed statement.
+fn error_output(e: &TarnError) -> Value {
+    json!({
+        "output_type": "error",
+        "ename": format!("TARN-{} {}", e.code.number(), e.code.name()),
+        "evalue": e.to_string(),
+        "traceback": [e.to_string()],
+    })
+}
+
+/// The job's notebook with each cell's outputs (a SQL script becomes a
+/// notebook with one cell per statement).
+fn executed_notebook(job: &JobInfo, outputs: Vec<(usize, usize, Value)>) -> Value {
+    let spec: Option<JobSpec> = serde_json::from_str(&job.spec_json).ok();
+    let nb = spec
+        .as_ref()
+        .and_then(|s| s.notebook.as_ref())
+        .and_then(|d| tarn_jobs::Notebook::parse(d).ok());
+    if let Some(nb) = nb {
+        let mut by_cell: std::collections::BTreeMap<usize, Vec<Value>> = Default::default();
+        for (cell, _, out) in outputs {
+            by_cell.entry(cell).or_default().push(out);
+        }
+        let cells: Vec<(usize, Vec<Value>, Option<u64>)> = by_cell
+            .into_iter()
+            .enumerate()
+            .map(|(n, (cell, out))| (cell, out, Some(n as u64 + 1)))
+            .collect();
+        return nb.with_outputs(&cells);
+    }
+    // A script: one cell per statement, its output under it.
+    let sql = spec.and_then(|s| s.sql).unwrap_or_default();
+    let mut by_statement: std::collections::BTreeMap<usize, Vec<Value>> = Default::default();
+    for (_, index, out) in outputs {
+        by_statement.entry(index).or_default().push(out);
+    }
+    let cells: Vec<Value> = crate::kernel::split_statements(&sql)
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let out = by_statement.remove(&i);
+            json!({
+                "cell_type": "code",
+                "execution_count": if out.is_some() { json!(i + 1) } else { Value::Null },
+                "metadata": {},
+                "source": s,
+                "outputs": out.unwrap_or_default(),
+            })
+        })
+        .collect();
+    json!({
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "tarn-sql", "display_name": "Tarn SQL", "language": "sql"}},
+        "cells": cells,
+    })
+}
