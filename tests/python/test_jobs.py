@@ -1,0 +1,94 @@
+"""Jobs from Python and the CLI against a token-mode cluster: TarnJobs
+writes what the same SQL reads over ADBC, `tarn job run --wait` follows a
+run and fails when it fails, a job whose owner lost a role fails before it
+writes, and other workspaces' users cannot see a job."""
+
+import subprocess
+
+import adbc_driver_flightsql
+import adbc_driver_flightsql.dbapi as flight_sql
+import pytest
+from tarn_provider import TarnError, TarnJobs
+
+from conftest import TARN, mint
+
+FAILED = ("SELECT UserPrincipalName, count(*) AS failures FROM demo.SigninLogs "
+          "WHERE ResultType <> '0' GROUP BY UserPrincipalName")
+
+
+def rows(info, token, text):
+    with flight_sql.connect(info["uri"], db_kwargs={
+            adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}"},
+            autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(text)
+        return sorted(cur.fetchall())
+
+
+def cli(info, token, *args):
+    return subprocess.run(
+        [str(TARN), "job", "--gateway", info["http"], "--token", token, *args],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_a_job_from_python_writes_what_adbc_reads(writable):
+    token = mint(writable, "jo", roles=("demo=contributor",))
+    jobs = TarnJobs(writable["http"], token=token)
+    job = jobs.create("py failed sign-ins", "demo", sql=f"CREATE OR REPLACE TABLE PyFailed_SPRK AS {FAILED}")
+    run = jobs.run(job["id"], wait=True)
+    assert run["status"] == "succeeded", run
+    assert run["user"] == "jo"
+    assert rows(writable, token, "SELECT * FROM demo.PyFailed_SPRK") == rows(writable, token, FAILED)
+    assert run["result"]["tables"][0]["rows"] == len(rows(writable, token, FAILED))
+    assert [j["id"] for j in jobs.list()] == [job["id"]]
+    assert "succeeded" in jobs.logs(run["run_id"])
+    assert jobs.output(run["run_id"])["nbformat"] == 4
+    # Refusals carry the catalogue's code.
+    with pytest.raises(TarnError) as e:
+        jobs.create("bad", "demo", sql="SELEC 1")
+    assert e.value.code == 2801
+
+
+def test_the_cli_follows_a_run_and_exits_non_zero_when_it_fails(writable):
+    token = mint(writable, "cy", roles=("demo=contributor",))
+    good = TarnJobs(writable["http"], token=token).create("cli ok", "demo", sql="SELECT 1 AS one")
+    done = cli(writable, token, "run", good["id"], "--wait")
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout
+    # A value that does not fit the cast fails the run at run time.
+    bad = TarnJobs(writable["http"], token=token).create("cli bad", "demo", sql="SELECT CAST('x' AS INT)")
+    failed = cli(writable, token, "run", bad["id"], "--wait")
+    assert failed.returncode != 0
+    assert "2809" in failed.stderr + failed.stdout
+    listed = cli(writable, token, "list")
+    assert listed.returncode == 0 and "cli ok" in listed.stdout, listed.stderr
+
+
+def test_a_job_whose_owner_lost_a_role_fails_before_it_writes(writable):
+    writer = mint(writable, "lu", roles=("demo=contributor",))
+    jobs = TarnJobs(writable["http"], token=writer)
+    job = jobs.create("lu copy", "demo", sql=f"CREATE TABLE LuCopy_SPRK AS {FAILED}")
+    # Renewed with credentials that only read: the run needs contributor.
+    TarnJobs(writable["http"], token=mint(writable, "lu", roles=("demo=reader",))).renew(job["id"])
+    run = jobs.run(job["id"], wait=True)
+    assert run["status"] == "failed", run
+    assert run["error_code"] == 2203, run
+    assert run["result"]["statements"] == [], run  # nothing ran
+    with pytest.raises(Exception):
+        rows(writable, writer, "SELECT count(*) FROM demo.LuCopy_SPRK")
+    # Renewed with the role again, the same job runs (the control).
+    jobs.renew(job["id"])
+    assert jobs.run(job["id"], wait=True)["status"] == "succeeded"
+    assert rows(writable, writer, "SELECT count(*) FROM demo.LuCopy_SPRK")[0][0] > 0
+
+
+def test_other_workspaces_users_do_not_see_a_job(writable):
+    owner = mint(writable, "mo", roles=("demo=contributor",))
+    job = TarnJobs(writable["http"], token=owner).create("mo job", "demo", sql="SELECT 1")
+    outsider = TarnJobs(writable["http"], token=mint(writable, "hal", roles=("hr=owner",)))
+    assert all(j["id"] != job["id"] for j in outsider.list())
+    with pytest.raises(TarnError) as e:
+        outsider.show(job["id"])
+    assert e.value.code == 2315
+    with pytest.raises(TarnError) as e:
+        outsider.run(job["id"])
+    assert e.value.code == 2315
