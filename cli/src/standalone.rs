@@ -402,7 +402,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             args.flight_addr
         );
         println!(
-            "  HTTP       : http://{}/readyz   REST: /v1/pools /v1/sessions /v1/job-runs",
+            "  HTTP       : http://{}/readyz   REST: /v1/pools /v1/sessions /v1/jobs /v1/job-runs",
             args.http_addr
         );
         println!("  metrics    : http://{metrics}/metrics");

@@ -533,3 +533,55 @@ async fn timeouts_and_cancels_stop_runs_and_free_their_vcores() -> anyhow::Resul
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn four_jobs_at_once_run_three_and_queue_one_in_order() -> anyhow::Result<()> {
+    let (_dir, lake) = private_lake()?;
+    let cluster = Cluster::start_with(&lake, &[], &[]).await?;
+    let h = &cluster.http;
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        let (status, job) = post(
+            h,
+            "/v1/jobs",
+            &json!({"name": format!("slow {i}"), "workspace": "demo", "sql": SLOW, "vcores": 1}),
+        )
+        .await?;
+        assert_eq!(status, 201, "{job}");
+        let (status, run) = post(
+            h,
+            &format!("/v1/jobs/{}/runs", job["id"].as_str().unwrap_or_default()),
+            &json!({}),
+        )
+        .await?;
+        assert_eq!(status, 201, "{run}");
+        runs.push(run["run_id"].as_str().expect("run id").to_string());
+    }
+    let get = |id: String| async move {
+        http_json(h, "GET", &format!("/v1/job-runs/{id}"), None)
+            .await
+            .map(|(_, r)| r)
+    };
+    for id in &runs[..3] {
+        assert_eq!(get(id.clone()).await?["status"], "running");
+    }
+    let fourth = get(runs[3].clone()).await?;
+    assert_eq!(fourth["status"], "queued", "{fourth}");
+    assert_eq!(fourth["queue_position"], 1, "{fourth}");
+    // One ends: the waiting run starts, in its turn.
+    let (status, _) = http_json(h, "DELETE", &format!("/v1/job-runs/{}", runs[0]), None).await?;
+    assert_eq!(status, 200);
+    tarn_tests::eventually(
+        Duration::from_secs(30),
+        "the queued run to start",
+        || async {
+            let r = get(runs[3].clone()).await.ok()?;
+            (r["status"] == "running" && r["queue_wait_ms"].as_u64()? > 0).then_some(())
+        },
+    )
+    .await?;
+    for id in &runs[1..] {
+        http_json(h, "DELETE", &format!("/v1/job-runs/{id}"), None).await?;
+    }
+    Ok(())
+}
