@@ -435,8 +435,20 @@ async fn follow(api: &Api, run: &str) -> anyhow::Result<()> {
                 } else {
                     0
                 };
+                let cur = &r["result"]["current"];
+                let stages = if cur.is_object() {
+                    format!(
+                        " · stages {}/{} · tasks {}/{}",
+                        cur["stages_done"],
+                        cur["stages_total"],
+                        cur["tasks_done"],
+                        cur["tasks_total"]
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "running [{}{}] statement {} of {}",
+                    "running [{}{}] statement {} of {}{stages}",
                     "#".repeat(filled),
                     "-".repeat(width - filled),
                     (done + 1).min(total.max(1) as usize),
@@ -450,7 +462,7 @@ async fn follow(api: &Api, run: &str) -> anyhow::Result<()> {
             _ => break r,
         };
         if line != last {
-            eprint!("\r{line:<70}");
+            eprint!("\r{line:<90}");
             let _ = std::io::stderr().flush();
             last = line;
         }

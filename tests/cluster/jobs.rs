@@ -512,6 +512,22 @@ async fn timeouts_and_cancels_stop_runs_and_free_their_vcores() -> anyhow::Resul
         },
     )
     .await?;
+    // Its record follows the running statement's stages and tasks.
+    let current = tarn_tests::eventually(
+        Duration::from_secs(30),
+        "the run to report its progress",
+        || async {
+            let (_, r) = http_json(h, "GET", &format!("/v1/job-runs/{run_id}"), None)
+                .await
+                .ok()?;
+            // (Stages and tasks count when the statement runs as a
+            // Ballista job; this one may go straight to one executor.)
+            let c = r["result"]["current"].clone();
+            c.is_object().then_some(c)
+        },
+    )
+    .await?;
+    assert_eq!(current["index"], 0, "{current}");
     let (status, cancelled) =
         http_json(h, "DELETE", &format!("/v1/job-runs/{run_id}"), None).await?;
     assert_eq!(status, 200, "{cancelled}");

@@ -39,7 +39,32 @@ pub struct RunReport {
     /// The executed notebook, once kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The statement running now: where it is and how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<Current>,
 }
+
+/// The running statement's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct Current {
+    /// Notebook cell (0 for a script).
+    pub cell: usize,
+    /// Its place in the cell.
+    pub index: usize,
+    /// Stages of its Ballista jobs done.
+    pub stages_done: u32,
+    /// Stages in all.
+    pub stages_total: u32,
+    /// Tasks done.
+    pub tasks_done: u32,
+    /// Tasks in all.
+    pub tasks_total: u32,
+    /// Rows so far.
+    pub rows: u64,
+}
+
+/// How often a running statement's progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// One statement's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -266,8 +291,10 @@ impl Jobs {
                     &values,
                     stop,
                     TimeLimit::Job { left, timeout },
+                    report,
                 )
                 .await;
+            report.current = None;
             let ms = t0.elapsed().as_millis() as u64;
             match outcome {
                 Ok(done) => {
@@ -374,6 +401,7 @@ impl Jobs {
         values: &std::collections::HashMap<String, datafusion::scalar::ScalarValue>,
         stop: &CancellationToken,
         limit: TimeLimit,
+        report: &mut RunReport,
     ) -> Result<Done, TarnError> {
         let query_id = crate::query::new_query_id();
         let workspace = session.workspace();
@@ -429,6 +457,9 @@ impl Jobs {
             self.opts.render.max_output_bytes,
         );
         let mut stream = q.stream;
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        let mut stopping = false;
         let outcome = loop {
             tokio::select! {
                 next = stream.next() => match next {
@@ -436,9 +467,25 @@ impl Jobs {
                     Some(Err(e)) => break Err(e),
                     None => break Ok(()),
                 },
-                _ = stop.cancelled() => {
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
                     self.queries.cancel_run(&q.run_id);
                     // The stream ends with CANCELLED once the jobs stop.
+                }
+                _ = tick.tick() => {
+                    // A statement sent straight to one executor (a direct
+                    // run) has no Ballista stages: its rows still count.
+                    let pr = self.queries.progress(&q.run_id).await.unwrap_or_default();
+                    report.current = Some(Current {
+                        cell: p.cell,
+                        index: p.index,
+                        stages_done: pr.stages_done,
+                        stages_total: pr.stages_total,
+                        tasks_done: pr.tasks_done,
+                        tasks_total: pr.tasks_total,
+                        rows: shown.total() as u64,
+                    });
+                    self.report(run, report).await;
                 }
             }
         };
