@@ -477,3 +477,194 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// A lake of the test's own with the demo's sign-ins, for jobs that write.
+fn private_lake(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let lake = dir.join("lake");
+    let from = demo_lake()?.join("demo").join("SigninLogs");
+    let to = lake.join("demo").join("SigninLogs");
+    for e in walk(&from)? {
+        let target = to.join(e.strip_prefix(&from)?);
+        std::fs::create_dir_all(target.parent().expect("a parent"))?;
+        std::fs::copy(&e, &target)?;
+    }
+    Ok(lake)
+}
+
+fn walk(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_scheduled_run_fires_it_once_and_its_retry_writes_once(
+) -> anyhow::Result<()> {
+    let etcd = Etcd::start().await?;
+    let dir = tempfile::tempdir()?;
+    let lake = private_lake(dir.path())?;
+    let lake = lake.to_str().expect("utf-8 path");
+    let log = dir.path().join("roles.log");
+    let a = format!("127.0.0.1:{}", free_port());
+    let b = format!("127.0.0.1:{}", free_port());
+    let both = format!("{a},{b}");
+    let coordinator = |addr: &str, name: &str| {
+        Role::spawn_with(
+            &[
+                "coordinator",
+                "--bind",
+                addr,
+                "--http-bind",
+                "",
+                "--lake",
+                lake,
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                &etcd.endpoint,
+            ],
+            &[
+                ("TARN_COORDINATOR__ELECTION_TTL", "2s"),
+                ("TARN_COORDINATOR__MIN_SCHEDULE_INTERVAL", "1s"),
+            ],
+            Some(&dir.path().join(name)),
+        )
+    };
+    let mut coord_a = coordinator(&a, "a.log")?;
+    eventually(Duration::from_secs(30), "A to lead", || async {
+        health(&a).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+    let _coord_b = coordinator(&b, "b.log")?;
+    eventually(Duration::from_secs(30), "B to stand by", || async {
+        health(&b).await.filter(|h| h.role == "standby")
+    })
+    .await?;
+    let mut executors = Vec::new();
+    for pool in ["interactive", "job"] {
+        executors.push(Role::spawn_with(
+            &[
+                "executor",
+                "--pool",
+                pool,
+                "--vcores",
+                "4",
+                "--coordinator",
+                &both,
+                "--lake",
+                lake,
+            ],
+            &[],
+            Some(&log),
+        )?);
+    }
+    executors_up(&a, 1, 1, &log).await?;
+    let (_gateway, flight, http) = start_gateway(&both, lake, &[], &log).await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
+        .connect()
+        .await?;
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.handshake("ana", "dev").await?;
+    query(
+        &mut client,
+        "CREATE TABLE demo.Nightly_SPRK AS SELECT 1 AS s LIMIT 0",
+    )
+    .await?;
+
+    // A write that takes seconds (a sum over 300 million rows), fired
+    // once, a few seconds from now; tried up to three times.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (status, job) = tarn_tests::http_json(
+        &http,
+        "POST",
+        "/v1/jobs",
+        Some(
+            &serde_json::json!({
+                "name": "nightly", "workspace": "demo",
+                "sql": "INSERT INTO Nightly_SPRK SELECT sum(a.value + b.value) AS s \
+                        FROM generate_series(1, 1000000) a, generate_series(1, 300) b",
+                "schedule": {"every": "1h", "start": start.to_rfc3339()},
+                "retry": {"attempts": 3, "backoff": "1s"},
+            })
+            .to_string(),
+        ),
+    )
+    .await?;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let runs = |h: String, id: String| async move {
+        let (_, r) = tarn_tests::http_json(&h, "GET", &format!("/v1/jobs/{id}/runs"), None)
+            .await
+            .ok()?;
+        r["runs"].as_array().cloned()
+    };
+    // The fire's run is writing: kill the leader under it.
+    let run = eventually(
+        Duration::from_secs(30),
+        "the scheduled run to be writing",
+        || {
+            let (h, id) = (http.clone(), id.clone());
+            async move {
+                let r = runs(h, id).await?;
+                let r = r.first()?.clone();
+                (r["status"] == "running" && r["result"]["current"].is_object()).then_some(r)
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
+    assert_eq!(run["trigger"], "schedule", "{run}");
+    let fire = run["fire_unix_ms"].as_u64().expect("fire time");
+    coord_a.kill9();
+    eventually(Duration::from_secs(15), "B to take over", || async {
+        health(&b).await.filter(|h| h.role == "leader")
+    })
+    .await?;
+
+    // The run is tried again — the same run — and ends.
+    let run_id = run["run_id"].as_str().expect("run id").to_string();
+    let ended = eventually(Duration::from_secs(120), "the run to end", || {
+        let h = http.clone();
+        let run_id = run_id.clone();
+        async move {
+            let (_, r) = tarn_tests::http_json(&h, "GET", &format!("/v1/job-runs/{run_id}"), None)
+                .await
+                .ok()?;
+            (!matches!(r["status"].as_str()?, "queued" | "running")).then_some(r)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    assert!(
+        ended["attempt"].as_u64().is_some_and(|n| n >= 2),
+        "it was retried: {ended}"
+    );
+    // The fire ran once: one run for it, neither none nor two …
+    let all = runs(http.clone(), id.clone()).await.expect("runs");
+    let for_fire: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| r["fire_unix_ms"].as_u64() == Some(fire) && r["status"] != "skipped")
+        .collect();
+    assert_eq!(for_fire.len(), 1, "{all:?}");
+    // … and its rows are in the table once.
+    let n = eventually(Duration::from_secs(30), "queries to work again", || {
+        let mut c = client.clone();
+        async move {
+            query(&mut c, "SELECT count(*) FROM demo.Nightly_SPRK")
+                .await
+                .ok()
+                .map(|b| scalar_i64(&b))
+        }
+    })
+    .await?;
+    assert_eq!(n, 1, "one copy of the run's row");
+    Ok(())
+}
