@@ -92,3 +92,46 @@ def test_other_workspaces_users_do_not_see_a_job(writable):
     with pytest.raises(TarnError) as e:
         outsider.run(job["id"])
     assert e.value.code == 2315
+
+
+def test_a_scheduled_notebook_job_from_the_cli(writable, tmp_path):
+    import json
+    token = mint(writable, "nb", roles=("demo=contributor",))
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "tarn-sql", "display_name": "Tarn SQL"}},
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Nightly"},
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "min_failures = 1",
+             "outputs": [], "execution_count": None},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": f"CREATE OR REPLACE TABLE CliNightly_SPRK AS {FAILED} HAVING count(*) >= $min_failures"},
+        ],
+    }
+    path = tmp_path / "nightly.ipynb"
+    path.write_text(json.dumps(nb))
+    made = cli(writable, token, "create", "--name", "cli nightly", "--workspace", "demo",
+               "--notebook", str(path), "--daily", "02:30", "--timezone", "Europe/Berlin")
+    assert made.returncode == 0, made.stderr
+    job_id = made.stdout.strip()
+    shown = json.loads(cli(writable, token, "show", job_id).stdout)
+    assert shown["spec"]["schedule"]["daily"] == "02:30"
+    assert shown["next_fire_unix_ms"] > 0
+    ran = cli(writable, token, "run", job_id, "--param", "min_failures=2", "--wait")
+    assert ran.returncode == 0, ran.stderr
+    run_id = ran.stdout.split()[0]
+    assert "wrote" in ran.stdout and "CliNightly_SPRK" in ran.stdout, ran.stdout
+    runs = cli(writable, token, "runs", job_id)
+    assert run_id in runs.stdout and "succeeded" in runs.stdout, runs.stdout
+    assert "min_failures" in cli(writable, token, "logs", run_id).stdout
+    out = tmp_path / "out.ipynb"
+    assert cli(writable, token, "output", run_id, "--out", str(out)).returncode == 0
+    executed = json.loads(out.read_text())
+    assert executed["cells"][2]["outputs"], executed["cells"]
+    # A bad notebook is refused with its code, and nothing is saved.
+    nb["cells"][2]["source"] = "x = input('user?')"
+    path.write_text(json.dumps(nb))
+    bad = cli(writable, token, "create", "--name", "cli bad", "--workspace", "demo", "--notebook", str(path))
+    assert bad.returncode != 0 and "2317" in bad.stderr, bad.stderr
+    assert cli(writable, token, "delete", job_id).returncode == 0
+    assert "cli nightly" not in cli(writable, token, "list").stdout
