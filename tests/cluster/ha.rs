@@ -481,27 +481,11 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
 /// A lake of the test's own with the demo's sign-ins, for jobs that write.
 fn private_lake(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let lake = dir.join("lake");
-    let from = demo_lake()?.join("demo").join("SigninLogs");
-    let to = lake.join("demo").join("SigninLogs");
-    for e in walk(&from)? {
-        let target = to.join(e.strip_prefix(&from)?);
-        std::fs::create_dir_all(target.parent().expect("a parent"))?;
-        std::fs::copy(&e, &target)?;
-    }
+    tarn_tests::copy_dir(
+        &demo_lake()?.join("demo").join("SigninLogs"),
+        &lake.join("demo").join("SigninLogs"),
+    )?;
     Ok(lake)
-}
-
-fn walk(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_dir() {
-            out.extend(walk(&p)?);
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(out)
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! retried run that does not write twice, parameters bound as values, and
 //! credentials that expire.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -12,25 +12,11 @@ use tarn_tests::{demo_lake, http_json, query, scalar_i64, Cluster};
 /// Longer than any of these runs takes, far shorter than "forever".
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 /// A lake of the test's own with the demo's sign-ins.
 fn private_lake() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let lake = dir.path().join("lake");
-    copy_dir(
+    tarn_tests::copy_dir(
         &demo_lake()?.join("demo").join("SigninLogs"),
         &lake.join("demo").join("SigninLogs"),
     )?;

@@ -21,27 +21,13 @@ const WRITE_LIMIT: Duration = Duration::from_secs(60);
 
 type Row = (Option<i64>, Option<String>);
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 /// A lake of the test's own (writes must not touch the shared demo lake),
 /// with one demo table to join against.
 fn private_lake() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(lake.join("demo"))?;
-    copy_dir(
+    tarn_tests::copy_dir(
         &demo_lake()?.join("demo").join("IdentityInfo"),
         &lake.join("demo").join("IdentityInfo"),
     )?;
@@ -545,7 +531,7 @@ async fn one_unreadable_table_leaves_the_workspace_listable() -> anyhow::Result<
         b"{not json at all",
     )?;
     let outside = dir.path().join("elsewhere");
-    copy_dir(&lake.join("demo").join("IdentityInfo"), &outside)?;
+    tarn_tests::copy_dir(&lake.join("demo").join("IdentityInfo"), &outside)?;
     std::os::unix::fs::symlink(&outside, lake.join("demo").join("Escape_SPRK"))?;
     let cluster = Cluster::start_with(&lake, &[], &[]).await?;
     let mut c = cluster.flight_sql().await?;

@@ -628,6 +628,22 @@ where
     }
 }
 
+/// Copies a folder with everything in it (a private copy of demo tables
+/// for tests that write).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// An HTTP request with a JSON body: (status, parsed body or null).
 pub async fn http_json(
     addr: &str,

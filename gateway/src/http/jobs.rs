@@ -305,12 +305,7 @@ pub(super) async fn run_output(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let bytes = run_file(&s, &who, &id, "output.ipynb").await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/x-ipynb+json")],
-        bytes,
-    )
-        .into_response())
+    kept_file(&s, &who, &id, "output.ipynb", "application/x-ipynb+json").await
 }
 
 /// The log of an ended run.
@@ -319,15 +314,18 @@ pub(super) async fn run_log(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let bytes = run_file(&s, &who, &id, "log.txt").await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; charset=utf-8",
-        )],
-        bytes,
-    )
-        .into_response())
+    kept_file(&s, &who, &id, "log.txt", "text/plain; charset=utf-8").await
+}
+
+async fn kept_file(
+    s: &AppState,
+    who: &Identity,
+    id: &str,
+    file: &str,
+    kind: &'static str,
+) -> ApiResult {
+    let bytes = run_file(s, who, id, file).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], bytes).into_response())
 }
 
 /// Tries an ended run of a job again (same run, next attempt).

@@ -9,7 +9,8 @@ use sqllogictest::DBOutput;
 use super::format::ColumnType;
 use tonic::transport::Channel;
 
-use super::{add_soc_workspace, copy_dir, format, SltError};
+use super::{add_soc_workspace, format, SltError};
+use tarn_tests::copy_dir;
 
 /// A lake of this test's own holding a copy of the shared demo workspace
 /// (made by `tarn demo`) and the `soc` workspace: the files write tables,

@@ -101,24 +101,10 @@ fn complete() -> bool {
 /// The second workspace of the lakes the files run on: `soc`, holding a
 /// copy of the demo's `IdentityInfo`, so files can name another workspace.
 fn add_soc_workspace(lake: &Path) -> std::io::Result<()> {
-    copy_dir(
+    tarn_tests::copy_dir(
         &lake.join("demo").join("IdentityInfo"),
         &lake.join("soc").join("IdentityInfo"),
     )
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs every file with connections from `make(grants)`, `label` set for
