@@ -135,3 +135,18 @@ def test_a_scheduled_notebook_job_from_the_cli(writable, tmp_path):
     assert bad.returncode != 0 and "2317" in bad.stderr, bad.stderr
     assert cli(writable, token, "delete", job_id).returncode == 0
     assert "cli nightly" not in cli(writable, token, "list").stdout
+
+
+def test_a_script_job_appends_to_an_analytics_table_what_adbc_reads(writable):
+    token = mint(writable, "ali", roles=("demo=contributor",))
+    jobs = TarnJobs(writable["http"], token=token)
+    job = jobs.create("daily failures", "demo", sql=(
+        f"CREATE TABLE IF NOT EXISTS DailyFailures_SPRK_CL AS {FAILED} LIMIT 0;\n"
+        f"INSERT INTO DailyFailures_SPRK_CL {FAILED}"))
+    run = jobs.run(job["id"], wait=True)
+    assert run["status"] == "succeeded", run
+    assert rows(writable, token, "SELECT * FROM demo.DailyFailures_SPRK_CL") == rows(writable, token, FAILED)
+    # Run again, it appends once more (the analytics tier takes appends).
+    assert jobs.run(job["id"], wait=True)["status"] == "succeeded"
+    twice = rows(writable, token, "SELECT count(*) FROM demo.DailyFailures_SPRK_CL")[0][0]
+    assert twice == 2 * len(rows(writable, token, FAILED))
