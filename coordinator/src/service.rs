@@ -605,6 +605,7 @@ impl CoordinatorApi for CoordinatorService {
                         retryable: r.retryable,
                         result: parse_json("result_json", &r.result_json)?,
                         worker: r.worker,
+                        handed_back: r.handed_back,
                     },
                 )
                 .await?

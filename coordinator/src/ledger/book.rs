@@ -404,15 +404,31 @@ impl Draft {
 
     /// A running or queued run of a job goes back in line for another try.
     pub(super) fn requeue(&mut self, id: &str, message: &str, now: u64) -> Option<JobRun> {
+        self.back_in_line(id, message, now, true)
+    }
+
+    /// A run goes back in line: as its next attempt (after its backoff),
+    /// or — `next_attempt` false, its worker stopped — as it was, at once.
+    pub(super) fn back_in_line(
+        &mut self,
+        id: &str,
+        message: &str,
+        now: u64,
+        next_attempt: bool,
+    ) -> Option<JobRun> {
         let mut run = self.book.runs.get(id).cloned()?;
         if run.state == RunState::Running {
             self.del_lease(id);
         }
         let job = run.job.as_mut()?;
-        job.attempt += 1;
-        job.trigger = "retry".into();
         job.worker.clear();
-        job.not_before_ms = now + job.backoff_ms;
+        if next_attempt {
+            job.attempt += 1;
+            job.trigger = "retry".into();
+            job.not_before_ms = now + job.backoff_ms;
+        } else {
+            job.not_before_ms = 0;
+        }
         run.state = RunState::Queued;
         run.started_ms = 0;
         run.message = message.to_string();

@@ -221,3 +221,51 @@ async fn wall_clock_passes(ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+#[tokio::test]
+async fn a_run_handed_back_by_a_stopping_worker_runs_again_as_the_same_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path(), limits(), registry(760, 240)).await;
+    let job = l.put_job(put("ann", spec("nightly", "w"))).await.unwrap();
+    let run = l.run_job(&job.id, "api", json!({})).await.unwrap();
+    let wait = std::time::Duration::from_millis(10);
+    l.claim("gw-1", wait)
+        .await
+        .unwrap()
+        .expect("a run to claim");
+    let back = l
+        .finish_job_run(
+            &run.id,
+            Finish {
+                state: Some(RunState::Failed),
+                message: "the gateway shut down".into(),
+                error_code: ErrorCode::Cancelled.number(),
+                worker: "gw-1".into(),
+                handed_back: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Not ended, not a new attempt: the same run waits for another worker.
+    assert_eq!(
+        back.state,
+        RunState::Running,
+        "it fits, so it starts again at once"
+    );
+    let j = back.job.as_ref().unwrap();
+    assert_eq!(
+        (j.attempt, j.trigger.as_str(), j.worker.as_str()),
+        (1, "api", "")
+    );
+    let (again, _) = l
+        .claim("gw-2", wait)
+        .await
+        .unwrap()
+        .expect("another worker to take it");
+    assert_eq!((again.id.as_str(), again.seq), (run.id.as_str(), run.seq));
+    assert!(l
+        .job_runs(&job.id)
+        .iter()
+        .all(|(r, _)| r.state != RunState::Failed));
+}

@@ -41,6 +41,8 @@ pub struct Finish {
     pub result: serde_json::Value,
     /// The worker that claims to hold it.
     pub worker: String,
+    /// The worker stops: the run goes back in the queue as it is.
+    pub handed_back: bool,
 }
 
 fn job_not_found(id: &str) -> TarnError {
@@ -577,7 +579,10 @@ impl Ledger {
         draft.put_run(run);
         let now = unix_ms();
         let state = f.state.unwrap_or(RunState::Failed);
-        let ended = if state == RunState::Failed && f.retryable {
+        let ended = if f.handed_back {
+            tracing::info!(run = %id, worker = %f.worker, "job run handed back by its stopping worker");
+            draft.back_in_line(id, "its worker stopped; waiting for another", now, false)
+        } else if state == RunState::Failed && f.retryable {
             retry_or_end(&mut draft, id, state, &f.message, f.error_code, now)
         } else {
             if let Some(j) = draft.book.runs.get_mut(id).and_then(|r| r.job.as_mut()) {
@@ -586,6 +591,8 @@ impl Ledger {
             draft.end_run(id, state, &f.message, now)
         };
         self.admit(&mut draft);
+        // Back in line, it may have started again at once.
+        let ended = draft.book.runs.get(id).cloned().or(ended);
         self.commit(draft).await?;
         ended.ok_or_else(|| super::run_not_found(id))
     }

@@ -599,7 +599,11 @@ impl Jobs {
             Some(e) => (e.code.number(), e.to_string(), retryable(e.code)),
             None => (0, String::new(), false),
         };
+        // Stopped because this gateway shuts down, not by the run's own
+        // doing: another worker takes it, without using up an attempt.
+        let handed_back = ended.error.is_some() && self.tasks.token().is_cancelled();
         let req = FinishJobRunRequest {
+            handed_back,
             header: Some(tarn_proto::header()),
             run_id: run.run_id.clone(),
             succeeded: ended.error.is_none(),

@@ -598,6 +598,10 @@ pub struct FinishJobRunRequest {
     /// The worker that claimed it ("" for runs without a job).
     #[prost(string, tag = "9")]
     pub worker: ::prost::alloc::string::String,
+    /// The worker stops (its gateway shuts down): the run goes back in the
+    /// queue as it is, for another worker, without using up an attempt.
+    #[prost(bool, tag = "10")]
+    pub handed_back: bool,
 }
 #[allow(clippy::all)]
 #[derive(serde::Serialize)]
