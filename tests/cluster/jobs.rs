@@ -416,8 +416,11 @@ async fn a_schedule_fires_on_time_again_and_again() -> anyhow::Result<()> {
         })
         .collect();
     fires.sort();
-    // Consecutive fires of one schedule, 2 s apart, none twice.
-    assert_eq!(fires[1] - fires[0], 2000, "{fires:?}");
+    // Fires of one schedule, on its 2 s grid, none twice (on a loaded
+    // machine a fire may find the previous run still going and be
+    // skipped, so the two runs may be more than one step apart).
+    let step = fires[1] - fires[0];
+    assert!(step > 0 && step % 2000 == 0, "{fires:?}");
     for r in &runs {
         let late = r["started_unix_ms"]
             .as_u64()
