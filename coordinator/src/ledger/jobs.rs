@@ -464,7 +464,6 @@ impl Ledger {
             tracing::info!(job = %id, fire_ms, "scheduled fire skipped: {why}");
             record
         } else {
-            of.fire_ms = fire_ms;
             record.job = Some(of);
             draft.put_run(record.clone());
             self.admit(&mut draft);

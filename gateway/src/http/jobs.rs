@@ -24,6 +24,11 @@ fn parse_spec(v: Value) -> Result<JobSpec, ApiError> {
     JobSpec::from_json(&v).map_err(|e| ApiError(crate::jobs::invalid(e)))
 }
 
+/// The definition a stored job holds.
+fn stored_spec(j: &JobInfo) -> Result<JobSpec, ApiError> {
+    parse_spec(serde_json::from_str(&j.spec_json).unwrap_or_default())
+}
+
 fn job_not_found(id: &str) -> ApiError {
     ApiError(TarnError::new(
         ErrorCode::JobNotFound,
@@ -169,7 +174,7 @@ pub(super) async fn update_job(
 ) -> ApiResult {
     let j = controlled(&s, &who, &id, "change").await?;
     let patch = body::<Value>(&headers, &bytes)?;
-    let current = parse_spec(serde_json::from_str(&j.spec_json).unwrap_or_default())?;
+    let current = stored_spec(&j)?;
     let spec = current
         .patch(&patch)
         .map_err(|e| ApiError(crate::jobs::invalid(e)))?;
@@ -223,7 +228,7 @@ pub(super) async fn renew_job(
             .with_fix("ask the owner to renew it, or create your own job"),
         ));
     }
-    let spec = parse_spec(serde_json::from_str(&j.spec_json).unwrap_or_default())?;
+    let spec = stored_spec(&j)?;
     let grants = crate::jobs::delegated_grants(&who.grants);
     let j = store(&s, &id, &j.owner, &spec, &grants, grant_until(&s)).await?;
     Ok(Json(job_json(&j)).into_response())
@@ -246,7 +251,7 @@ pub(super) async fn run_job(
     let j = controlled(&s, &who, &id, "run").await?;
     let req: RunNow = body(&headers, &bytes)?;
     // Undeclared parameters are refused now, not when the run starts.
-    let spec = parse_spec(serde_json::from_str(&j.spec_json).unwrap_or_default())?;
+    let spec = stored_spec(&j)?;
     let work = crate::jobs::work_of(&spec)?;
     tarn_jobs::params::merge(&work.defaults, &req.parameters)
         .map_err(|e| ApiError(crate::jobs::invalid(e)))?;

@@ -161,7 +161,7 @@ pub async fn check(
     let notebook = work.notebook.is_some();
     let mut created: Vec<String> = Vec::new();
     for p in &work.pieces {
-        if let Some(t) = created_table(sessions, &session, grants, &spec.workspace, &p.sql) {
+        if let Some((_, t)) = created_table(sessions, &session, grants, &spec.workspace, &p.sql) {
             created.push(t);
         }
         let id = crate::query::new_query_id();
@@ -198,21 +198,22 @@ pub(crate) fn bind(
     })
 }
 
-/// The table a `CREATE TABLE … AS` statement creates, if it is one.
-fn created_table(
+/// The table (workspace, name) a `CREATE TABLE … AS` statement creates,
+/// if it is one.
+pub(crate) fn created_table(
     sessions: &Sessions,
     session: &Session,
     grants: &Grants,
     workspace: &str,
     sql: &str,
-) -> Option<String> {
+) -> Option<(String, String)> {
     let state = sessions.run_state(session, workspace, "check");
     let statement = state
         .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
         .ok()?;
     match crate::write::classify(&statement, grants).ok()?? {
         crate::write::WriteStatement::CreateAs { name, .. } => {
-            crate::write::target(&name, workspace).ok().map(|(_, t)| t)
+            crate::write::target(&name, workspace).ok()
         }
         _ => None,
     }

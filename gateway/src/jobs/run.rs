@@ -418,7 +418,17 @@ impl Jobs {
             // `CREATE TABLE t AS …` whose table an earlier attempt of this
             // run created: that write is done.
             Err(e) if e.code == ErrorCode::TableAlreadyExists => {
-                let target = self.created_by(session, &workspace, &p.sql);
+                let target = super::check::created_table(
+                    &self.sessions,
+                    session,
+                    &session.grants,
+                    &workspace,
+                    &p.sql,
+                )
+                .and_then(|(ws, t)| {
+                    let url = self.sessions.lake().table_url(&ws, &t).ok()?;
+                    Some((format!("{ws}.{t}"), url.to_string()))
+                });
                 match target {
                     Some((table, url)) if self.landed(&url, &app).await? => {
                         return Ok(already_committed(run, &table))
@@ -527,27 +537,6 @@ impl Jobs {
     async fn landed(&self, url: &str, app: &tarn_lake::write::AppTxn) -> Result<bool, TarnError> {
         let done = tarn_lake::write::app_txn_version(url, &app.app_id).await?;
         Ok(done.is_some_and(|v| v >= app.version))
-    }
-
-    /// The table (`workspace.name`, URL) a `CREATE TABLE … AS` creates.
-    fn created_by(
-        &self,
-        session: &Session,
-        workspace: &str,
-        sql: &str,
-    ) -> Option<(String, String)> {
-        let state = self.sessions.run_state(session, workspace, "retry-check");
-        let statement = state
-            .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
-            .ok()?;
-        match crate::write::classify(&statement, &session.grants).ok()?? {
-            crate::write::WriteStatement::CreateAs { name, .. } => {
-                let (ws, t) = crate::write::target(&name, workspace).ok()?;
-                let url = self.sessions.lake().table_url(&ws, &t).ok()?;
-                Some((format!("{ws}.{t}"), url.to_string()))
-            }
-            _ => None,
-        }
     }
 
     async fn report(&self, run: &JobRunInfo, report: &RunReport) {
