@@ -122,6 +122,51 @@ async fn the_coordinator_refuses_outsiders_and_wrong_roles() -> anyhow::Result<(
         .await
         .expect_err("executors do not list leases");
     assert_eq!(code(&s), "2207", "{s:?}");
+    // Nor define a job as any owner with any roles, start runs, or claim
+    // and finish other gateways' runs: a job's credentials are minted by
+    // a gateway from a verified token, never taken from the cluster.
+    let s = as_executor
+        .put_job(PutJobRequest {
+            header: Some(header()),
+            job_id: "j-attack".into(),
+            owner: "admin".into(),
+            spec_json: r#"{"name":"x","workspace":"default","sql":"SELECT 1"}"#.into(),
+            grants_json: r#"{"operator":true}"#.into(),
+            credential_expires_unix_ms: u64::MAX,
+        })
+        .await
+        .expect_err("executors do not define jobs");
+    assert_eq!(code(&s), "2207", "{s:?}");
+    let s = as_executor
+        .run_job(RunJobRequest {
+            header: Some(header()),
+            job_id: "j-attack".into(),
+            trigger: "api".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("executors do not start runs");
+    assert_eq!(code(&s), "2207", "{s:?}");
+    let s = as_executor
+        .claim_job_run(ClaimJobRunRequest {
+            header: Some(header()),
+            worker: "attacker".into(),
+            wait_ms: 0,
+        })
+        .await
+        .expect_err("executors do not claim runs");
+    assert_eq!(code(&s), "2207", "{s:?}");
+    let s = as_executor
+        .finish_job_run(FinishJobRunRequest {
+            header: Some(header()),
+            run_id: "r-any".into(),
+            worker: "attacker".into(),
+            succeeded: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("executors do not end runs");
+    assert_eq!(code(&s), "2207", "{s:?}");
     // A gateway's certificate may not register an executor.
     let mut as_gateway =
         CoordinatorClient::new(as_role(&cluster, &addr, Some(Role::Gateway)).await?);
@@ -154,6 +199,16 @@ async fn the_coordinator_refuses_outsiders_and_wrong_roles() -> anyhow::Result<(
             .into_inner();
         assert_eq!(h.role, "leader");
     }
+    // The gateway may ask for a run to claim (none is waiting).
+    let claimed = as_gateway
+        .claim_job_run(ClaimJobRunRequest {
+            header: Some(header()),
+            worker: "gateway-control".into(),
+            wait_ms: 0,
+        })
+        .await?
+        .into_inner();
+    assert!(claimed.run.is_none(), "{claimed:?}");
     let lease = as_gateway
         .acquire_lease(lease_request("alice"))
         .await?

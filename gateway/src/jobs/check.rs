@@ -9,6 +9,7 @@ use tarn_common::roles::{Grants, Role};
 use tarn_common::{ErrorCode, TarnError};
 use tarn_jobs::{JobSpec, ParamValue};
 
+use super::kernel::KernelKind;
 use crate::session::{Session, Sessions};
 
 /// The statements of a job, grouped by the cell they come from.
@@ -29,6 +30,8 @@ pub(crate) struct Work {
     pub defaults: BTreeMap<String, ParamValue>,
     /// The notebook, for the executed copy kept as the run's output.
     pub notebook: Option<tarn_jobs::Notebook>,
+    /// The kernel the pieces run in.
+    pub kernel: KernelKind,
 }
 
 pub(crate) fn invalid(e: tarn_jobs::Error) -> TarnError {
@@ -52,6 +55,7 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
             pieces,
             defaults: spec.parameters.clone(),
             notebook: None,
+            kernel: KernelKind::Sql,
         });
     }
     let doc = spec
@@ -59,18 +63,7 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
         .as_ref()
         .ok_or_else(|| TarnError::new(ErrorCode::InvalidJob, "a job needs `sql` or `notebook`"))?;
     let nb = tarn_jobs::Notebook::parse(doc).map_err(invalid)?;
-    if nb.kernel != "tarn-sql" {
-        return Err(TarnError::new(
-            ErrorCode::InvalidJob,
-            format!(
-                "the notebook's kernel is {:?}; jobs run `tarn-sql` notebooks",
-                nb.kernel
-            ),
-        )
-        .with_fix(
-            "set the notebook's kernelspec to tarn-sql (Tarn SQL), or send the SQL as `sql`",
-        ));
-    }
+    let kernel = KernelKind::of(&nb.kernel)?;
     // The notebook's own defaults, overridden by the job's.
     let defaults = tarn_jobs::params::merge(&nb.defaults().map_err(invalid)?, &spec.parameters)
         .map_err(invalid)?;
@@ -97,6 +90,7 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
         pieces,
         defaults,
         notebook: Some(nb),
+        kernel,
     })
 }
 

@@ -14,6 +14,7 @@
 //! statement whose write already landed is skipped, not appended twice.
 
 mod check;
+mod kernel;
 mod run;
 mod worker;
 

@@ -3,10 +3,8 @@
 //! the run's application transaction; progress reported after every
 //! statement, the executed notebook and a log kept in the lake.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tarn_common::clock::unix_ms;
@@ -16,11 +14,10 @@ use tarn_jobs::JobSpec;
 use tarn_proto::{FinishJobRunRequest, JobInfo, JobRunInfo, ReportJobRunRequest};
 use tokio_util::sync::CancellationToken;
 
-use super::check::{bind, located, place, scalars, work_of, Piece};
+use super::check::{located, place, scalars, work_of, Piece};
+use super::kernel::{JobKernel, KernelKind, Progress, SqlKernel};
 use super::Jobs;
 use crate::query::TimeLimit;
-use crate::session::Session;
-use crate::write::Effect;
 
 /// Where a run's executed notebook is kept, under the lake's `_tarn/`.
 pub fn output_path(run_id: &str, file: &str) -> String {
@@ -64,7 +61,7 @@ pub struct Current {
 }
 
 /// How often a running statement's progress is reported.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// One statement's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +258,17 @@ impl Jobs {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
+        let mut kernel: Box<dyn JobKernel + '_> = match work.kernel {
+            KernelKind::Sql => Box::new(SqlKernel {
+                sessions: &self.sessions,
+                queries: &self.queries,
+                render: &self.opts.render,
+                session,
+                run,
+                job,
+                values,
+            }),
+        };
         let timeout = Duration::from_millis(run.timeout_ms.max(1));
         let deadline = Instant::now()
             + timeout.saturating_sub(Duration::from_millis(
@@ -282,16 +290,16 @@ impl Jobs {
             }
             let started_ms = unix_ms();
             let t0 = Instant::now();
-            let outcome = self
-                .statement(
-                    run,
-                    job,
-                    &session,
+            let outcome = kernel
+                .run(
                     p,
-                    &values,
-                    stop,
                     TimeLimit::Job { left, timeout },
-                    report,
+                    stop,
+                    &mut Reporter {
+                        jobs: self,
+                        run,
+                        report,
+                    },
                 )
                 .await;
             report.current = None;
@@ -391,154 +399,6 @@ impl Jobs {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn statement(
-        &self,
-        run: &JobRunInfo,
-        job: &JobInfo,
-        session: &Arc<Session>,
-        p: &Piece,
-        values: &std::collections::HashMap<String, datafusion::scalar::ScalarValue>,
-        stop: &CancellationToken,
-        limit: TimeLimit,
-        report: &mut RunReport,
-    ) -> Result<Done, TarnError> {
-        let query_id = crate::query::new_query_id();
-        let workspace = session.workspace();
-        let app = tarn_lake::write::AppTxn {
-            app_id: format!("tarn-job/{}/{}.{}", job.job_id, p.cell, p.index),
-            version: run.seq as i64,
-        };
-        let mut planned = match self
-            .sessions
-            .plan_as(session, &session.grants, &workspace, &p.sql, &query_id)
-            .await
-        {
-            Ok(p) => p,
-            // `CREATE TABLE t AS …` whose table an earlier attempt of this
-            // run created: that write is done.
-            Err(e) if e.code == ErrorCode::TableAlreadyExists => {
-                let target = super::check::created_table(
-                    &self.sessions,
-                    session,
-                    &session.grants,
-                    &workspace,
-                    &p.sql,
-                )
-                .and_then(|(ws, t)| {
-                    let url = self.sessions.lake().table_url(&ws, &t).ok()?;
-                    Some((format!("{ws}.{t}"), url.to_string()))
-                });
-                match target {
-                    Some((table, url)) if self.landed(&url, &app).await? => {
-                        return Ok(already_committed(run, &table))
-                    }
-                    _ => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        planned.plan = bind(planned.plan, values)?;
-        let mut write = None;
-        if let Effect::Commit(spec) = &planned.effect {
-            let table = format!("{}.{}", spec.workspace, spec.name);
-            if self.landed(&spec.url, &app).await? {
-                return Ok(already_committed(run, &table));
-            }
-            let mut spec = spec.as_ref().clone();
-            if let Some(w) = spec.write.as_mut() {
-                w.app_txn = Some(app);
-                write = Some((w.txn.clone(), table));
-            }
-            planned.effect = Effect::Commit(Arc::new(spec));
-        }
-        let q = self
-            .queries
-            .start_limited(
-                session,
-                planned,
-                query_id,
-                &format!("job-{}", run.run_id),
-                limit,
-            )
-            .await?;
-        let mut shown = crate::collect::Shown::new(
-            self.opts.render.max_result_rows,
-            self.opts.render.max_output_bytes,
-        );
-        let mut stream = q.stream;
-        let mut tick = tokio::time::interval(PROGRESS_EVERY);
-        tick.tick().await;
-        let mut stopping = false;
-        let outcome = loop {
-            tokio::select! {
-                next = stream.next() => match next {
-                    Some(Ok(batch)) => shown.push(&batch),
-                    Some(Err(e)) => break Err(e),
-                    None => break Ok(()),
-                },
-                _ = stop.cancelled(), if !stopping => {
-                    stopping = true;
-                    self.queries.cancel_run(&q.run_id);
-                    // The stream ends with CANCELLED once the jobs stop.
-                }
-                _ = tick.tick() => {
-                    // A statement sent straight to one executor (a direct
-                    // run) has no Ballista stages: its rows still count.
-                    let pr = self.queries.progress(&q.run_id).await.unwrap_or_default();
-                    report.current = Some(Current {
-                        cell: p.cell,
-                        index: p.index,
-                        stages_done: pr.stages_done,
-                        stages_total: pr.stages_total,
-                        tasks_done: pr.tasks_done,
-                        tasks_total: pr.tasks_total,
-                        rows: shown.total() as u64,
-                    });
-                    self.report(run, report).await;
-                }
-            }
-        };
-        outcome?;
-        let (rows, write) = match write {
-            Some((txn, table)) => {
-                let c = self.queries.take_receipt(&txn);
-                let rows = c.as_ref().map(|c| c.rows).unwrap_or(0);
-                (
-                    rows,
-                    c.map(|c| TableWrite {
-                        table,
-                        rows: c.rows,
-                        version: c.version,
-                    }),
-                )
-            }
-            None => (shown.total() as u64, None),
-        };
-        let output = (!q.schema.fields().is_empty()).then(|| {
-            let (data, metadata) = crate::kernel::render_result(
-                &q.schema,
-                shown.batches(),
-                shown.total(),
-                &self.opts.render,
-            );
-            json!({"output_type": "display_data", "data": data, "metadata": metadata})
-        });
-        Ok(Done {
-            status: "succeeded",
-            rows,
-            write,
-            output,
-        })
-    }
-
-    /// Whether this statement's write landed in an earlier attempt of
-    /// the run (Delta keeps the last version each app id committed).
-    async fn landed(&self, url: &str, app: &tarn_lake::write::AppTxn) -> Result<bool, TarnError> {
-        let done = tarn_lake::write::app_txn_version(url, &app.app_id).await?;
-        Ok(done.is_some_and(|v| v >= app.version))
-    }
-
     async fn report(&self, run: &JobRunInfo, report: &RunReport) {
         let req = ReportJobRunRequest {
             header: Some(tarn_proto::header()),
@@ -617,23 +477,18 @@ impl Jobs {
     }
 }
 
-/// What one statement did.
-struct Done {
-    status: &'static str,
-    rows: u64,
-    write: Option<TableWrite>,
-    output: Option<Value>,
+/// Reports a running piece's progress with the run's record.
+struct Reporter<'a> {
+    jobs: &'a Jobs,
+    run: &'a JobRunInfo,
+    report: &'a mut RunReport,
 }
 
-/// A statement whose write an earlier attempt of the run committed.
-fn already_committed(run: &JobRunInfo, table: &str) -> Done {
-    tracing::info!(run = %run.run_id, %table, "write already committed by an earlier attempt; skipped");
-    Done {
-        status: "already_committed",
-        rows: 0,
-        write: None,
-        output: Some(json!({"output_type": "stream", "name": "stdout",
-            "text": format!("{table}: already written by an earlier attempt of this run; not written again\n")})),
+#[async_trait::async_trait]
+impl Progress for Reporter<'_> {
+    async fn current(&mut self, now: Current) {
+        self.report.current = Some(now);
+        self.jobs.report(self.run, self.report).await;
     }
 }
 
