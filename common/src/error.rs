@@ -139,6 +139,12 @@ catalogue! {
     /// A job run ran longer than its job's timeout and was stopped.
     JobTimedOut = 2318, JOB_TIMED_OUT, DeadlineExceeded, 408,
         "raise the job's timeout (up to the operator's cap) or make one run do less (filter by TimeGenerated)";
+    /// A Python kernel's process ended or stopped answering.
+    KernelDied = 2319, KERNEL_DIED, Unavailable, 404,
+        "start a new kernel (its vCores were returned); if it ran out of memory, ask for more vCores (KERNEL_TARN_VCORES) or load less at once";
+    /// Python kernels cannot be started on this gateway.
+    KernelUnavailable = 2320, KERNEL_UNAVAILABLE, Unavailable, 503,
+        "use a tarn-sql kernel, or ask the operator to set up the kernel environment (dev/setup.sh --kernels, python_kernel_python)";
     /// The statement is not valid SQL.
     SqlSyntax = 2801, SQL_SYNTAX, InvalidArgument, 400,
         "correct the SQL near the position given";

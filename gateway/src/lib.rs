@@ -144,6 +144,10 @@ impl Gateway {
             .map_err(|e| Error::Serve(e.to_string()))?
             .with_max_prepared(opts.max_prepared_statements),
         );
+        let python = python_host(&opts, &service, &auth, &tasks, &shutdown).await;
+        if let Err(why) = &python {
+            tracing::warn!(reason = %why, "tarn-python kernels are not offered");
+        }
         let kernels = Kernels::new(
             Arc::clone(&sessions),
             Arc::clone(&queries),
@@ -156,6 +160,7 @@ impl Gateway {
                 flight_url: format!("grpc://{flight_addr}"),
                 idle_timeout: opts.session_idle_timeout,
             },
+            python,
         );
         let jobs = Arc::new(jobs::Jobs::new(
             Arc::clone(&sessions),
@@ -257,6 +262,123 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Python kernels, if this gateway can host them: the gateway's Flight
+/// SQL service on a Unix socket that each kernel's sandbox sees (kernels
+/// have no network), a launcher checked against the kernel environment,
+/// and a pool of started kernels.
+async fn python_host(
+    opts: &GatewayOptions,
+    service: &Arc<TarnFlightSql>,
+    auth: &Arc<Authenticator>,
+    tasks: &Supervisor,
+    shutdown: &CancellationToken,
+) -> std::result::Result<Arc<kernel::PythonHost>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if opts.python_kernel_python.is_empty() {
+        return Err("python_kernel_python is empty".into());
+    }
+    let sandbox = match opts.python_kernel_sandbox.as_str() {
+        "bubblewrap" => tarn_pykernel::Sandbox::Bubblewrap,
+        "none" => {
+            tracing::warn!(
+                "python_kernel_sandbox = \"none\": kernels can read what the gateway can"
+            );
+            tarn_pykernel::Sandbox::Unconfined
+        }
+        other => {
+            return Err(format!(
+                "python_kernel_sandbox must be \"bubblewrap\" or \"none\", not {other:?}"
+            ))
+        }
+    };
+    let python = std::path::PathBuf::from(&opts.python_kernel_python);
+    if !python.exists() {
+        return Err(format!(
+            "no interpreter at {} (run dev/setup.sh --kernels, or set python_kernel_python)",
+            python.display()
+        ));
+    }
+    let dir = if opts.python_kernel_dir.is_empty() {
+        let base = std::path::Path::new("/tmp/tarn-kernels");
+        let _ = std::fs::create_dir_all(base);
+        let _ = std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711));
+        base.join(&uuid::Uuid::new_v4().simple().to_string()[..8])
+    } else {
+        std::path::PathBuf::from(&opts.python_kernel_dir)
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
+    // The lake door for kernels: the same Flight SQL service and rules,
+    // on a socket only the sandboxes see.
+    let socket = dir.join("flight.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| e.to_string())?;
+    let svc = Arc::clone(service);
+    let stop = shutdown.clone();
+    let cleanup = dir.clone();
+    tasks.service("Flight SQL for kernels", async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(
+                FlightServiceServer::new(flight_coded::Coded(svc))
+                    .max_decoding_message_size(256 * 1024 * 1024)
+                    .max_encoding_message_size(256 * 1024 * 1024),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                stop.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| Error::Serve(e.to_string()));
+        let _ = tokio::fs::remove_dir_all(&cleanup).await;
+        served
+    });
+    let sandboxed = sandbox == tarn_pykernel::Sandbox::Bubblewrap;
+    let lake_socket = if sandboxed {
+        std::path::PathBuf::from(kernel::LAKE_SOCKET_INSIDE)
+    } else {
+        socket.clone()
+    };
+    let launcher = tarn_pykernel::Launcher::new(
+        tarn_pykernel::LaunchOptions {
+            python,
+            root: dir.join("k"),
+            sandbox,
+            uid_base: opts.python_kernel_uid_base,
+            max_processes: opts.python_kernel_max_processes,
+            binds: if sandboxed {
+                vec![(socket, lake_socket.clone())]
+            } else {
+                vec![]
+            },
+            env: vec![],
+        },
+        tasks.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let pool = tarn_pykernel::Pool::new(
+        Arc::new(launcher),
+        opts.python_kernel_pool,
+        // What the first cells of most notebooks import, loaded ahead.
+        "import pyarrow, pandas, tarn_provider, tarn_provider.kernel".into(),
+        opts.python_kernel_start_timeout,
+        shutdown.clone(),
+    );
+    let auth = Arc::clone(auth);
+    Ok(Arc::new(kernel::PythonHost {
+        pool,
+        memory_per_vcore: opts.python_kernel_memory_per_vcore,
+        start_timeout: opts.python_kernel_start_timeout,
+        credential_lifetime: opts.python_kernel_credential_lifetime,
+        lake_socket,
+        sandboxed,
+        mint: Arc::new(move |user, grants, ttl| auth.kernel_credential(user, grants, ttl)),
+    }))
 }
 
 /// Timings of the session sweep.

@@ -133,6 +133,40 @@ pub struct GatewayOptions {
     /// Rows of each statement's result kept in a run's executed notebook
     /// (the true count is always recorded).
     pub job_output_rows: usize,
+    /// The interpreter `tarn-python` kernels run (its environment needs
+    /// `ipykernel` and the Tarn package; `dev/setup.sh --kernels` makes
+    /// `.kernel-env`). Empty: this gateway offers only `tarn-sql`. When it
+    /// is missing or broken, `tarn-python` is not offered and the reason
+    /// is logged.
+    pub python_kernel_python: String,
+    /// How kernels are confined: `bubblewrap` (no network, a file system
+    /// of the system's read-only parts, the environment and the kernel's
+    /// own directory; its own uid and process limit when the gateway runs
+    /// as root) or `none` (development only: the kernel can read what the
+    /// gateway can).
+    pub python_kernel_sandbox: String,
+    /// Kernels started ahead of time, so a notebook's kernel is ready at
+    /// once (0: each is started when asked for, in about a second).
+    pub python_kernel_pool: usize,
+    /// Where kernels' directories are made (empty: a fresh directory
+    /// under /tmp/tarn-kernels). Kept short: Unix socket paths are at most
+    /// 107 bytes.
+    pub python_kernel_dir: String,
+    /// Kernels run as uids from here on when the gateway runs as root
+    /// (one uid per running kernel).
+    pub python_kernel_uid_base: u32,
+    /// Processes and threads one kernel may run at once.
+    pub python_kernel_max_processes: u64,
+    /// Bytes of memory a kernel may use per vCore of its lease (its
+    /// address space is capped at this times its vCores).
+    pub python_kernel_memory_per_vcore: u64,
+    /// Longest wait for a kernel to start or be set up.
+    #[serde(with = "humantime_serde")]
+    pub python_kernel_start_timeout: std::time::Duration,
+    /// How long the credential a kernel's `lake` uses lasts; the gateway
+    /// renews it at a third of this while the kernel lives.
+    #[serde(with = "humantime_serde")]
+    pub python_kernel_credential_lifetime: std::time::Duration,
 }
 
 /// A list given as a TOML array or as one string separated by commas
@@ -191,6 +225,15 @@ impl Default for GatewayOptions {
             job_workers: 3,
             job_credential_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
             job_output_rows: 10_000,
+            python_kernel_python: ".kernel-env/bin/python".into(),
+            python_kernel_sandbox: "bubblewrap".into(),
+            python_kernel_pool: 2,
+            python_kernel_dir: String::new(),
+            python_kernel_uid_base: 2_000_000,
+            python_kernel_max_processes: 256,
+            python_kernel_memory_per_vcore: 4 << 30,
+            python_kernel_start_timeout: std::time::Duration::from_secs(60),
+            python_kernel_credential_lifetime: std::time::Duration::from_secs(15 * 60),
         }
     }
 }

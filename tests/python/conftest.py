@@ -14,6 +14,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 TARN = pathlib.Path(os.environ.get("TARN_BIN", TARGET / "debug" / "tarn"))
+KERNEL_PYTHON = pathlib.Path(os.environ.get("TARN_KERNEL_PYTHON", ROOT / ".kernel-env" / "bin" / "python"))
 
 
 def free_port():
@@ -110,6 +111,7 @@ def start(lake, last, extra=(), env=None):
     log = tempfile.NamedTemporaryFile(prefix="tarn-py-", suffix=".log", delete=False)
     state = tempfile.mkdtemp(prefix="tarn-py-state-")
     env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms",
+               TARN_GATEWAY__PYTHON_KERNEL_PYTHON=str(KERNEL_PYTHON), TARN_GATEWAY__PYTHON_KERNEL_POOL="1",
                **(env or {}))
     proc = subprocess.Popen(
         [str(TARN), "standalone", "--no-demo", "--lake", str(lake),
@@ -132,4 +134,5 @@ def start(lake, last, extra=(), env=None):
             raise RuntimeError("tarn standalone did not become ready:\n" + open(log.name, errors="replace").read()[-4000:])
         time.sleep(0.05)
     return proc, {"uri": f"grpc://127.0.0.1:{flight}", "http": f"http://127.0.0.1:{http}", "lake": lake,
-                  "key": os.path.join(state, "gateway.key"), "log": log.name}
+                  "key": os.path.join(state, "gateway.key"), "log": log.name,
+                  "coordinator": f"127.0.0.1:{coord}"}

@@ -47,7 +47,12 @@ class Kernel:
 
     def recv(self, timeout=30):
         self.ws.settimeout(timeout)
-        return json.loads(self.ws.recv())
+        m = json.loads(self.ws.recv())
+        # Jupyter's own sessions put msg_id and msg_type at the top level
+        # too, and nbclient / jupyter_server's gateway client read them there.
+        assert m.get("msg_type") == m["header"]["msg_type"], f"top-level msg_type missing: {m}"
+        assert m.get("msg_id") == m["header"]["msg_id"], f"top-level msg_id missing: {m}"
+        return m
 
     def until(self, msg_type, parent=None, timeout=60):
         """Messages up to and including the first `msg_type` (answering `parent`)."""

@@ -276,6 +276,9 @@ impl Cluster {
             // blocks its runtime; don't wait the production 5 s for them.
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
             .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            // Python kernels have their own tests; the cluster tests do not
+            // pay for a pool of interpreters each.
+            .env("TARN_GATEWAY__PYTHON_KERNEL_PYTHON", "")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

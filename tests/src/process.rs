@@ -58,6 +58,7 @@ impl Role {
             .env("TARN_GATEWAY__CLUSTER_DIR", &cluster)
             .env("TARN_GATEWAY__DRAIN_TIMEOUT", "200ms")
             .env("TARN_COORDINATOR__DRAIN_TIMEOUT", "200ms")
+            .env("TARN_GATEWAY__PYTHON_KERNEL_PYTHON", "")
             .env(
                 "RUST_LOG",
                 std::env::var("TARN_TEST_LOG").unwrap_or_else(|_| "info".into()),

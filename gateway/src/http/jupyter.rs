@@ -17,7 +17,7 @@ use tarn_common::{ErrorCode, TarnError};
 
 use super::{body, ApiError, ApiResult, AppState};
 use crate::auth::Identity;
-use crate::kernel::KERNEL_NAME;
+use crate::kernel::{KERNEL_NAME, PYTHON_KERNEL};
 use crate::lease::LeaseWish;
 
 /// Jupyter clients read the server version from here.
@@ -25,7 +25,21 @@ pub(super) async fn api_version() -> impl IntoResponse {
     Json(json!({"version": "2.14.0", "tarn_version": env!("CARGO_PKG_VERSION")}))
 }
 
-fn spec_json() -> serde_json::Value {
+fn spec_json(name: &str) -> serde_json::Value {
+    if name == PYTHON_KERNEL {
+        return json!({
+            "name": PYTHON_KERNEL,
+            "spec": {
+                "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Tarn Python",
+                "language": "python",
+                "interrupt_mode": "message",
+                "env": {},
+                "metadata": {"tarn": {"preloaded": "lake (the lake provider), %sql and %%sql"}},
+            },
+            "resources": {},
+        });
+    }
     json!({
         "name": KERNEL_NAME,
         "spec": {
@@ -40,25 +54,32 @@ fn spec_json() -> serde_json::Value {
     })
 }
 
-pub(super) async fn kernelspecs() -> impl IntoResponse {
-    Json(json!({"default": KERNEL_NAME, "kernelspecs": {KERNEL_NAME: spec_json()}}))
+pub(super) async fn kernelspecs(State(s): State<AppState>) -> impl IntoResponse {
+    let specs: serde_json::Map<String, serde_json::Value> = s
+        .kernels
+        .spec_names()
+        .into_iter()
+        .map(|n| (n.to_string(), spec_json(n)))
+        .collect();
+    Json(json!({"default": KERNEL_NAME, "kernelspecs": specs}))
 }
 
-fn no_spec(name: &str) -> ApiError {
+fn no_spec(name: &str, offered: &[&str]) -> ApiError {
     ApiError(
         TarnError::new(
             ErrorCode::InvalidArgument,
-            format!("there is no kernelspec {name:?}; this gateway offers {KERNEL_NAME:?}"),
+            format!("there is no kernelspec {name:?}; this gateway offers {offered:?}"),
         )
         .with_fix("GET /api/kernelspecs lists the kernels"),
     )
 }
 
-pub(super) async fn kernelspec(Path(name): Path<String>) -> ApiResult {
-    if name == KERNEL_NAME {
-        Ok(Json(spec_json()).into_response())
+pub(super) async fn kernelspec(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let offered = s.kernels.spec_names();
+    if offered.contains(&name.as_str()) {
+        Ok(Json(spec_json(&name)).into_response())
     } else {
-        Err(no_spec(&name))
+        Err(no_spec(&name, &offered))
     }
 }
 

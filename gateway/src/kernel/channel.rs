@@ -234,6 +234,10 @@ impl Kernels {
             }
         };
         kernel.touch();
+        if kernel.spec == super::PYTHON_KERNEL {
+            self.forward_to_process(kernel, msg, &msg_type, &channel, &content);
+            return;
+        }
         // Busy/idle around a reply only while no cell runs: front ends
         // take every status at face value.
         let reply = |content: Value| {

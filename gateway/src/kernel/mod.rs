@@ -11,8 +11,11 @@
 mod channel;
 mod complete;
 mod execute;
+mod python;
 mod registry;
 mod render;
+
+pub use python::{Minter, PythonHost, LAKE_SOCKET_INSIDE, PYTHON_KERNEL};
 
 pub use execute::split_statements;
 pub use render::group;
@@ -32,7 +35,7 @@ use crate::kernel_auth::Sender;
 use crate::query::Queries;
 use crate::session::{Session, Sessions};
 
-/// The one kernelspec.
+/// The SQL kernelspec (the default).
 pub const KERNEL_NAME: &str = "tarn-sql";
 /// Close code: the websocket reached its lifetime (the kernel lives on).
 pub const CLOSE_LIFETIME: u16 = 4001;
@@ -80,6 +83,18 @@ pub enum Outgoing {
 pub struct Kernel {
     /// Jupyter's id (a UUID with dashes; clients' URL patterns need them).
     pub id: String,
+    /// Its kernelspec: `tarn-sql` or `tarn-python`.
+    pub spec: &'static str,
+    /// A `tarn-python` kernel's process (none while it restarts).
+    process: tokio::sync::watch::Sender<Option<Arc<tarn_pykernel::HostedKernel>>>,
+    /// Messages for the process, sent in order by one task; they wait
+    /// there while the process restarts.
+    outbox: parking_lot::Mutex<
+        Option<mpsc::UnboundedSender<(tarn_pykernel::Channel, tarn_pykernel::Message)>>,
+    >,
+    /// Bumped whenever the process is replaced: what an older one says
+    /// is not passed on.
+    generation: AtomicU64,
     /// The session it runs in.
     pub session: Arc<Session>,
     /// The kernel's own Jupyter session id (message headers).
@@ -115,7 +130,7 @@ impl Kernel {
     pub fn model(&self) -> Value {
         json!({
             "id": self.id,
-            "name": KERNEL_NAME,
+            "name": self.spec,
             "last_activity": jupyter_time(*self.last_activity.lock()),
             "execution_state": if self.busy.load(Ordering::SeqCst) { "busy" } else { "idle" },
             "connections": u32::from(self.out.lock().is_some()),
@@ -142,9 +157,14 @@ impl Kernel {
 
     /// A Jupyter message answering (or caused by) `parent`.
     fn message(&self, channel: &str, msg_type: &str, parent: &Value, content: Value) -> String {
+        let msg_id = uuid::Uuid::new_v4().to_string();
+        // `msg_id` and `msg_type` also at the top level, where Jupyter's own
+        // sessions put them and its clients read them.
         json!({
+            "msg_id": msg_id,
+            "msg_type": msg_type,
             "header": {
-                "msg_id": uuid::Uuid::new_v4().to_string(),
+                "msg_id": msg_id,
                 "msg_type": msg_type,
                 "username": "tarn",
                 "session": self.jupyter_session,
@@ -176,6 +196,9 @@ impl Kernel {
     /// Stops the running cell (within a second: the query's stream ends at
     /// once and its Ballista jobs are cancelled).
     pub fn interrupt(&self, queries: &Queries) -> bool {
+        if self.spec == PYTHON_KERNEL {
+            return self.interrupt_process();
+        }
         let current = self.current.lock().clone();
         match current {
             Some((token, run)) => {
@@ -209,6 +232,7 @@ impl Kernel {
     }
 
     fn end(&self, code: u16, reason: String) {
+        self.kill_process();
         *self.ended.lock() = Some((code, reason));
         self.closed.cancel();
     }
@@ -220,6 +244,8 @@ pub struct Kernels {
     queries: Arc<Queries>,
     opts: KernelOptions,
     kernels: DashMap<String, Arc<Kernel>>,
+    /// How Python kernels are hosted, or why they cannot be.
+    python: Result<Arc<PythonHost>, String>,
     /// Why recently ended kernels ended.
     ended: DashMap<String, TarnError>,
     next_conn: AtomicU64,

@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::close_reason;
-use super::{Kernel, KernelOptions, Kernels, CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN, KERNEL_NAME};
+use super::{
+    Kernel, KernelOptions, Kernels, PythonHost, CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN, KERNEL_NAME,
+    PYTHON_KERNEL,
+};
 use crate::auth::Identity;
 use crate::lease::LeaseWish;
 use crate::query::Queries;
@@ -28,11 +31,17 @@ impl Kernels {
     }
 
     /// Kernels over `sessions`, running cells through `queries`.
-    pub fn new(sessions: Arc<Sessions>, queries: Arc<Queries>, opts: KernelOptions) -> Arc<Self> {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        queries: Arc<Queries>,
+        opts: KernelOptions,
+        python: Result<Arc<PythonHost>, String>,
+    ) -> Arc<Self> {
         let k = Arc::new(Self {
             sessions,
             queries,
             opts,
+            python,
             kernels: DashMap::new(),
             ended: DashMap::new(),
             next_conn: AtomicU64::new(1),
@@ -123,7 +132,7 @@ impl Kernels {
         }
     }
 
-    fn remember(&self, id: &str, why: TarnError) {
+    pub(super) fn remember(&self, id: &str, why: TarnError) {
         if self.ended.len() > 4096 {
             self.ended.clear();
         }
@@ -137,19 +146,31 @@ impl Kernels {
         name: &str,
         wish: &LeaseWish,
     ) -> Result<Arc<Kernel>, TarnError> {
-        if !name.is_empty() && name != KERNEL_NAME {
-            return Err(TarnError::new(
-                ErrorCode::InvalidArgument,
-                format!("there is no kernelspec {name:?}; this gateway offers {KERNEL_NAME:?}"),
-            )
-            .with_fix(format!(
-                "start a {KERNEL_NAME:?} kernel (GET /api/kernelspecs)"
-            )));
-        }
+        let spec = match name {
+            "" | KERNEL_NAME => KERNEL_NAME,
+            PYTHON_KERNEL => {
+                self.python_host()?;
+                PYTHON_KERNEL
+            }
+            other => {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "there is no kernelspec {other:?}; this gateway offers {:?}",
+                        self.spec_names()
+                    ),
+                )
+                .with_fix("start one of those (GET /api/kernelspecs)"))
+            }
+        };
         let session = self.sessions.open(who, wish).await?;
         let (cells, mut queue) = mpsc::unbounded_channel();
         let kernel = Arc::new(Kernel {
             id: uuid::Uuid::new_v4().to_string(),
+            spec,
+            process: tokio::sync::watch::Sender::new(None),
+            outbox: parking_lot::Mutex::new(None),
+            generation: AtomicU64::new(0),
             session,
             jupyter_session: uuid::Uuid::new_v4().to_string(),
             last_activity: parking_lot::Mutex::new(SystemTime::now()),
@@ -167,6 +188,16 @@ impl Kernels {
             ended: parking_lot::Mutex::new(None),
         });
         self.kernels.insert(kernel.id.clone(), Arc::clone(&kernel));
+        if spec == PYTHON_KERNEL {
+            if let Err(e) = self.attach_process(&kernel).await {
+                self.kernels.remove(&kernel.id);
+                kernel.end(CLOSE_SHUTDOWN, "the kernel could not start".into());
+                self.sessions.close(&kernel.session.id).await;
+                return Err(e);
+            }
+            tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, spec, "kernel started");
+            return Ok(kernel);
+        }
         // One runner per kernel: cells run one at a time, in the order
         // they arrived.
         let me = Arc::clone(self);
@@ -193,6 +224,15 @@ impl Kernels {
             });
         tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, "kernel started");
         Ok(kernel)
+    }
+
+    /// The kernelspecs this gateway offers.
+    pub fn spec_names(&self) -> Vec<&'static str> {
+        let mut names = vec![KERNEL_NAME];
+        if self.python.is_ok() {
+            names.push(PYTHON_KERNEL);
+        }
+        names
     }
 
     /// A kernel `who` may use; others' kernels look unknown.
@@ -235,7 +275,11 @@ impl Kernels {
 
     /// Restart: the running cell is interrupted and the execution count
     /// starts again; the session and its lease stay.
-    pub fn restart(&self, kernel: &Kernel) {
+    pub fn restart(self: &Arc<Self>, kernel: &Arc<Kernel>) {
+        if kernel.spec == PYTHON_KERNEL {
+            self.restart_process(kernel);
+            return;
+        }
         kernel.abort_queued();
         kernel.interrupt(&self.queries);
         kernel.execution_count.store(0, Ordering::SeqCst);

@@ -1,0 +1,119 @@
+"""What a hosted `tarn-python` kernel starts with: `lake` and `%sql`.
+
+The gateway runs :func:`bind` in every kernel before its user's first
+cell. `lake` is a :class:`TarnProvider` that reaches the gateway over the
+Unix socket bound into the kernel's sandbox (the kernel has no network),
+with the short-lived credential the gateway keeps renewed in a file — the
+kernel never holds its user's own token.
+
+    %sql SELECT count(*) FROM SigninLogs          # a line: returns the result
+    df = %sql SELECT * FROM SigninLogs LIMIT 10   # as a pandas DataFrame
+    %%sql                                         # a cell: shows the result,
+    SELECT UserPrincipalName, count(*) AS n       # at most 10,000 rows,
+    FROM SigninLogs GROUP BY 1 ORDER BY n DESC    # with the true row count
+"""
+
+import os
+
+from .provider import TarnProvider, flight_sql
+
+
+class KernelLake(TarnProvider):
+    """A provider whose credential is re-read from its file before each
+    call, reconnecting when the gateway has renewed it."""
+
+    def __init__(self, uri, credential_file, database=None):
+        self._uri = uri
+        self._credential_file = credential_file
+        self._database = database
+        self._header = None
+        self._connection = None
+
+    def _read_credential(self):
+        with open(self._credential_file) as f:
+            return f.read().strip()
+
+    @property
+    def _conn(self):
+        header = self._read_credential()
+        if self._connection is None or header != self._header:
+            if self._connection is not None:
+                try:
+                    self._connection.close()
+                except Exception:  # noqa: BLE001 - an old connection may be gone already
+                    pass
+            self._connection = flight_sql.connect(
+                self._uri,
+                db_kwargs={"adbc.flight.sql.authorization_header": header},
+                autocommit=True,
+            )
+            self._header = header
+        return self._connection
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def sql(self, query):
+        """Runs `query` on the cluster; the whole result as a pyarrow.Table."""
+        def go():
+            with self._conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetch_arrow_table()
+        return self._call(go)
+
+    def sql_capped(self, query, max_rows):
+        """Runs `query`; at most `max_rows` rows kept, and the true count."""
+        import pyarrow as pa
+
+        def go():
+            with self._conn.cursor() as cur:
+                cur.execute(query)
+                reader = cur.fetch_record_batch()
+                kept, total = [], 0
+                for batch in reader:
+                    room = max_rows - sum(b.num_rows for b in kept)
+                    if room > 0:
+                        kept.append(batch.slice(0, room))
+                    total += batch.num_rows
+                return pa.Table.from_batches(kept, schema=reader.schema), total
+        return self._call(go)
+
+    def __repr__(self):
+        return f"<Tarn lake, workspace {self._database!r}>"
+
+
+def bind(uri, credential_file, database=None, user=None, max_rows=10_000):
+    """Makes `lake` and the `%sql` / `%%sql` magics in the running kernel."""
+    from IPython import get_ipython
+    from IPython.display import display, Markdown
+
+    ip = get_ipython()
+    lake = KernelLake(uri, credential_file, database)
+    ip.user_ns["lake"] = lake
+    os.environ["TARN_USER"] = user or ""
+
+    def sql(line, cell=None):
+        query = (cell if cell is not None else line).strip()
+        if not query:
+            return None
+        if cell is None:
+            table = lake.sql(query)
+            return _frame(table)
+        table, total = lake.sql_capped(query, max_rows)
+        display(_frame(table))
+        if total > table.num_rows:
+            display(Markdown(f"Showing {table.num_rows:,} of {total:,} rows."))
+        else:
+            display(Markdown(f"{total:,} rows."))
+        return None
+
+    ip.register_magic_function(sql, magic_kind="line_cell", magic_name="sql")
+
+
+def _frame(table):
+    try:
+        return table.to_pandas()
+    except ImportError:
+        return table

@@ -1,0 +1,451 @@
+//! `tarn-python` kernels: a real IPython process per kernel, hosted in a
+//! sandbox by `tarn-pykernel`, bridged to the notebook's websocket.
+//!
+//! The gateway keeps what makes a kernel a Tarn session — its lease, its
+//! user and roles, every timeout, shutdown — and passes Jupyter's messages
+//! through both ways: the websocket's JSON frames become signed ZeroMQ
+//! messages on the kernel's shell, control and stdin channels, and what
+//! the kernel says on shell, iopub, stdin and control goes back as JSON
+//! with the `channel` it came on. The kernel has no network: it reaches
+//! the lake through the gateway's Flight SQL service on a Unix socket
+//! bound into its sandbox, with a short-lived credential of its user that
+//! the gateway writes into the kernel's directory and renews.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tarn_common::roles::Grants;
+use tarn_common::{ErrorCode, TarnError};
+use tarn_pykernel::{Channel, Event, HostedKernel, Message, Pool};
+use tokio::sync::mpsc;
+
+use super::channel::close_reason;
+use super::{Kernel, Kernels, CLOSE_SHUTDOWN};
+
+/// The kernelspec name.
+pub const PYTHON_KERNEL: &str = "tarn-python";
+/// Where the gateway's Flight SQL socket appears inside a sandbox.
+pub const LAKE_SOCKET_INSIDE: &str = "/run/tarn/flight.sock";
+
+/// Makes the Authorization header value a kernel's lake calls carry: its
+/// user, its roles, good for the given time.
+pub type Minter = Arc<dyn Fn(&str, &Grants, Duration) -> String + Send + Sync>;
+
+/// How this gateway hosts Python kernels.
+pub struct PythonHost {
+    /// Started kernels, waiting for their users.
+    pub pool: Arc<Pool>,
+    /// Bytes of memory per leased vCore a kernel may use.
+    pub memory_per_vcore: u64,
+    /// Longest wait for a kernel's setup.
+    pub start_timeout: Duration,
+    /// How long a kernel's credential lasts (renewed at a third of it).
+    pub credential_lifetime: Duration,
+    /// The Flight SQL socket as the kernel sees it.
+    pub lake_socket: PathBuf,
+    /// Whether kernels are sandboxed (their directory is then
+    /// `/home/kernel` inside).
+    pub sandboxed: bool,
+    /// Makes the kernels' credentials.
+    pub mint: Minter,
+}
+
+impl PythonHost {
+    fn home(&self, hosted: &HostedKernel) -> PathBuf {
+        if self.sandboxed {
+            PathBuf::from(tarn_pykernel::launch::KERNEL_HOME)
+        } else {
+            hosted.dir.clone()
+        }
+    }
+
+    /// Writes (or renews) the kernel's credential file.
+    fn write_credential(&self, kernel: &Kernel, hosted: &HostedKernel) -> std::io::Result<()> {
+        let grants = Grants {
+            operator: false,
+            ..kernel.session.grants.clone()
+        };
+        let value = (self.mint)(&kernel.session.user, &grants, self.credential_lifetime);
+        let dir = hosted.dir.join(".tarn");
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join("credential.tmp");
+        std::fs::write(&tmp, value)?;
+        // The kernel's own user reads it; it cannot mint another.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, dir.join("credential"))
+    }
+
+    /// The code that makes `lake` and the `%sql` magics in a new kernel.
+    fn bind_code(&self, kernel: &Kernel, hosted: &HostedKernel, max_rows: usize) -> String {
+        let home = self.home(hosted);
+        format!(
+            "import tarn_provider.kernel as _tk\n_tk.bind(uri={uri}, credential_file={cred}, database={db}, user={user}, max_rows={max_rows})\ndel _tk\n",
+            uri = py_str(&format!("grpc+unix://{}", self.lake_socket.display())),
+            cred = py_str(&home.join(".tarn/credential").display().to_string()),
+            db = py_str(&kernel.session.workspace()),
+            user = py_str(&kernel.session.user),
+        )
+    }
+}
+
+/// A Python string literal (JSON's escapes are Python's).
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "''".into())
+}
+
+impl Kernels {
+    /// Gives `kernel` a process from the pool: memory capped at its
+    /// lease's share, `lake` bound to its user, its messages bridged.
+    pub(super) async fn attach_process(
+        self: &Arc<Self>,
+        kernel: &Arc<Kernel>,
+    ) -> Result<(), TarnError> {
+        let host = self.python_host()?;
+        let unavailable =
+            |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
+        let hosted = Arc::new(host.pool.take().await.map_err(unavailable)?);
+        let memory = host
+            .memory_per_vcore
+            .saturating_mul(u64::from(kernel.session.vcores.max(1)));
+        hosted
+            .limit_memory(memory, host.start_timeout)
+            .await
+            .map_err(unavailable)?;
+        host.write_credential(kernel, &hosted).map_err(|e| {
+            TarnError::new(
+                ErrorCode::KernelUnavailable,
+                format!("cannot give the kernel its credential: {e}"),
+            )
+        })?;
+        hosted
+            .run_setup(
+                &host.bind_code(kernel, &hosted, self.opts.max_result_rows),
+                host.start_timeout,
+            )
+            .await
+            .map_err(unavailable)?;
+        let events = hosted.take_events().ok_or_else(|| {
+            TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
+        })?;
+        let generation = kernel.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        kernel.process.send_replace(Some(Arc::clone(&hosted)));
+        self.ensure_sender(kernel, host.start_timeout);
+        let me = Arc::downgrade(self);
+        let k = Arc::clone(kernel);
+        self.queries.tasks().spawn(
+            "python kernel bridge",
+            bridge(me, k, Arc::clone(&hosted), generation, events, host),
+        );
+        tracing::info!(kernel = %kernel.id, uid = hosted.uid, memory, "python kernel attached");
+        Ok(())
+    }
+
+    /// Starts the kernel's sender once: it passes the notebook's messages
+    /// to whichever process is current, in order, waiting (up to `wait`)
+    /// while a restart brings a new one; a message that finds no process
+    /// gets its coded error, never silence.
+    fn ensure_sender(&self, kernel: &Arc<Kernel>, wait: Duration) {
+        let mut outbox = kernel.outbox.lock();
+        if outbox.is_some() {
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Channel, Message)>();
+        *outbox = Some(tx);
+        let kernel = Arc::clone(kernel);
+        self.queries
+            .tasks()
+            .spawn("python kernel sender", async move {
+                let mut current = kernel.process.subscribe();
+                loop {
+                    let next = tokio::select! {
+                        _ = kernel.closed.cancelled() => return,
+                        m = rx.recv() => m,
+                    };
+                    let Some((ch, msg)) = next else { return };
+                    let hosted = tokio::select! {
+                        _ = kernel.closed.cancelled() => return,
+                        p = tokio::time::timeout(wait, current.wait_for(Option::is_some)) => {
+                            p.ok().and_then(|r| r.ok()).and_then(|v| v.clone())
+                        }
+                    };
+                    let sent = match hosted {
+                        Some(h) => h.conn.send(ch, &msg).await.map_err(|e| e.to_string()),
+                        None => Err("the kernel's process is not running".into()),
+                    };
+                    if let Err(why) = sent {
+                        answer_unsent(&kernel, &msg, why);
+                    }
+                }
+            });
+    }
+
+    pub(super) fn python_host(&self) -> Result<Arc<PythonHost>, TarnError> {
+        match &self.python {
+            Ok(h) => Ok(Arc::clone(h)),
+            Err(why) => Err(TarnError::new(
+                ErrorCode::KernelUnavailable,
+                format!("this gateway cannot start tarn-python kernels: {why}"),
+            )),
+        }
+    }
+
+    /// Whether `tarn-python` kernels can be started here.
+    pub fn python_available(&self) -> bool {
+        self.python.is_ok()
+    }
+
+    /// A message from the notebook for a Python kernel: passed to the
+    /// process, except shutdown, which is Tarn's.
+    pub(super) fn forward_to_process(
+        self: &Arc<Self>,
+        kernel: &Arc<Kernel>,
+        msg: Value,
+        msg_type: &str,
+        channel: &str,
+        content: &Value,
+    ) {
+        if msg_type == "shutdown_request" {
+            let restart = content
+                .get("restart")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            kernel.emit(
+                channel,
+                "shutdown_reply",
+                &msg,
+                json!({"status": "ok", "restart": restart}),
+            );
+            if restart {
+                self.restart(kernel);
+            } else {
+                let me = Arc::clone(self);
+                let kernel = Arc::clone(kernel);
+                self.queries
+                    .tasks()
+                    .spawn("kernel shutdown", async move { me.shutdown(&kernel).await });
+            }
+            return;
+        }
+        let ch = match Channel::from_name(channel) {
+            Some(c @ (Channel::Shell | Channel::Control | Channel::Stdin)) => c,
+            _ => {
+                let e = TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("messages cannot be sent on the {channel:?} channel"),
+                )
+                .with_fix("send on shell, control or stdin");
+                kernel.emit("iopub", "error", &msg, super::error_content(&e));
+                return;
+            }
+        };
+        let obj = |k: &str| match msg.get(k) {
+            Some(v @ Value::Object(_)) => v.clone(),
+            _ => json!({}),
+        };
+        let wire = Message {
+            header: obj("header"),
+            parent_header: obj("parent_header"),
+            metadata: obj("metadata"),
+            content: content.clone(),
+            buffers: Vec::new(),
+        };
+        if !kernel.to_process(ch, wire.clone()) {
+            answer_unsent(kernel, &wire, "the kernel's process has ended".into());
+        }
+    }
+
+    /// Restarts a Python kernel: a fresh process from the pool replaces
+    /// the old one; the session and its lease stay.
+    pub(super) fn restart_process(self: &Arc<Self>, kernel: &Arc<Kernel>) {
+        kernel.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(p) = kernel.process.send_replace(None) {
+            p.kill();
+        }
+        kernel.status(&json!({}), "restarting");
+        let me = Arc::clone(self);
+        let kernel = Arc::clone(kernel);
+        self.queries
+            .tasks()
+            .spawn("python kernel restart", async move {
+                match me.attach_process(&kernel).await {
+                    Ok(()) => {
+                        kernel.busy.store(false, Ordering::SeqCst);
+                        kernel.status(&json!({}), "idle");
+                    }
+                    Err(e) => me.process_died(&kernel, e.message),
+                }
+            });
+    }
+
+    /// A Python kernel's process ended on its own or stopped answering:
+    /// the notebook is told why, the kernel ends and its lease returns.
+    pub(super) fn process_died(&self, kernel: &Arc<Kernel>, why: String) {
+        let e = TarnError::new(
+            ErrorCode::KernelDied,
+            format!("kernel {} died: {why}", kernel.id),
+        );
+        tracing::info!(kernel = %kernel.id, reason = %why, "python kernel died");
+        let parent = kernel.last_parent.lock().clone();
+        kernel.emit(
+            "iopub",
+            "stream",
+            &parent,
+            json!({"name": "stderr", "text": format!("{e}\n")}),
+        );
+        kernel.status(&parent, "dead");
+        if self.kernels.remove(&kernel.id).is_some() {
+            self.remember(&kernel.id, e);
+            kernel.end(
+                CLOSE_SHUTDOWN,
+                close_reason(ErrorCode::KernelDied, "the kernel's process ended"),
+            );
+            let sessions = Arc::clone(&self.sessions);
+            let id = kernel.session.id.clone();
+            self.queries
+                .tasks()
+                .spawn("close a dead kernel's session", async move {
+                    sessions.close(&id).await;
+                });
+        }
+    }
+}
+
+impl Kernel {
+    /// Queues a message for the kernel's process; false if it has none.
+    pub(super) fn to_process(&self, ch: Channel, msg: Message) -> bool {
+        match self.outbox.lock().as_ref() {
+            Some(tx) => tx.send((ch, msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Asks the process to interrupt its running cell (ipykernel answers
+    /// `interrupt_request` on control by signalling itself).
+    pub(super) fn interrupt_process(&self) -> bool {
+        let msg = Message::new(
+            "interrupt_request",
+            &self.jupyter_session,
+            json!({}),
+            json!({}),
+        );
+        self.to_process(Channel::Control, msg)
+    }
+
+    /// Stops the process (shutdown, session end).
+    pub(super) fn kill_process(&self) {
+        if let Some(p) = self.process.send_replace(None) {
+            p.kill();
+        }
+    }
+
+    /// A message from the process, onto the websocket as JSON.
+    fn pass_on(&self, ch: Channel, m: &Message) {
+        if ch == Channel::IoPub && m.msg_type() == "status" {
+            let state = m.content.get("execution_state").and_then(Value::as_str);
+            match state {
+                Some("busy") => self.busy.store(true, Ordering::SeqCst),
+                Some("idle") => self.busy.store(false, Ordering::SeqCst),
+                _ => {}
+            }
+        }
+        if ch == Channel::Shell && m.msg_type() == "execute_reply" {
+            if let Some(n) = m.content.get("execution_count").and_then(Value::as_u64) {
+                self.execution_count.store(n as u32, Ordering::SeqCst);
+            }
+        }
+        self.touch();
+        // Binary buffers (widgets) cannot travel in a JSON text frame.
+        let text = json!({
+            "msg_id": m.msg_id(),
+            "msg_type": m.msg_type(),
+            "header": m.header,
+            "parent_header": m.parent_header,
+            "metadata": m.metadata,
+            "content": m.content,
+            "channel": ch.name(),
+            "buffers": [],
+        })
+        .to_string();
+        self.send(text);
+    }
+}
+
+/// Answers a message the process never got, in the form its type
+/// expects (an execute request: its error and an error reply), so the
+/// notebook is not left waiting.
+fn answer_unsent(kernel: &Kernel, msg: &Message, why: String) {
+    let e = TarnError::new(ErrorCode::KernelDied, why);
+    let parent = json!({"header": msg.header});
+    let count = kernel.execution_count.load(Ordering::SeqCst);
+    match msg.msg_type() {
+        "execute_request" => {
+            crate::cells::refuse(&parent, &e, count, |ch, t, p, c| kernel.emit(ch, t, p, c))
+        }
+        other => {
+            let mut content = super::error_content(&e);
+            content["status"] = json!("error");
+            match other.strip_suffix("_request") {
+                Some(base) => kernel.emit("shell", &format!("{base}_reply"), &parent, content),
+                None => kernel.emit("iopub", "error", &parent, super::error_content(&e)),
+            }
+        }
+    }
+}
+
+/// Passes what the process says to the notebook until the kernel ends,
+/// the process is replaced, or it dies; renews the kernel's credential
+/// and keeps a busy kernel's session from looking idle.
+async fn bridge(
+    kernels: std::sync::Weak<Kernels>,
+    kernel: Arc<Kernel>,
+    hosted: Arc<HostedKernel>,
+    generation: u64,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    host: Arc<PythonHost>,
+) {
+    let current = || kernel.generation.load(Ordering::SeqCst) == generation;
+    let mut renew =
+        tokio::time::interval((host.credential_lifetime / 3).max(Duration::from_secs(1)));
+    renew.tick().await;
+    let mut keepalive = tokio::time::interval(Duration::from_secs(30));
+    keepalive.tick().await;
+    let died = loop {
+        tokio::select! {
+            _ = kernel.closed.cancelled() => return,
+            ev = events.recv() => match ev {
+                Some(Event::Message(ch, m)) => {
+                    if !current() {
+                        return;
+                    }
+                    kernel.pass_on(ch, &m);
+                }
+                Some(Event::Unresponsive(d)) => {
+                    break format!("it stopped answering its heartbeat for {} s", d.as_secs());
+                }
+                None => break hosted.exited().await,
+            },
+            why = hosted.exited() => break why,
+            _ = renew.tick() => {
+                if let Err(e) = host.write_credential(&kernel, &hosted) {
+                    tracing::warn!(kernel = %kernel.id, error = %e, "cannot renew the kernel's credential");
+                }
+            }
+            _ = keepalive.tick() => {
+                // A long cell is activity, though nothing is printed.
+                if kernel.busy.load(Ordering::SeqCst) {
+                    kernel.touch();
+                }
+            }
+        }
+    };
+    if !current() || kernel.closed.is_cancelled() {
+        return;
+    }
+    if let Some(k) = kernels.upgrade() {
+        k.process_died(&kernel, died);
+    }
+}
