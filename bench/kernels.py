@@ -1,5 +1,9 @@
-"""Kernels: start a `tarn-sql` kernel and run its first cell, and how fast
-an interrupt stops a long cell.
+"""Kernels: start a kernel and run its first cell, and how fast an
+interrupt stops a long cell. `--kind tarn-sql` (default) or `--kind
+tarn-python` (a hosted IPython process: the first cell is `1 + 1`, the long
+cell a `time.sleep`); `--pause` spaces the cycles out as notebooks opening
+one after another do, so the gateway's pool of started interpreters
+refills behind them (`--pause 0` measures a burst instead).
 
 - start: `POST /api/kernels`, websocket attach, `kernel_info_request`, a
   `SELECT 1` cell to its `execute_reply`, `DELETE` — what a notebook does
@@ -22,6 +26,7 @@ given; prints p50 / p99 / max per measurement plus a JSON line, and writes
 bench/results/kernels.json.
 
     .venv/bin/python bench/kernels.py [--n 1000] [--interrupts 5] [--tarn target/release/tarn]
+    .venv/bin/python bench/kernels.py --kind tarn-python --n 100 --pause 1
 """
 
 import argparse
@@ -43,11 +48,16 @@ LONG = "SELECT COUNT(*) FROM SecurityEvent a CROSS JOIN SecurityEvent b WHERE a.
 PHASES = ("post", "attach_info", "first_cell", "delete")
 
 
+KIND = {"name": "tarn-sql"}
+FIRST = {"tarn-sql": "SELECT 1 AS one", "tarn-python": "1 + 1"}
+SLOW = {"tarn-sql": LONG, "tarn-python": "import time\ntime.sleep(600)"}
+
+
 def start_cycle(base):
     """Phase durations (ms) of one kernel's life."""
     out = {}
     t = time.perf_counter()
-    status, k, _ = http("POST", f"{base}/api/kernels", {"name": "tarn-sql"})
+    status, k, _ = http("POST", f"{base}/api/kernels", {"name": KIND["name"]})
     if status != 201:
         raise RuntimeError(f"POST /api/kernels: HTTP {status} {k}")
     out["post"] = time.perf_counter()
@@ -57,7 +67,7 @@ def start_cycle(base):
         mid = ws.send("kernel_info_request", {})
         ws.until("kernel_info_reply", mid)
         out["attach_info"] = time.perf_counter()
-        reply, _ = ws.execute("SELECT 1 AS one")
+        reply, _ = ws.execute(FIRST[KIND["name"]])
         if reply["status"] != "ok":
             raise RuntimeError(f"first cell: {reply.get('ename')} {reply.get('evalue')}")
         out["first_cell"] = time.perf_counter()
@@ -77,18 +87,22 @@ def start_cycle(base):
 
 
 def interrupt_once(base):
-    status, k, _ = http("POST", f"{base}/api/kernels", {"name": "tarn-sql"})
+    status, k, _ = http("POST", f"{base}/api/kernels", {"name": KIND["name"]})
     if status != 201:
         raise RuntimeError(f"POST /api/kernels: HTTP {status} {k}")
     ws = Kernel(base, k["id"])
+    python = KIND["name"] == "tarn-python"
     try:
-        mid = ws.send("execute_request", {"code": LONG})
-        ws.until("update_display_data", mid, timeout=60)
+        mid = ws.send("execute_request", {"code": SLOW[KIND["name"]]})
+        # Running: on the executors (SQL), or the cell's code started (Python).
+        ws.until("execute_input" if python else "update_display_data", mid, timeout=60)
+        if python:
+            time.sleep(0.2)
         t = time.perf_counter()
         http("POST", f"{base}/api/kernels/{k['id']}/interrupt")
         reply = ws.until("execute_reply", mid, timeout=60)[-1]["content"]
         took = (time.perf_counter() - t) * 1000
-        assert reply["ename"] == "TARN-2804 CANCELLED", reply
+        assert reply["ename"] == ("KeyboardInterrupt" if python else "TARN-2804 CANCELLED"), reply
         return took
     finally:
         ws.close()
@@ -118,10 +132,14 @@ def main():
     ap.add_argument("--n", type=int, default=1000, help="measured kernel start cycles")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--interrupts", type=int, default=5, help="measured interrupts (0 skips)")
+    ap.add_argument("--kind", default="tarn-sql", choices=["tarn-sql", "tarn-python"])
+    ap.add_argument("--pause", type=float, default=0.0, help="seconds between cycles")
     args = ap.parse_args()
+    KIND["name"] = args.kind
     tarn, base = None, args.http
     if not base:
-        tarn = start_tarn(args.tarn, args.lake)
+        tarn = start_tarn(args.tarn, args.lake, env={
+            "TARN_GATEWAY__PYTHON_KERNEL_PYTHON": str(ROOT / ".kernel-env" / "bin" / "python")})
         base = tarn.http
     results, failed, leaks = {}, False, {}
     try:
@@ -131,6 +149,7 @@ def main():
         phases = collections.defaultdict(list)
         errors = collections.Counter()
         for _ in range(args.n):
+            time.sleep(args.pause)
             try:
                 for p, v in start_cycle(base).items():
                     phases[p].append(v)
@@ -164,8 +183,10 @@ def main():
     finally:
         if tarn:
             tarn.stop()
-    print(json.dumps({"bench": "kernels", "n": args.n, "results": results}))
-    print("results:", write_result("kernels", {"bench": "kernels", "n": args.n, "results": results, "leaks": leaks,
+    name = "kernels" if args.kind == "tarn-sql" else "kernels-python"
+    print(json.dumps({"bench": name, "n": args.n, "results": results}))
+    print("results:", write_result(name, {"bench": name, "kind": args.kind, "pause_s": args.pause,
+                                          "n": args.n, "results": results, "leaks": leaks,
                                                "command": command_line(), "machine": machine()}))
     if failed:
         sys.exit(1)

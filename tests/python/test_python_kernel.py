@@ -1,7 +1,7 @@
 """`tarn-python` kernels: a real IPython process per kernel, hosted by the
 gateway in a sandbox, with `lake` and `%sql` preloaded."""
 
-import base64
+import ast
 import os
 import time
 
@@ -10,6 +10,7 @@ import pytest
 
 from conftest import mint
 from jupyter_client_util import Kernel, http, of_type
+from test_jupyter import notebook_server, websocket_via_server  # noqa: F401 - a fixture
 
 
 def start(tarn, token=None, vcores=1):
@@ -194,3 +195,35 @@ def test_lake_calls_carry_the_users_roles_not_more(writable):
     finally:
         ws.close()
         http("DELETE", f"{writable['http']}/api/kernels/{k['id']}", token=token)
+
+
+def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
+    """`jupyter server --gateway-url` starts a tarn-python kernel on Tarn and
+    runs cells that use `lake`, `%sql` with a join and an aggregate (the
+    answer equal to the same SQL over ADBC) and a pandas plot."""
+    nb = notebook_server
+    status, specs, _ = http("GET", f"{nb['http']}/api/kernelspecs", token=nb["token"], scheme="token")
+    assert status == 200 and "tarn-python" in specs["kernelspecs"], specs
+    status, k, _ = http("POST", f"{nb['http']}/api/kernels", {"name": "tarn-python"}, nb["token"], "token")
+    assert status == 201, (k, open(nb["log"]).read()[-2000:])
+    status, mine, _ = http("GET", f"{tarn['http']}/api/kernels/{k['id']}", token=mint(tarn, "alice"))
+    assert status == 200 and mine["tarn"]["user"] == "alice" and mine["name"] == "tarn-python", mine
+    join = ("SELECT i.Department, COUNT(*) AS failures FROM SigninLogs s "
+            "JOIN IdentityInfo i ON s.UserPrincipalName = i.AccountUPN "
+            "WHERE s.ResultType <> '0' GROUP BY i.Department ORDER BY i.Department")
+    with flight_sql.connect(tarn["uri"]) as conn, conn.cursor() as cur:
+        cur.execute(join)
+        expected = [tuple(r) for r in cur.fetchall()]
+    assert expected
+    ws = websocket_via_server(nb, k["id"])
+    try:
+        reply, r, msgs = run(ws, f"df = %sql {join}\nlist(df.itertuples(index=False, name=None))")
+        assert reply["status"] == "ok", msgs
+        assert ast.literal_eval(r) == expected, (r, expected)
+        reply, _, msgs = run(ws, "ax = df.plot.bar(x='Department', y='failures')\nimport matplotlib.pyplot as plt\nplt.show()")
+        assert reply["status"] == "ok", msgs
+        assert any("image/png" in m["content"]["data"] for m in of_type(msgs, "display_data"))
+    finally:
+        ws.close()
+    status, _, _ = http("DELETE", f"{nb['http']}/api/kernels/{k['id']}", token=nb["token"], scheme="token")
+    assert status == 204
