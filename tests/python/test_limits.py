@@ -127,9 +127,11 @@ def test_websocket_lifetime_closes_with_a_reason_and_the_kernel_survives(brief):
         http("DELETE", f"{strict['http']}/api/kernels/{k['id']}", token=token)
 
 
-def test_an_idle_kernel_is_warned_then_ended_and_its_vcores_return(strict):
-    token = mint(strict, "jude")
-    status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": "tarn-sql"}, token)
+@pytest.mark.parametrize("kind", ["tarn-sql", "tarn-python"])
+def test_an_idle_kernel_is_warned_then_ended_and_its_vcores_return(strict, kind):
+    token = mint(strict, f"jude-{kind}")
+    status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": kind}, token)
+    assert status == 201, k
     lease = k["tarn"]["lease_id"]
     ws = Kernel(strict["http"], k["id"], token)
     warned = None
@@ -153,19 +155,22 @@ def test_an_idle_kernel_is_warned_then_ended_and_its_vcores_return(strict):
 
 
 def test_the_eleventh_user_is_refused_with_the_coded_error(strict):
+    """Both kernel kinds count toward the same 10 users."""
     admin = mint(strict, "ops")
     _, pools, _ = http("GET", f"{strict['http']}/v1/pools", token=admin)
     free_users = pools["max_interactive_users"] - pools["interactive_users"]
+    kinds = ["tarn-sql", "tarn-python"]
     opened = []
     try:
         for i in range(free_users):
             t = mint(strict, f"user{i:02d}")
-            status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": "tarn-sql"}, t)
+            status, k, _ = http("POST", f"{strict['http']}/api/kernels", {"name": kinds[i % 2]}, t)
             assert status == 201, k
             opened.append((k["id"], t))
-        t = mint(strict, "one-too-many")
-        status, body, _ = http("POST", f"{strict['http']}/api/kernels", {"name": "tarn-sql"}, t)
-        assert status == 429 and body["error"]["code"] == 2304, body
+        for kind in kinds:
+            t = mint(strict, f"one-too-many-{kind}")
+            status, body, _ = http("POST", f"{strict['http']}/api/kernels", {"name": kind}, t)
+            assert status == 429 and body["error"]["code"] == 2304, body
         assert body["error"]["name"] == "USER_LIMIT_REACHED"
     finally:
         for kid, t in opened:
