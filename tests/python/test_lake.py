@@ -46,7 +46,7 @@ def test_the_provider_workflow_end_to_end(writable):
     assert {"demo", "hr"} <= set(p.list_databases())
     assert "SigninLogs" in p.list_tables("demo")
     signins = p.read_table("SigninLogs", "demo")
-    assert signins.num_rows > 1000 and "UserPrincipalName" in signins.column_names
+    assert signins.num_rows > 1000 and "UserPrincipalName" in signins.columns
 
     # Summarise, save partitioned, append, read back, overwrite, delete.
     per_user = pa.table({
@@ -60,7 +60,7 @@ def test_the_provider_workflow_end_to_end(writable):
     assert "Risky_SPRK" in p.list_tables("demo")
     p.save_as_table(per_user, "Risky_SPRK", "demo")  # default mode: append
     back = p.read_table("Risky_SPRK", "demo")
-    assert back.num_rows == 6 and sum(back["Failures"].to_pylist()) == 20
+    assert back.num_rows == 6 and sum(back.column("Failures").to_pylist()) == 20
     assert (writable["lake"] / "demo" / "Risky_SPRK" / "Country=NL").is_dir()
     p.save_as_table(per_user.slice(0, 1), "Risky_SPRK", "demo", write_options={"mode": "overwrite"})
     assert p.read_table("Risky_SPRK", "demo").to_pylist() == [
@@ -336,3 +336,58 @@ def test_an_interrupted_overwrite_leaves_the_old_or_the_new_version(lake, tmp_pa
         assert sql(info, token, "SELECT count(*) FROM demo.Big_SPRK WHERE gen = 3")[0][0] == 5
     finally:
         kill_all(proc)
+
+
+def test_lazy_frames_run_on_the_cluster_and_equal_the_same_sql(writable):
+    """Frames compose without moving rows; what they return equals the
+    same SQL over ADBC; saving one is a write by the cluster."""
+    from tarn_provider import F, col, lit
+
+    token = mint(writable, "frames", roles=["demo=owner"])
+    p = TarnProvider(writable["uri"], token=token, database="demo")
+    s = p.read_table("SigninLogs", "demo")
+    assert "<Frame (lazy)" in repr(s)
+
+    top = (s.filter(col("ResultType") != "0")
+            .group_by("UserPrincipalName")
+            .agg(failures=F.count(), ips=F.count_distinct("IPAddress"))
+            .sort(col("failures").desc(), col("UserPrincipalName"))
+            .limit(5))
+    want = sql(writable, token,
+               "SELECT UserPrincipalName, COUNT(*) AS failures, COUNT(DISTINCT IPAddress) AS ips "
+               "FROM demo.SigninLogs WHERE ResultType <> '0' GROUP BY UserPrincipalName "
+               "ORDER BY failures DESC, UserPrincipalName LIMIT 5")
+    assert [tuple(r.values()) for r in top.to_pylist()] == [tuple(r) for r in want]
+    assert [tuple(r.values()) for r in top] == [tuple(r) for r in want]   # iteration
+    assert top.count() == 5
+    assert "Aggregate" in top.explain() or "aggr" in top.explain().lower()
+
+    # A join, a derived column and a window function.
+    ident = p.read_table("IdentityInfo", "demo").select(col("AccountUPN").alias("UserPrincipalName"), "Department")
+    by_dept = (s.join(ident, on="UserPrincipalName")
+                .with_column("failed", "CASE WHEN ResultType <> '0' THEN 1 ELSE 0 END")
+                .group_by("Department").agg(failed=F.sum("failed"), total=F.count())
+                .with_column("rank", F.rank().over(order_by=col("failed").desc()))
+                .sort("Department"))
+    want = sql(writable, token,
+               "SELECT i.Department, SUM(CASE WHEN s.ResultType <> '0' THEN 1 ELSE 0 END) AS failed, COUNT(*) AS total "
+               "FROM demo.SigninLogs s JOIN demo.IdentityInfo i ON s.UserPrincipalName = i.AccountUPN "
+               "GROUP BY i.Department ORDER BY i.Department")
+    got = by_dept.to_pylist()
+    assert [(r["Department"], r["failed"], r["total"]) for r in got] == [tuple(r) for r in want]
+    worst = max(want, key=lambda r: r[1])[0]
+    assert next(r["rank"] for r in got if r["Department"] == worst) == 1
+
+    # Values are quoted, never pasted: a quote in a value is just a value.
+    assert s.filter(col("UserPrincipalName") == lit("x' OR '1'='1")).count() == 0
+
+    # Saving a frame writes on the cluster: CREATE TABLE … AS, then appends.
+    p.save_as_table(top, "TopFailures_SPRK", "demo")
+    p.save_as_table(top.limit(2), "TopFailures_SPRK", "demo")
+    assert p.read_table("TopFailures_SPRK", "demo").count() == 7
+    p.save_as_table(top.limit(1), "TopFailures_SPRK", "demo", write_options={"mode": "overwrite"})
+    assert p.read_table("TopFailures_SPRK", "demo").count() == 1
+
+    # A frame over a table the user may not read is refused with its code.
+    err = code_of(lambda: p.read_table("Salaries", "hr"))
+    assert err.code == 2001, err

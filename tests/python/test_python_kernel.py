@@ -199,8 +199,9 @@ def test_lake_calls_carry_the_users_roles_not_more(writable):
 
 def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
     """`jupyter server --gateway-url` starts a tarn-python kernel on Tarn and
-    runs cells that use `lake`, `%sql` with a join and an aggregate (the
-    answer equal to the same SQL over ADBC) and a pandas plot."""
+    runs cells that use `lake`, `%sql` and a lazy frame with a join and an
+    aggregate (each answer equal to the same SQL over ADBC) and a pandas
+    plot."""
     nb = notebook_server
     status, specs, _ = http("GET", f"{nb['http']}/api/kernelspecs", token=nb["token"], scheme="token")
     assert status == 200 and "tarn-python" in specs["kernelspecs"], specs
@@ -218,6 +219,15 @@ def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
     ws = websocket_via_server(nb, k["id"])
     try:
         reply, r, msgs = run(ws, f"df = %sql {join}\nlist(df.itertuples(index=False, name=None))")
+        assert reply["status"] == "ok", msgs
+        assert ast.literal_eval(r) == expected, (r, expected)
+        # The same as a lazy frame: joined and aggregated on the cluster.
+        frame = ("s = lake.read_table('SigninLogs')\n"
+                 "i = lake.read_table('IdentityInfo').select(col('AccountUPN').alias('UserPrincipalName'), 'Department')\n"
+                 "f = (s.filter(col('ResultType') != '0').join(i, on='UserPrincipalName')\n"
+                 "      .group_by('Department').agg(failures=F.count()).sort('Department'))\n"
+                 "[tuple(r.values()) for r in f]")
+        reply, r, msgs = run(ws, frame)
         assert reply["status"] == "ok", msgs
         assert ast.literal_eval(r) == expected, (r, expected)
         reply, _, msgs = run(ws, "ax = df.plot.bar(x='Department', y='failures')\nimport matplotlib.pyplot as plt\nplt.show()")

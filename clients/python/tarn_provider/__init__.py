@@ -4,7 +4,8 @@
     lake = TarnProvider("grpc://127.0.0.1:50060", token="tarn....")
     lake.list_databases()                      # ['demo', ...]
     lake.list_tables("demo")                   # ['AuditLogs', 'SigninLogs', ...]
-    t = lake.read_table("SigninLogs", "demo")  # a pyarrow.Table (t.to_pandas() for pandas)
+    t = lake.read_table("SigninLogs", "demo")  # a lazy Frame: nothing read yet
+    t.filter(col("ResultType") != "0").group_by("UserPrincipalName").agg(n=F.count()).to_pandas()
     run = lake.save_as_table(t, "Risky_SPRK", "demo", write_options={"mode": "overwrite"})
     lake.delete_table("Risky_SPRK", "demo")
 
@@ -13,7 +14,8 @@ SQL: a refused call raises :class:`TarnError` carrying the server's stable
 code, the cause and the fix.
 """
 
+from .frame import F, Frame, col, lit
 from .jobs import TarnJobs
 from .provider import TarnError, TarnProvider
 
-__all__ = ["TarnError", "TarnJobs", "TarnProvider"]
+__all__ = ["F", "Frame", "TarnError", "TarnJobs", "TarnProvider", "col", "lit"]

@@ -55,14 +55,6 @@ class KernelLake(TarnProvider):
             self._connection.close()
             self._connection = None
 
-    def sql(self, query):
-        """Runs `query` on the cluster; the whole result as a pyarrow.Table."""
-        def go():
-            with self._conn.cursor() as cur:
-                cur.execute(query)
-                return cur.fetch_arrow_table()
-        return self._call(go)
-
     def sql_capped(self, query, max_rows):
         """Runs `query`; at most `max_rows` rows kept, and the true count."""
         import pyarrow as pa
@@ -92,6 +84,8 @@ def bind(uri, credential_file, database=None, user=None, max_rows=10_000):
     ip = get_ipython()
     lake = KernelLake(uri, credential_file, database)
     ip.user_ns["lake"] = lake
+    from .frame import F, col, lit
+    ip.user_ns.update({"col": col, "lit": lit, "F": F})
     os.environ["TARN_USER"] = user or ""
 
     def sql(line, cell=None):
@@ -99,8 +93,7 @@ def bind(uri, credential_file, database=None, user=None, max_rows=10_000):
         if not query:
             return None
         if cell is None:
-            table = lake.sql(query)
-            return _frame(table)
+            return _frame(lake._query(query))
         table, total = lake.sql_capped(query, max_rows)
         display(_frame(table))
         if total > table.num_rows:

@@ -8,6 +8,8 @@ import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow as pa
 
+from .frame import Frame
+
 WRITE_OPTIONS_HEADER = "x-tarn-write-options"
 RUN_ID_HEADER = "x-tarn-run-id"
 CALL_HEADER = "adbc.flight.sql.rpc.call_header."
@@ -98,12 +100,40 @@ class TarnProvider:
         return self._call(go)
 
     def read_table(self, table, database=None):
-        """The whole table as a pyarrow.Table (`.to_pandas()` for pandas)."""
+        """The table as a lazy :class:`Frame`: filter, join, aggregate,
+        sort on the cluster; `.to_arrow()` / `.to_pandas()` pull the
+        result. A table that does not exist or may not be read is refused
+        here, with its code."""
+        frame = Frame(self, f"SELECT * FROM {self._name(table, database)}")
+        frame.schema  # checked now (planned, no rows read), as a read would be
+        return frame
+
+    def sql(self, query):
+        """A query as a lazy :class:`Frame`."""
+        return Frame(self, query)
+
+    def _query(self, sql, progress=False):
         def go():
             with self._conn.cursor() as cur:
-                cur.execute(f"SELECT * FROM {self._name(table, database)}")
+                cur.execute(sql)
                 return cur.fetch_arrow_table()
         return self._call(go)
+
+    def _batches(self, sql):
+        def go():
+            cur = self._conn.cursor()
+            cur.execute(sql)
+            return cur, cur.fetch_record_batch()
+        cur, reader = self._call(go)
+        try:
+            while True:
+                try:
+                    batch = self._call(reader.read_next_batch)
+                except StopIteration:
+                    return
+                yield batch
+        finally:
+            cur.close()
 
     def save_as_table(self, df, table, database=None, write_options=None):
         """Writes `df` (pyarrow Table or RecordBatchReader, or pandas
@@ -119,6 +149,8 @@ class TarnProvider:
         if not isinstance(write_options, dict):
             raise TarnError(2805, "INVALID_ARGUMENT", "write_options must be a dict",
                             "pass e.g. {'mode': 'append'}")
+        if isinstance(df, Frame):
+            return self._save_frame(df, table, database, write_options)
         if isinstance(df, (pa.Table, pa.RecordBatchReader, pa.RecordBatch)):
             data = df
         elif hasattr(df, "to_arrow"):
@@ -137,6 +169,27 @@ class TarnProvider:
                 cur.adbc_ingest(table, data, mode="create_append", db_schema_name=db)
             return run_id
         return self._call(go)
+
+    def _save_frame(self, frame, table, database, write_options):
+        """A frame is written by the cluster: `CREATE TABLE … AS` its query
+        when the table is new, else `INSERT [OVERWRITE]`; its rows never
+        pass through this process."""
+        mode = write_options.get("mode", "append")
+        if mode not in ("append", "overwrite"):
+            raise TarnError(2805, "INVALID_ARGUMENT", f"mode must be 'append' or 'overwrite', not {mode!r}",
+                            "pass write_options={'mode': 'append'} or {'mode': 'overwrite'}")
+        name = self._name(table, database)
+        parts = write_options.get("partitionBy") or []
+        partitioned = f" PARTITIONED BY ({', '.join(_quote(c) for c in parts)})" if parts else ""
+        run_id = f"tarn-save-{uuid.uuid4().hex}"
+        try:
+            self._query(f"CREATE TABLE {name}{partitioned} AS {frame.to_sql()}")
+        except TarnError as e:
+            if e.code != 2102:  # TABLE_ALREADY_EXISTS: append or overwrite it
+                raise
+            verb = "INSERT OVERWRITE" if mode == "overwrite" else "INSERT INTO"
+            self._query(f"{verb} {name} {frame.to_sql()}")
+        return run_id
 
     def delete_table(self, table, database=None):
         """Deletes a lake-tier table (`<Name>_SPRK`); needs the owner role."""
