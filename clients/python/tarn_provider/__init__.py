@@ -14,8 +14,8 @@ SQL: a refused call raises :class:`TarnError` carrying the server's stable
 code, the cause and the fix.
 """
 
-from .frame import F, Frame, col, lit
+from .frame import F, Frame, col, expr, lit
 from .jobs import TarnJobs
 from .provider import TarnError, TarnProvider
 
-__all__ = ["F", "Frame", "TarnError", "TarnJobs", "TarnProvider", "col", "lit"]
+__all__ = ["F", "Frame", "TarnError", "TarnJobs", "TarnProvider", "col", "expr", "lit"]

@@ -15,8 +15,8 @@ cluster, with only the result pulled into Python.
 A frame is a query, carried to the gateway as SQL text: each step wraps
 the previous one as a subquery, and the gateway plans the whole thing with
 the same planner, roles and lake rules as any SQL. Expressions are built
-with `col`, `lit` and `F`, or given as SQL text (`s.filter("ResultType <>
-'0'")`).
+with `col`, `lit`, `expr` and `F`, or given as SQL text where a condition
+or a new column is expected (`s.filter("ResultType <> '0'")`).
 """
 
 import datetime
@@ -128,6 +128,12 @@ def col(name):
 def lit(value):
     """A value, quoted as SQL."""
     return Expr(_literal(value))
+
+
+def expr(sql):
+    """An expression written as SQL text, e.g.
+    `F.sum(expr("CASE WHEN ResultType <> '0' THEN 1 ELSE 0 END"))`."""
+    return Expr(f"({sql})")
 
 
 def _expr(x, column=False):

@@ -84,8 +84,8 @@ def bind(uri, credential_file, database=None, user=None, max_rows=10_000):
     ip = get_ipython()
     lake = KernelLake(uri, credential_file, database)
     ip.user_ns["lake"] = lake
-    from .frame import F, col, lit
-    ip.user_ns.update({"col": col, "lit": lit, "F": F})
+    from .frame import F, col, expr, lit
+    ip.user_ns.update({"col": col, "lit": lit, "expr": expr, "F": F})
     os.environ["TARN_USER"] = user or ""
 
     def sql(line, cell=None):
