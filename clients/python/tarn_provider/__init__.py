@@ -18,4 +18,11 @@ from .frame import F, Frame, col, expr, lit
 from .jobs import TarnJobs
 from .provider import TarnError, TarnProvider
 
-__all__ = ["F", "Frame", "TarnError", "TarnJobs", "TarnProvider", "col", "expr", "lit"]
+def msticpy_plugin_dir():
+    """The folder to give `msticpy.load_plugins` for `QueryProvider("Tarn")`
+    (needs the `msticpy` extra: `pip install ./clients/python[msticpy]`)."""
+    import pathlib
+    return str(pathlib.Path(__file__).resolve().parent / "msticpy_plugin")
+
+
+__all__ = ["msticpy_plugin_dir", "F", "Frame", "TarnError", "TarnJobs", "TarnProvider", "col", "expr", "lit"]
