@@ -145,6 +145,7 @@ impl Gateway {
             .with_max_prepared(opts.max_prepared_statements),
         );
         let python = python_host(&opts, &service, &auth, &tasks, &shutdown).await;
+        let python_for_jobs = python.as_ref().ok().cloned();
         if let Err(why) = &python {
             tracing::warn!(reason = %why, "tarn-python kernels are not offered");
         }
@@ -162,26 +163,29 @@ impl Gateway {
             },
             python,
         );
-        let jobs = Arc::new(jobs::Jobs::new(
-            Arc::clone(&sessions),
-            Arc::clone(&queries),
-            jobs::JobOptions {
-                workers: opts.job_workers,
-                renew: opts.lease_renew_interval,
-                render: KernelOptions {
-                    websocket_lifetime: opts.websocket_lifetime,
-                    max_message_bytes: opts.max_message_bytes,
-                    max_result_rows: opts.job_output_rows,
-                    // A run's output is a file, not a websocket message.
-                    max_output_bytes: 64 * 1024 * 1024,
-                    max_queued_cells: 0,
-                    flight_url: format!("grpc://{flight_addr}"),
-                    idle_timeout: opts.session_idle_timeout,
+        let jobs = Arc::new(
+            jobs::Jobs::new(
+                Arc::clone(&sessions),
+                Arc::clone(&queries),
+                jobs::JobOptions {
+                    workers: opts.job_workers,
+                    renew: opts.lease_renew_interval,
+                    render: KernelOptions {
+                        websocket_lifetime: opts.websocket_lifetime,
+                        max_message_bytes: opts.max_message_bytes,
+                        max_result_rows: opts.job_output_rows,
+                        // A run's output is a file, not a websocket message.
+                        max_output_bytes: 64 * 1024 * 1024,
+                        max_queued_cells: 0,
+                        flight_url: format!("grpc://{flight_addr}"),
+                        idle_timeout: opts.session_idle_timeout,
+                    },
                 },
-            },
-            format!("gateway {flight_addr} ({})", uuid::Uuid::new_v4().simple()),
-            tasks.clone(),
-        ));
+                format!("gateway {flight_addr} ({})", uuid::Uuid::new_v4().simple()),
+                tasks.clone(),
+            )
+            .with_python(python_for_jobs),
+        );
         jobs.start_workers();
         let sweeper = sweep_sessions(
             Arc::clone(&sessions),

@@ -482,7 +482,8 @@ pub enum TimeLimit {
 }
 
 impl TimeLimit {
-    fn duration(self) -> Duration {
+    /// How long is left under this limit.
+    pub fn duration(self) -> Duration {
         match self {
             TimeLimit::Interactive(d) => d,
             TimeLimit::Job { left, .. } => left,

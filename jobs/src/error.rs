@@ -245,7 +245,7 @@ pub enum Error {
     /// The notebook's kernel is not one jobs can run.
     #[error(
         "notebook kernel {kernel:?} is not supported; set metadata.kernelspec.name to \
-         \"tarn-sql\" or \"python3\""
+         \"tarn-sql\" or \"tarn-python\" (\"python3\" runs as tarn-python)"
     )]
     Kernel {
         /// The kernel named by the notebook.

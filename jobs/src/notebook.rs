@@ -34,7 +34,7 @@ use crate::script;
 /// The kernel a notebook runs on when its metadata names none.
 pub const DEFAULT_KERNEL: &str = "tarn-sql";
 /// The kernels jobs can run.
-pub const SUPPORTED_KERNELS: &[&str] = &["tarn-sql", "python3"];
+pub const SUPPORTED_KERNELS: &[&str] = &["tarn-sql", "tarn-python", "python3"];
 /// The tag marking the cell of parameter defaults (papermill's name).
 pub const PARAMETERS_TAG: &str = "parameters";
 /// The tag marking the cell of a run's parameter values (papermill's name).
@@ -319,7 +319,7 @@ pub fn injected_parameters_cell(values: &BTreeMap<String, ParamValue>) -> Value 
 }
 
 /// A cell's `source`: a string, or an array of strings to concatenate.
-fn source_text(source: Option<&Value>) -> Option<String> {
+pub fn source_text(source: Option<&Value>) -> Option<String> {
     match source? {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => parts

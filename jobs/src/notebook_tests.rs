@@ -65,7 +65,7 @@ fn reads_the_kernel_and_refuses_unsupported_ones() {
     );
     assert_eq!(err.kind(), Kind::InvalidNotebook);
     assert!(
-        err.to_string().contains("\"tarn-sql\" or \"python3\""),
+        err.to_string().contains("\"tarn-sql\" or \"tarn-python\""),
         "{err}"
     );
 }

@@ -150,3 +150,48 @@ def test_a_script_job_appends_to_an_analytics_table_what_adbc_reads(writable):
     assert jobs.run(job["id"], wait=True)["status"] == "succeeded"
     twice = rows(writable, token, "SELECT count(*) FROM demo.DailyFailures_SPRK_CL")[0][0]
     assert twice == 2 * len(rows(writable, token, FAILED))
+
+
+def test_a_python_notebook_job_runs_in_a_hosted_kernel_with_its_parameters(writable):
+    """A tarn-python notebook job: the parameters cell's defaults are
+    overridden by the run's values (papermill's way), `lake` acts as the
+    owner, the executed notebook keeps each cell's outputs, and a cell that
+    raises fails the run with the cell and the error."""
+    token = mint(writable, "pyjobs", roles=["demo=owner"])
+    jobs = TarnJobs(writable["http"], token=token)
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
+             "source": "min_failures = 1000\nlabel = 'default'"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "top = (lake.read_table('SigninLogs').filter(col('ResultType') != '0')\n"
+                       "       .group_by('UserPrincipalName').agg(n=F.count())\n"
+                       "       .filter(col('n') >= min_failures))\n"
+                       "print(label, top.count())"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "lake.save_as_table(top, 'PyJobTop_SPRK', write_options={'mode': 'overwrite'})\n"
+                       "lake.read_table('PyJobTop_SPRK').count()"},
+        ],
+    }
+    job = jobs.create("py-top-failures", "demo", notebook=nb)
+    run = jobs.run(job["id"], parameters={"min_failures": 20, "label": "nightly"}, wait=True)
+    assert run["status"] == "succeeded", run
+    expected = rows(writable, token,
+                        "SELECT COUNT(*) FROM (SELECT UserPrincipalName FROM demo.SigninLogs "
+                        "WHERE ResultType <> '0' GROUP BY 1 HAVING COUNT(*) >= 20)")[0][0]
+    assert expected > 0
+    out = jobs.output(run["run_id"])
+    texts = [o.get("text", "") for c in out["cells"] for o in c.get("outputs", [])]
+    assert any(t.strip() == f"nightly {expected}" for t in texts), texts
+    results = [o["data"]["text/plain"] for c in out["cells"] for o in c.get("outputs", [])
+               if o.get("output_type") == "execute_result"]
+    assert str(expected) in results, results
+
+    # A cell that raises fails the run with the cell and the error.
+    nb["cells"][1]["source"] = "undefined_name + 1"
+    bad = jobs.create("py-broken", "demo", notebook=nb)
+    run = jobs.run(bad["id"], wait=True)
+    assert run["status"] == "failed", run
+    assert run["error_code"] == 2806 and "NameError" in run["message"], run

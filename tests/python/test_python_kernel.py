@@ -83,10 +83,12 @@ def test_a_python_kernel_runs_code_and_reads_the_lake_as_its_user(pykernel):
 
 def test_interrupt_and_restart(pykernel):
     tarn, k, ws = pykernel
-    mid = ws.send("execute_request", {"code": "import time\ntime.sleep(120)", "silent": False,
-                                      "store_history": True, "user_expressions": {}, "allow_stdin": False,
-                                      "stop_on_error": True})
-    ws.until("status", parent=mid, timeout=30)  # busy
+    mid = ws.send("execute_request", {"code": "import time\nprint('sleeping', flush=True)\ntime.sleep(120)",
+                                      "silent": False, "store_history": True, "user_expressions": {},
+                                      "allow_stdin": False, "stop_on_error": True})
+    # Interrupted once the cell's own code runs (ipykernel can lose the
+    # reply of a cell interrupted while it is still being set up).
+    ws.until("stream", parent=mid, timeout=30)
     t0 = time.time()
     status, _, _ = http("POST", f"{tarn['http']}/api/kernels/{k['id']}/interrupt")
     assert status == 204

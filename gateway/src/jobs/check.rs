@@ -68,7 +68,24 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
     let defaults = tarn_jobs::params::merge(&nb.defaults().map_err(invalid)?, &spec.parameters)
         .map_err(invalid)?;
     let mut pieces = Vec::new();
-    for cell in nb.cells.iter().filter(|c| !c.is_parameters) {
+    if kernel == KernelKind::Python {
+        // A Python cell runs whole; the parameters cell runs too (its
+        // defaults), followed by the run's values, as papermill does.
+        for cell in &nb.cells {
+            if !cell.source.trim().is_empty() {
+                pieces.push(Piece {
+                    cell: cell.index,
+                    index: 0,
+                    sql: cell.source.clone(),
+                });
+            }
+        }
+    }
+    for cell in nb
+        .cells
+        .iter()
+        .filter(|c| !c.is_parameters && kernel == KernelKind::Sql)
+    {
         for (index, sql) in crate::kernel::split_statements(&cell.source)
             .into_iter()
             .enumerate()
@@ -150,6 +167,11 @@ pub async fn check(
 ) -> Result<(), TarnError> {
     let work = work_of(spec)?;
     grants.require(&spec.workspace, Role::Reader, "create jobs in")?;
+    if work.kernel == KernelKind::Python {
+        // Python is checked when it runs; its SQL goes through `lake`,
+        // with the same rules and codes.
+        return Ok(());
+    }
     let session = sessions.detached(owner, grants, "", 1, &spec.workspace)?;
     let values = scalars(&work.defaults);
     let notebook = work.notebook.is_some();

@@ -28,22 +28,30 @@ pub(crate) enum KernelKind {
     /// `tarn-sql`: SQL statements planned on the gateway, run on the
     /// executors.
     Sql,
+    /// `tarn-python`: code cells in a hosted IPython process from the
+    /// gateway's pool, its `lake` acting as the job's owner.
+    Python,
 }
 
 impl KernelKind {
     /// Every kind, for messages that list them.
-    pub const ALL: &'static [KernelKind] = &[KernelKind::Sql];
+    pub const ALL: &'static [KernelKind] = &[KernelKind::Sql, KernelKind::Python];
 
     /// The kernelspec name.
     pub fn name(self) -> &'static str {
         match self {
             KernelKind::Sql => "tarn-sql",
+            KernelKind::Python => "tarn-python",
         }
     }
 
     /// The kind a notebook's kernelspec names; a kernel jobs cannot run
     /// is the job's error, listing those they can.
     pub fn of(name: &str) -> Result<KernelKind, TarnError> {
+        // A notebook written in a plain Jupyter says python3.
+        if name == "python3" {
+            return Ok(KernelKind::Python);
+        }
         Self::ALL
             .iter()
             .copied()
@@ -81,8 +89,8 @@ pub(crate) struct Done {
     pub rows: u64,
     /// The commit it made.
     pub write: Option<TableWrite>,
-    /// Its output in the executed notebook.
-    pub output: Option<Value>,
+    /// Its outputs in the executed notebook.
+    pub outputs: Vec<Value>,
 }
 
 /// A kernel a run's pieces execute in, in order, as the job's owner.
@@ -240,9 +248,146 @@ impl JobKernel for SqlKernel<'_> {
             status: "succeeded",
             rows,
             write,
-            output,
+            outputs: output.into_iter().collect(),
         })
     }
+}
+
+/// `tarn-python`: each code cell sent to a hosted IPython process as an
+/// `execute_request`; its outputs kept as nbformat outputs; an exception
+/// fails the run with the cell and the error (a `TarnError` raised by
+/// `lake` keeps its code). The process is the run's alone and ends with
+/// it.
+pub(crate) struct PythonKernel {
+    pub hosted: Arc<tarn_pykernel::HostedKernel>,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<tarn_pykernel::Event>,
+}
+
+impl Drop for PythonKernel {
+    fn drop(&mut self) {
+        self.hosted.kill();
+    }
+}
+
+#[async_trait::async_trait]
+impl JobKernel for PythonKernel {
+    async fn run(
+        &mut self,
+        p: &Piece,
+        limit: TimeLimit,
+        stop: &CancellationToken,
+        _progress: &mut dyn Progress,
+    ) -> Result<Done, TarnError> {
+        use tarn_pykernel::{Channel, Event};
+        let req = self.hosted.conn.request(
+            "execute_request",
+            json!({"code": p.sql, "silent": false, "store_history": true,
+                   "user_expressions": {}, "allow_stdin": false, "stop_on_error": true}),
+        );
+        self.hosted
+            .conn
+            .send(Channel::Shell, &req)
+            .await
+            .map_err(|e| TarnError::new(ErrorCode::KernelDied, e.to_string()))?;
+        let mine = |m: &tarn_pykernel::Message| {
+            m.parent_header.get("msg_id").and_then(Value::as_str) == Some(req.msg_id())
+        };
+        let deadline = tokio::time::sleep(limit.duration());
+        tokio::pin!(deadline);
+        let mut outputs = Vec::new();
+        let interrupt = |hosted: &tarn_pykernel::HostedKernel| {
+            let msg = hosted.conn.request("interrupt_request", json!({}));
+            let hosted_conn = Arc::clone(&hosted.conn);
+            async move {
+                let _ = hosted_conn.send(Channel::Control, &msg).await;
+            }
+        };
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(Event::Message(Channel::IoPub, m)) if mine(&m) => {
+                        if let Some(out) = nb_output(&m) {
+                            outputs.push(out);
+                        }
+                    }
+                    Some(Event::Message(Channel::Shell, m)) if mine(&m) && m.msg_type() == "execute_reply" => {
+                        if m.content.get("status").and_then(Value::as_str) == Some("ok") {
+                            return Ok(Done { status: "succeeded", rows: 0, write: None, outputs });
+                        }
+                        return Err(cell_error(&m.content, outputs));
+                    }
+                    Some(Event::Unresponsive(_)) | None => {
+                        return Err(TarnError::new(ErrorCode::KernelDied, self.hosted.exited().await));
+                    }
+                    Some(_) => {}
+                },
+                why = self.hosted.exited() => {
+                    return Err(TarnError::new(ErrorCode::KernelDied, format!("the job's Python kernel died: {why}")));
+                }
+                _ = stop.cancelled() => {
+                    interrupt(&self.hosted).await;
+                    return Err(TarnError::new(ErrorCode::Cancelled, "the run was cancelled (or its lease ended) while a cell ran"));
+                }
+                _ = &mut deadline => {
+                    interrupt(&self.hosted).await;
+                    return Err(limit.exceeded());
+                }
+            }
+        }
+    }
+}
+
+/// An iopub message as an nbformat output, if it is one.
+fn nb_output(m: &tarn_pykernel::Message) -> Option<Value> {
+    let c = &m.content;
+    Some(match m.msg_type() {
+        "stream" => json!({"output_type": "stream", "name": c["name"], "text": c["text"]}),
+        "display_data" => {
+            json!({"output_type": "display_data", "data": c["data"], "metadata": c.get("metadata").cloned().unwrap_or(json!({}))})
+        }
+        "execute_result" => json!({"output_type": "execute_result", "data": c["data"],
+            "metadata": c.get("metadata").cloned().unwrap_or(json!({})), "execution_count": c["execution_count"]}),
+        "error" => {
+            json!({"output_type": "error", "ename": c["ename"], "evalue": c["evalue"], "traceback": c["traceback"]})
+        }
+        _ => return None,
+    })
+}
+
+/// A cell's exception as the run's error: a Tarn refusal raised by `lake`
+/// keeps its code; anything else is the notebook's own failure.
+fn cell_error(content: &Value, _outputs: Vec<Value>) -> TarnError {
+    let ename = content
+        .get("ename")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    let evalue = content.get("evalue").and_then(Value::as_str).unwrap_or("");
+    if let Some(e) = parse_tarn(evalue) {
+        return e;
+    }
+    TarnError::new(
+        ErrorCode::ExecutionFailed,
+        format!("the cell raised {ename}: {evalue}"),
+    )
+    .with_fix("fix the notebook (run it in a tarn-python kernel to see the traceback), then run the job again")
+}
+
+/// `TARN-<n> <NAME>: <message>. Fix: <fix>` (how a TarnError prints in
+/// Python) back into the error.
+fn parse_tarn(text: &str) -> Option<TarnError> {
+    let rest = text.trim().strip_prefix("TARN-")?;
+    let (num, rest) = rest.split_once(' ')?;
+    let code = ErrorCode::from_number(num.parse().ok()?)?;
+    let (_, rest) = rest.split_once(": ")?;
+    let (message, fix) = match rest.rsplit_once(". Fix: ") {
+        Some((m, f)) => (m, Some(f)),
+        None => (rest, None),
+    };
+    let e = TarnError::new(code, message.to_string());
+    Some(match fix {
+        Some(f) => e.with_fix(f.to_string()),
+        None => e,
+    })
 }
 
 /// Whether this statement's write landed in an earlier attempt of the run
@@ -259,8 +404,8 @@ fn already_committed(run: &JobRunInfo, table: &str) -> Done {
         status: "already_committed",
         rows: 0,
         write: None,
-        output: Some(json!({"output_type": "stream", "name": "stdout",
-            "text": format!("{table}: already written by an earlier attempt of this run; not written again\n")})),
+        outputs: vec![json!({"output_type": "stream", "name": "stdout",
+            "text": format!("{table}: already written by an earlier attempt of this run; not written again\n")})],
     }
 }
 
@@ -269,11 +414,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_raised_in_python_keep_their_code() {
+        let e = parse_tarn(
+            "TARN-2001 WORKSPACE_NOT_FOUND: workspace 'hr' does not exist. Fix: ask its owner",
+        )
+        .unwrap();
+        assert_eq!(e.code, ErrorCode::WorkspaceNotFound);
+        assert_eq!(e.message, "workspace 'hr' does not exist");
+        assert_eq!(e.fix(), "ask its owner");
+        assert!(parse_tarn("NameError: x").is_none());
+        assert!(parse_tarn("TARN-9999 NOPE: x").is_none());
+    }
+
+    #[test]
     fn kernels_are_found_by_name_and_strangers_are_refused_with_the_list() {
         assert_eq!(KernelKind::of("tarn-sql").unwrap(), KernelKind::Sql);
-        let e = KernelKind::of("python3").unwrap_err();
+        assert_eq!(KernelKind::of("tarn-python").unwrap(), KernelKind::Python);
+        assert_eq!(KernelKind::of("python3").unwrap(), KernelKind::Python);
+        let e = KernelKind::of("ir").unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidJob);
-        assert!(e.message.contains("\"python3\""), "{e}");
+        assert!(e.message.contains("\"ir\""), "{e}");
         assert!(e.fix.as_deref().unwrap_or("").contains("tarn-sql"), "{e:?}");
     }
 }

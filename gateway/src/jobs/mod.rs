@@ -44,6 +44,8 @@ pub struct JobOptions {
 
 /// Runs jobs on this gateway.
 pub struct Jobs {
+    /// Hosts `tarn-python` notebook runs, when this gateway can.
+    python: Option<Arc<crate::kernel::PythonHost>>,
     sessions: Arc<Sessions>,
     queries: Arc<Queries>,
     opts: JobOptions,
@@ -62,12 +64,19 @@ impl Jobs {
         tasks: Supervisor,
     ) -> Self {
         Self {
+            python: None,
             sessions,
             queries,
             opts,
             worker_id,
             tasks,
         }
+    }
+
+    /// Python notebook jobs run in kernels from `host`.
+    pub fn with_python(mut self, host: Option<Arc<crate::kernel::PythonHost>>) -> Self {
+        self.python = host;
+        self
     }
 
     fn leases(&self) -> &LeaseClient {

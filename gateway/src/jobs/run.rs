@@ -15,9 +15,10 @@ use tarn_proto::{FinishJobRunRequest, JobInfo, JobRunInfo, ReportJobRunRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::check::{located, place, scalars, work_of, Piece};
-use super::kernel::{JobKernel, KernelKind, Progress, SqlKernel};
+use super::kernel::{JobKernel, KernelKind, Progress, PythonKernel, SqlKernel};
 use super::Jobs;
 use crate::query::TimeLimit;
+use std::sync::Arc;
 
 /// Where a run's executed notebook is kept, under the lake's `_tarn/`.
 pub fn output_path(run_id: &str, file: &str) -> String {
@@ -233,8 +234,15 @@ impl Jobs {
         };
         report.statements_total = work.pieces.len();
         let notebook = work.notebook.is_some();
-        if let Err(e) = self.preflight(&work.pieces, &grants, &spec.workspace, &job.owner, notebook)
-        {
+        let preflight = match work.kernel {
+            KernelKind::Sql => {
+                self.preflight(&work.pieces, &grants, &spec.workspace, &job.owner, notebook)
+            }
+            KernelKind::Python => grants
+                .require(&spec.workspace, Role::Reader, "run jobs in")
+                .map_err(|e| e.with_fix("the owner renews the job with credentials that hold the role (`tarn job renew`)")),
+        };
+        if let Err(e) = preflight {
             return fail(e);
         }
         let overrides: std::collections::BTreeMap<String, tarn_jobs::ParamValue> =
@@ -247,6 +255,32 @@ impl Jobs {
             "parameters: {}",
             serde_json::to_string(&values).unwrap_or_default()
         ));
+        let mut pieces = work.pieces.clone();
+        if work.kernel == KernelKind::Python {
+            // papermill's convention: the run's values in a cell right
+            // after the parameters cell (or first, without one).
+            let injected = tarn_jobs::notebook::injected_parameters_cell(&values);
+            let source =
+                tarn_jobs::notebook::source_text(injected.get("source")).unwrap_or_default();
+            let params = work
+                .notebook
+                .as_ref()
+                .and_then(|nb| nb.parameters_cell())
+                .map(|c| c.index);
+            let at = params
+                .and_then(|i| pieces.iter().position(|p| p.cell == i).map(|k| k + 1))
+                .unwrap_or(0);
+            let cell = params.unwrap_or_else(|| pieces.first().map(|p| p.cell).unwrap_or(0));
+            pieces.insert(
+                at,
+                Piece {
+                    cell,
+                    index: 1,
+                    sql: source,
+                },
+            );
+            report.statements_total = pieces.len();
+        }
         let values = scalars(&values);
         let session = match self.sessions.detached(
             &job.owner,
@@ -268,13 +302,19 @@ impl Jobs {
                 job,
                 values,
             }),
+            KernelKind::Python => {
+                match self.python_kernel(run, job, &grants, &spec.workspace).await {
+                    Ok(k) => Box::new(k),
+                    Err(e) => return fail(e),
+                }
+            }
         };
         let timeout = Duration::from_millis(run.timeout_ms.max(1));
         let deadline = Instant::now()
             + timeout.saturating_sub(Duration::from_millis(
                 unix_ms().saturating_sub(run.started_unix_ms),
             ));
-        for p in &work.pieces {
+        for p in &pieces {
             if stop.is_cancelled() {
                 return fail(TarnError::new(
                     ErrorCode::Cancelled,
@@ -324,7 +364,7 @@ impl Jobs {
                         rows: done.rows,
                         error_code: None,
                     });
-                    if let Some(out) = done.output {
+                    for out in done.outputs {
                         outputs.push((p.cell, p.index, out));
                     }
                 }
@@ -354,6 +394,52 @@ impl Jobs {
             error: None,
             timed_out: false,
         }
+    }
+
+    /// A hosted Python kernel for a run: its memory capped at the run's
+    /// lease share, `lake` acting as the job's owner with the job's roles.
+    async fn python_kernel(
+        &self,
+        run: &JobRunInfo,
+        job: &JobInfo,
+        grants: &Grants,
+        workspace: &str,
+    ) -> Result<PythonKernel, TarnError> {
+        let host = self.python.clone().ok_or_else(|| {
+            TarnError::new(
+                ErrorCode::KernelUnavailable,
+                "this gateway cannot run tarn-python notebooks",
+            )
+        })?;
+        let unavailable =
+            |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
+        let hosted = Arc::new(host.pool.take().await.map_err(unavailable)?);
+        hosted
+            .limit_memory(
+                host.memory_per_vcore
+                    .saturating_mul(u64::from(run.vcores.max(1))),
+                host.start_timeout,
+            )
+            .await
+            .map_err(unavailable)?;
+        host.write_credential_for(&job.owner, grants, &hosted)
+            .map_err(|e| TarnError::new(ErrorCode::KernelUnavailable, e.to_string()))?;
+        hosted
+            .run_setup(
+                &host.bind_code_for(
+                    &job.owner,
+                    workspace,
+                    &hosted,
+                    self.opts.render.max_result_rows,
+                ),
+                host.start_timeout,
+            )
+            .await
+            .map_err(unavailable)?;
+        let events = hosted.take_events().ok_or_else(|| {
+            TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
+        })?;
+        Ok(PythonKernel { hosted, events })
     }
 
     /// The owner's roles must still allow every write the job makes: a

@@ -64,11 +64,22 @@ impl PythonHost {
 
     /// Writes (or renews) the kernel's credential file.
     fn write_credential(&self, kernel: &Kernel, hosted: &HostedKernel) -> std::io::Result<()> {
+        self.write_credential_for(&kernel.session.user, &kernel.session.grants, hosted)
+    }
+
+    /// Writes a credential of `user` with `grants` (never the operator
+    /// flag: kernels never name files) into the kernel's directory.
+    pub fn write_credential_for(
+        &self,
+        user: &str,
+        grants: &Grants,
+        hosted: &HostedKernel,
+    ) -> std::io::Result<()> {
         let grants = Grants {
             operator: false,
-            ..kernel.session.grants.clone()
+            ..grants.clone()
         };
-        let value = (self.mint)(&kernel.session.user, &grants, self.credential_lifetime);
+        let value = (self.mint)(user, &grants, self.credential_lifetime);
         let dir = hosted.dir.join(".tarn");
         std::fs::create_dir_all(&dir)?;
         let tmp = dir.join("credential.tmp");
@@ -81,13 +92,30 @@ impl PythonHost {
 
     /// The code that makes `lake` and the `%sql` magics in a new kernel.
     fn bind_code(&self, kernel: &Kernel, hosted: &HostedKernel, max_rows: usize) -> String {
+        self.bind_code_for(
+            &kernel.session.user,
+            &kernel.session.workspace(),
+            hosted,
+            max_rows,
+        )
+    }
+
+    /// The code that makes `lake` (for `user`, in `workspace`) and the
+    /// magics in a kernel.
+    pub fn bind_code_for(
+        &self,
+        user: &str,
+        workspace: &str,
+        hosted: &HostedKernel,
+        max_rows: usize,
+    ) -> String {
         let home = self.home(hosted);
         format!(
             "import tarn_provider.kernel as _tk\n_tk.bind(uri={uri}, credential_file={cred}, database={db}, user={user}, max_rows={max_rows})\ndel _tk\n",
             uri = py_str(&format!("grpc+unix://{}", self.lake_socket.display())),
             cred = py_str(&home.join(".tarn/credential").display().to_string()),
-            db = py_str(&kernel.session.workspace()),
-            user = py_str(&kernel.session.user),
+            db = py_str(workspace),
+            user = py_str(user),
         )
     }
 }
