@@ -308,6 +308,7 @@ async fn python_host(
         let base = std::path::Path::new("/tmp/tarn-kernels");
         let _ = std::fs::create_dir_all(base);
         let _ = std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711));
+        remove_stale_kernel_dirs(base);
         base.join(&uuid::Uuid::new_v4().simple().to_string()[..8])
     } else {
         std::path::PathBuf::from(&opts.python_kernel_dir)
@@ -383,6 +384,25 @@ async fn python_host(
         sandboxed,
         mint: Arc::new(move |user, grants, ttl| auth.kernel_credential(user, grants, ttl)),
     }))
+}
+
+/// Directories left by gateways that were killed (their kernels died with
+/// them): a directory whose lake socket no longer answers is removed; one
+/// whose gateway is alive, or still starting, is left alone.
+fn remove_stale_kernel_dirs(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let socket = e.path().join("flight.sock");
+        if socket.exists()
+            && std::os::unix::net::UnixStream::connect(&socket)
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            tracing::info!(dir = %e.path().display(), "removing a stopped gateway's kernel directory");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Timings of the session sweep.
