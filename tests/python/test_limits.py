@@ -157,7 +157,14 @@ def test_an_idle_kernel_is_warned_then_ended_and_its_vcores_return(strict, kind)
 def test_the_eleventh_user_is_refused_with_the_coded_error(strict):
     """Both kernel kinds count toward the same 10 users."""
     admin = mint(strict, "ops")
-    _, pools, _ = http("GET", f"{strict['http']}/v1/pools", token=admin)
+    # Sessions earlier tests left end at the 6 s idle timeout; wait for them,
+    # so none ends while this test counts.
+    deadline = time.time() + 30
+    while True:
+        _, pools, _ = http("GET", f"{strict['http']}/v1/pools", token=admin)
+        if pools["interactive_users"] == 0 or time.time() > deadline:
+            break
+        time.sleep(0.25)
     free_users = pools["max_interactive_users"] - pools["interactive_users"]
     kinds = ["tarn-sql", "tarn-python"]
     opened = []
