@@ -51,7 +51,10 @@ async fn run(
     );
     k.conn.send(Channel::Shell, &req).await.unwrap();
     let (mut result, mut streams) = (String::new(), String::new());
-    loop {
+    // Done when both the reply (shell) and the idle status (iopub, after
+    // every output) have arrived: the two channels are not ordered.
+    let (mut replied, mut idle) = (false, false);
+    while !(replied && idle) {
         let ev = tokio::time::timeout(Duration::from_secs(60), events.recv())
             .await
             .expect("an answer within 60 s")
@@ -79,10 +82,12 @@ async fn run(
             (Channel::IoPub, "stream") => {
                 streams.push_str(m.content["text"].as_str().unwrap_or(""))
             }
-            (Channel::Shell, "execute_reply") => return (result, streams),
+            (Channel::Shell, "execute_reply") => replied = true,
+            (Channel::IoPub, "status") if m.content["execution_state"] == "idle" => idle = true,
             _ => {}
         }
     }
+    (result, streams)
 }
 
 /// What a kernel tries: (what, code).

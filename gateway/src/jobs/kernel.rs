@@ -295,6 +295,10 @@ impl JobKernel for PythonKernel {
         let deadline = tokio::time::sleep(limit.duration());
         tokio::pin!(deadline);
         let mut outputs = Vec::new();
+        // The reply (shell) and the outputs (iopub) travel apart: a cell is
+        // done when its reply and its idle status have both arrived.
+        let mut reply: Option<Value> = None;
+        let mut idle = false;
         let interrupt = |hosted: &tarn_pykernel::HostedKernel| {
             let msg = hosted.conn.request("interrupt_request", json!({}));
             let hosted_conn = Arc::clone(&hosted.conn);
@@ -303,18 +307,28 @@ impl JobKernel for PythonKernel {
             }
         };
         loop {
+            if let (Some(content), true) = (&reply, idle) {
+                if content.get("status").and_then(Value::as_str) == Some("ok") {
+                    return Ok(Done {
+                        status: "succeeded",
+                        rows: 0,
+                        write: None,
+                        outputs,
+                    });
+                }
+                return Err(cell_error(content, outputs));
+            }
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::Message(Channel::IoPub, m)) if mine(&m) => {
-                        if let Some(out) = nb_output(&m) {
+                        if m.msg_type() == "status" {
+                            idle |= m.content.get("execution_state").and_then(Value::as_str) == Some("idle");
+                        } else if let Some(out) = nb_output(&m) {
                             outputs.push(out);
                         }
                     }
                     Some(Event::Message(Channel::Shell, m)) if mine(&m) && m.msg_type() == "execute_reply" => {
-                        if m.content.get("status").and_then(Value::as_str) == Some("ok") {
-                            return Ok(Done { status: "succeeded", rows: 0, write: None, outputs });
-                        }
-                        return Err(cell_error(&m.content, outputs));
+                        reply = Some(m.content);
                     }
                     Some(Event::Unresponsive(_)) | None => {
                         return Err(TarnError::new(ErrorCode::KernelDied, self.hosted.exited().await));
