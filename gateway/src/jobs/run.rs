@@ -18,7 +18,6 @@ use super::check::{located, place, scalars, work_of, Piece};
 use super::kernel::{JobKernel, KernelKind, Progress, PythonKernel, SqlKernel};
 use super::Jobs;
 use crate::query::TimeLimit;
-use std::sync::Arc;
 
 /// Where a run's executed notebook is kept, under the lake's `_tarn/`.
 pub fn output_path(run_id: &str, file: &str) -> String {
@@ -411,34 +410,15 @@ impl Jobs {
                 "this gateway cannot run tarn-python notebooks",
             )
         })?;
-        let unavailable =
-            |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
-        let hosted = Arc::new(host.pool.take().await.map_err(unavailable)?);
-        hosted
-            .limit_memory(
-                host.memory_per_vcore
-                    .saturating_mul(u64::from(run.vcores.max(1))),
-                host.start_timeout,
+        let (hosted, events) = host
+            .prepare(
+                &job.owner,
+                grants,
+                workspace,
+                run.vcores,
+                self.opts.render.max_result_rows,
             )
-            .await
-            .map_err(unavailable)?;
-        host.write_credential_for(&job.owner, grants, &hosted)
-            .map_err(|e| TarnError::new(ErrorCode::KernelUnavailable, e.to_string()))?;
-        hosted
-            .run_setup(
-                &host.bind_code_for(
-                    &job.owner,
-                    workspace,
-                    &hosted,
-                    self.opts.render.max_result_rows,
-                ),
-                host.start_timeout,
-            )
-            .await
-            .map_err(unavailable)?;
-        let events = hosted.take_events().ok_or_else(|| {
-            TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
-        })?;
+            .await?;
         Ok(PythonKernel { hosted, events })
     }
 

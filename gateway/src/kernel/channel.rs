@@ -297,15 +297,7 @@ impl Kernels {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 reply(json!({"status": "ok", "restart": restart}));
-                if restart {
-                    self.restart(kernel);
-                } else {
-                    let me = Arc::clone(self);
-                    let kernel = Arc::clone(kernel);
-                    self.queries
-                        .tasks()
-                        .spawn("kernel shutdown", async move { me.shutdown(&kernel).await });
-                }
+                self.shutdown_requested(kernel, restart);
             }
             // A comm nobody here serves is closed, as the protocol asks.
             "comm_open" => {

@@ -62,14 +62,9 @@ impl PythonHost {
         }
     }
 
-    /// Writes (or renews) the kernel's credential file.
-    fn write_credential(&self, kernel: &Kernel, hosted: &HostedKernel) -> std::io::Result<()> {
-        self.write_credential_for(&kernel.session.user, &kernel.session.grants, hosted)
-    }
-
     /// Writes a credential of `user` with `grants` (never the operator
     /// flag: kernels never name files) into the kernel's directory.
-    pub fn write_credential_for(
+    fn write_credential(
         &self,
         user: &str,
         grants: &Grants,
@@ -90,19 +85,9 @@ impl PythonHost {
         std::fs::rename(&tmp, dir.join("credential"))
     }
 
-    /// The code that makes `lake` and the `%sql` magics in a new kernel.
-    fn bind_code(&self, kernel: &Kernel, hosted: &HostedKernel, max_rows: usize) -> String {
-        self.bind_code_for(
-            &kernel.session.user,
-            &kernel.session.workspace(),
-            hosted,
-            max_rows,
-        )
-    }
-
     /// The code that makes `lake` (for `user`, in `workspace`) and the
     /// magics in a kernel.
-    pub fn bind_code_for(
+    fn bind_code(
         &self,
         user: &str,
         workspace: &str,
@@ -120,6 +105,49 @@ impl PythonHost {
     }
 }
 
+impl PythonHost {
+    /// A kernel from the pool made ready for `user`: its address space
+    /// capped at `vcores`' share, its credential written, `lake` bound to
+    /// `workspace`. Returns the process and its events.
+    pub async fn prepare(
+        &self,
+        user: &str,
+        grants: &Grants,
+        workspace: &str,
+        vcores: u32,
+        max_rows: usize,
+    ) -> Result<(Arc<HostedKernel>, mpsc::UnboundedReceiver<Event>), TarnError> {
+        let unavailable =
+            |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
+        let hosted = Arc::new(self.pool.take().await.map_err(unavailable)?);
+        let memory = self
+            .memory_per_vcore
+            .saturating_mul(u64::from(vcores.max(1)));
+        hosted
+            .limit_memory(memory, self.start_timeout)
+            .await
+            .map_err(unavailable)?;
+        self.write_credential(user, grants, &hosted).map_err(|e| {
+            TarnError::new(
+                ErrorCode::KernelUnavailable,
+                format!("cannot give the kernel its credential: {e}"),
+            )
+        })?;
+        hosted
+            .run_setup(
+                &self.bind_code(user, workspace, &hosted, max_rows),
+                self.start_timeout,
+            )
+            .await
+            .map_err(unavailable)?;
+        let events = hosted.take_events().ok_or_else(|| {
+            TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
+        })?;
+        tracing::info!(uid = hosted.uid, memory, %user, "python kernel prepared");
+        Ok((hosted, events))
+    }
+}
+
 /// A Python string literal (JSON's escapes are Python's).
 fn py_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "''".into())
@@ -133,32 +161,15 @@ impl Kernels {
         kernel: &Arc<Kernel>,
     ) -> Result<(), TarnError> {
         let host = self.python_host()?;
-        let unavailable =
-            |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
-        let hosted = Arc::new(host.pool.take().await.map_err(unavailable)?);
-        let memory = host
-            .memory_per_vcore
-            .saturating_mul(u64::from(kernel.session.vcores.max(1)));
-        hosted
-            .limit_memory(memory, host.start_timeout)
-            .await
-            .map_err(unavailable)?;
-        host.write_credential(kernel, &hosted).map_err(|e| {
-            TarnError::new(
-                ErrorCode::KernelUnavailable,
-                format!("cannot give the kernel its credential: {e}"),
+        let (hosted, events) = host
+            .prepare(
+                &kernel.session.user,
+                &kernel.session.grants,
+                &kernel.session.workspace(),
+                kernel.session.vcores,
+                self.opts.max_result_rows,
             )
-        })?;
-        hosted
-            .run_setup(
-                &host.bind_code(kernel, &hosted, self.opts.max_result_rows),
-                host.start_timeout,
-            )
-            .await
-            .map_err(unavailable)?;
-        let events = hosted.take_events().ok_or_else(|| {
-            TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
-        })?;
+            .await?;
         let generation = kernel.generation.fetch_add(1, Ordering::SeqCst) + 1;
         kernel.process.send_replace(Some(Arc::clone(&hosted)));
         self.ensure_sender(kernel, host.start_timeout);
@@ -168,7 +179,7 @@ impl Kernels {
             "python kernel bridge",
             bridge(me, k, Arc::clone(&hosted), generation, events, host),
         );
-        tracing::info!(kernel = %kernel.id, uid = hosted.uid, memory, "python kernel attached");
+        tracing::info!(kernel = %kernel.id, uid = hosted.uid, "python kernel attached");
         Ok(())
     }
 
@@ -247,15 +258,7 @@ impl Kernels {
                 &msg,
                 json!({"status": "ok", "restart": restart}),
             );
-            if restart {
-                self.restart(kernel);
-            } else {
-                let me = Arc::clone(self);
-                let kernel = Arc::clone(kernel);
-                self.queries
-                    .tasks()
-                    .spawn("kernel shutdown", async move { me.shutdown(&kernel).await });
-            }
+            self.shutdown_requested(kernel, restart);
             return;
         }
         let ch = match Channel::from_name(channel) {
@@ -458,7 +461,7 @@ async fn bridge(
             },
             why = hosted.exited() => break why,
             _ = renew.tick() => {
-                if let Err(e) = host.write_credential(&kernel, &hosted) {
+                if let Err(e) = host.write_credential(&kernel.session.user, &kernel.session.grants, &hosted) {
                     tracing::warn!(kernel = %kernel.id, error = %e, "cannot renew the kernel's credential");
                 }
             }

@@ -273,6 +273,21 @@ impl Kernels {
         }
     }
 
+    /// What a `shutdown_request` on the websocket asks for, once it is
+    /// answered: a restart, or the kernel's end (which closes that very
+    /// websocket, so it runs apart from it).
+    pub(super) fn shutdown_requested(self: &Arc<Self>, kernel: &Arc<Kernel>, restart: bool) {
+        if restart {
+            self.restart(kernel);
+        } else {
+            let me = Arc::clone(self);
+            let kernel = Arc::clone(kernel);
+            self.queries
+                .tasks()
+                .spawn("kernel shutdown", async move { me.shutdown(&kernel).await });
+        }
+    }
+
     /// Restart: the running cell is interrupted and the execution count
     /// starts again; the session and its lease stay.
     pub fn restart(self: &Arc<Self>, kernel: &Arc<Kernel>) {
