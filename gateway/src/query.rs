@@ -286,9 +286,12 @@ impl Queries {
             },
         );
         let done = CancellationToken::new();
+        let returned = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut guard = Some(RunningGuard {
             running: Arc::clone(&self.running),
             run_id: run_id.clone(),
+            user: session.user.clone(),
+            returned: Arc::clone(&returned),
             coordinator: self.coordinator.clone(),
             finished: false,
             done: done.clone(),
@@ -331,7 +334,12 @@ impl Queries {
         };
         let stop = control.token.clone().cancelled_owned();
         let batches = stream
-            .map(|r| r.map_err(|e| from_datafusion(&e)))
+            .map(move |r| {
+                if let Ok(b) = &r {
+                    returned.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                r.map_err(|e| from_datafusion(&e))
+            })
             .take_until(Box::pin(stop))
             .chain(tail)
             .chain(futures::stream::poll_fn(move |_| {
@@ -561,6 +569,11 @@ impl RunControl {
 struct RunningGuard {
     running: Arc<DashMap<String, Run>>,
     run_id: String,
+    user: String,
+    /// Rows handed to the client so far. Logged when the run ends, so an
+    /// operator (and a test) can see how much left the cluster: a frame
+    /// aggregated on the cluster returns its groups, not the table.
+    returned: Arc<std::sync::atomic::AtomicU64>,
     coordinator: String,
     finished: bool,
     /// Stops the run's timer.
@@ -576,7 +589,14 @@ impl Drop for RunningGuard {
             .remove(&self.run_id)
             .map(|(_, r)| r.control.stopped().is_some())
             .unwrap_or(false);
-        tracing::debug!(run_id = %self.run_id, finished = self.finished, cancelled, "query stream closed");
+        tracing::info!(
+            run_id = %self.run_id,
+            user = %self.user,
+            rows_returned = self.returned.load(std::sync::atomic::Ordering::Relaxed),
+            finished = self.finished,
+            cancelled,
+            "query stream closed"
+        );
         if !self.finished && !cancelled {
             let coordinator = self.coordinator.clone();
             let query_id = self.run_id.clone();

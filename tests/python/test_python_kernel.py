@@ -3,6 +3,7 @@ gateway in a sandbox, with `lake` and `%sql` preloaded."""
 
 import ast
 import os
+import re
 import time
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -224,6 +225,11 @@ def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
         assert reply["status"] == "ok", msgs
         assert ast.literal_eval(r) == expected, (r, expected)
         # The same as a lazy frame: joined and aggregated on the cluster.
+        # The gateway logs how many rows each query handed out; during this
+        # cell no query hands the kernel more than the answer's groups.
+        with open(tarn["log"], "rb") as f:
+            f.seek(0, os.SEEK_END)
+            log_from = f.tell()
         frame = ("s = lake.read_table('SigninLogs')\n"
                  "i = lake.read_table('IdentityInfo').select(col('AccountUPN').alias('UserPrincipalName'), 'Department')\n"
                  "f = (s.filter(col('ResultType') != '0').join(i, on='UserPrincipalName')\n"
@@ -232,6 +238,11 @@ def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
         reply, r, msgs = run(ws, frame)
         assert reply["status"] == "ok", msgs
         assert ast.literal_eval(r) == expected, (r, expected)
+        returned = rows_returned_since(tarn["log"], log_from, "alice")
+        assert returned and max(returned) == len(expected), returned
+        reply, r, msgs = run(ws, "s.count()")
+        assert reply["status"] == "ok", msgs
+        assert int(r) > 10 * len(expected), r
         reply, _, msgs = run(ws, "ax = df.plot.bar(x='Department', y='failures')\nimport matplotlib.pyplot as plt\nplt.show()")
         assert reply["status"] == "ok", msgs
         assert any("image/png" in m["content"]["data"] for m in of_type(msgs, "display_data"))
@@ -239,3 +250,22 @@ def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):
         ws.close()
     status, _, _ = http("DELETE", f"{nb['http']}/api/kernels/{k['id']}", token=nb["token"], scheme="token")
     assert status == 204
+
+
+def rows_returned_since(log, offset, user):
+    """The `rows_returned` of every query `user` ran that ended after byte
+    `offset` of the gateway's log."""
+    def read():
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        return [int(m.group(1)) for line in text.splitlines()
+                if "query stream closed" in line and f"user={user}" in line
+                for m in [re.search(r"rows_returned=(\d+)", line)] if m]
+    # The closing line is written as the server drops the stream, which
+    # can be just after the client has read its end.
+    deadline = time.monotonic() + 5
+    while not read() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return read()
