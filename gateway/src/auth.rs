@@ -67,30 +67,6 @@ impl Authenticator {
         self.lifetime
     }
 
-    /// The `Authorization` value a hosted kernel's lake calls carry: a
-    /// token for `user` with `grants`, good for `ttl` (dev mode without a
-    /// key: basic credentials naming the user, which dev mode accepts).
-    pub fn kernel_credential(
-        &self,
-        user: &str,
-        grants: &tarn_common::roles::Grants,
-        ttl: Duration,
-    ) -> String {
-        match &self.key {
-            Some(key) => format!(
-                "Bearer {}",
-                key.mint(user, ttl.min(self.lifetime), grants.clone())
-            ),
-            None => {
-                use base64::Engine;
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:kernel"))
-                )
-            }
-        }
-    }
-
     /// Verifies a bare token.
     pub fn token(&self, token: &str) -> Result<Identity, TarnError> {
         let Some(key) = &self.key else {

@@ -144,7 +144,7 @@ impl Gateway {
             .map_err(|e| Error::Serve(e.to_string()))?
             .with_max_prepared(opts.max_prepared_statements),
         );
-        let python = python_host(&opts, &service, &auth, &tasks, &shutdown).await;
+        let python = python_host(&opts, &service, &sessions, &tasks, &shutdown).await;
         let python_for_jobs = python.as_ref().ok().cloned();
         if let Err(why) = &python {
             tracing::warn!(reason = %why, "tarn-python kernels are not offered");
@@ -275,7 +275,7 @@ impl Gateway {
 async fn python_host(
     opts: &GatewayOptions,
     service: &Arc<TarnFlightSql>,
-    auth: &Arc<Authenticator>,
+    sessions: &Arc<Sessions>,
     tasks: &Supervisor,
     shutdown: &CancellationToken,
 ) -> std::result::Result<Arc<kernel::PythonHost>, String> {
@@ -374,7 +374,7 @@ async fn python_host(
         opts.python_kernel_start_timeout,
         shutdown.clone(),
     );
-    let auth = Arc::clone(auth);
+    let sessions = Arc::clone(sessions);
     Ok(Arc::new(kernel::PythonHost {
         pool,
         memory_per_vcore: opts.python_kernel_memory_per_vcore,
@@ -382,7 +382,7 @@ async fn python_host(
         credential_lifetime: opts.python_kernel_credential_lifetime,
         lake_socket,
         sandboxed,
-        mint: Arc::new(move |user, grants, ttl| auth.kernel_credential(user, grants, ttl)),
+        mint: Arc::new(move |session, ttl| sessions.delegate(session, ttl)),
     }))
 }
 

@@ -162,14 +162,17 @@ impl Queries {
         run_id: String,
         ticket_id: &str,
     ) -> Result<Query, TarnError> {
-        self.start_limited(
-            session,
-            planned,
-            run_id,
-            ticket_id,
-            TimeLimit::Interactive(self.timeout),
-        )
-        .await
+        // A job run's session (a Python notebook's `lake`) is held to the
+        // run's time, not the interactive limit.
+        let limit = match &session.job {
+            Some(job) => TimeLimit::Job {
+                left: job.left(),
+                timeout: job.timeout,
+            },
+            None => TimeLimit::Interactive(self.timeout),
+        };
+        self.start_limited(session, planned, run_id, ticket_id, limit)
+            .await
     }
 
     /// [`Queries::start_planned`] under another time limit (a job run's).
@@ -207,8 +210,14 @@ impl Queries {
         let Planned {
             plan,
             state,
-            effect,
+            mut effect,
         } = planned;
+        if let (Effect::Commit(spec), Some(job)) = (&effect, &session.job) {
+            match once_per_run(spec, job).await? {
+                Some(spec) => effect = Effect::Commit(spec),
+                None => return Ok(Dispatched::Answered),
+            }
+        }
         match &effect {
             Effect::Skip => return Ok(Dispatched::Answered),
             Effect::Drop { workspace, table } => {
@@ -625,6 +634,42 @@ async fn cancel_jobs(coordinator: String, query_id: String) {
         Ok(()) => tracing::info!(%query_id, "query's jobs cancelled"),
         Err(e) => tracing::warn!(%query_id, error = %e, "could not cancel the query's jobs"),
     }
+}
+
+/// A job run's write sent by the notebook itself: committed with the
+/// run's application transaction, or — when an earlier attempt of the run
+/// already committed it — not at all (`None`). Either way the job's
+/// report hears of it.
+async fn once_per_run(
+    spec: &Arc<tarn_lake::table::LakeTableSpec>,
+    job: &crate::session::JobScope,
+) -> Result<Option<Arc<tarn_lake::table::LakeTableSpec>>, TarnError> {
+    let Some(write) = &spec.write else {
+        return Ok(Some(Arc::clone(spec)));
+    };
+    if write.app_txn.is_some() {
+        return Ok(Some(Arc::clone(spec)));
+    }
+    let table = format!("{}.{}", spec.workspace, spec.name);
+    let app = tarn_lake::write::AppTxn {
+        app_id: job.next_app_id(),
+        version: job.seq,
+    };
+    let landed = tarn_lake::write::app_txn_version(&spec.url, &app.app_id).await?;
+    if landed.is_some_and(|v| v >= app.version) {
+        tracing::info!(app_id = %app.app_id, %table, "write already committed by an earlier attempt of the run; skipped");
+        job.record(crate::session::ScopedWrite { table, txn: None });
+        return Ok(None);
+    }
+    let mut spec = spec.as_ref().clone();
+    if let Some(w) = spec.write.as_mut() {
+        job.record(crate::session::ScopedWrite {
+            table,
+            txn: Some(w.txn.clone()),
+        });
+        w.app_txn = Some(app);
+    }
+    Ok(Some(Arc::new(spec)))
 }
 
 /// A fresh query id (also the prefix of its Ballista job names).

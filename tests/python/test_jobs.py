@@ -195,3 +195,48 @@ def test_a_python_notebook_job_runs_in_a_hosted_kernel_with_its_parameters(writa
     run = jobs.run(bad["id"], wait=True)
     assert run["status"] == "failed", run
     assert run["error_code"] == 2806 and "NameError" in run["message"], run
+
+
+def test_a_retried_python_job_writes_each_table_once(writable):
+    """A tarn-python job's own `lake` writes (a frame written by the
+    cluster, a pandas frame ingested) are made once per run: the run fails
+    after writing, is tried again, and the second attempt skips the writes
+    the first landed, while a new run writes again."""
+    token = mint(writable, "pyonce", roles=["demo=owner"])
+    jobs = TarnJobs(writable["http"], token=token)
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "import pandas as pd\n"
+                       "failed = lake.read_table('SigninLogs').filter(col('ResultType') != '0').select('UserPrincipalName')\n"
+                       "lake.save_as_table(failed, 'PyOnce_SPRK')\n"
+                       "lake.save_as_table(pd.DataFrame({'x': [1, 2, 3]}), 'PyOnceIngest_SPRK')"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "if 'PyGo_SPRK' not in lake.list_tables():\n"
+                       "    raise RuntimeError('not yet')"},
+        ],
+    }
+    failed = rows(writable, token, "SELECT COUNT(*) FROM demo.SigninLogs WHERE ResultType <> '0'")[0][0]
+    assert failed > 0
+    job = jobs.create("py-once", "demo", notebook=nb)
+    run = jobs.run(job["id"], wait=True)
+    assert run["status"] == "failed" and "not yet" in run["message"], run
+    assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnce_SPRK")[0][0] == failed
+    assert [t["table"] for t in run["result"]["tables"]] == ["demo.PyOnce_SPRK", "demo.PyOnceIngest_SPRK"], run
+
+    rows(writable, token, "CREATE TABLE demo.PyGo_SPRK AS SELECT 1 AS go")
+    jobs.retry(run["run_id"])
+    again = jobs.wait(run["run_id"])
+    assert again["status"] == "succeeded", again
+    assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnce_SPRK")[0][0] == failed
+    assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnceIngest_SPRK")[0][0] == 3
+    texts = [o.get("text", "") for c in jobs.output(run["run_id"])["cells"] for o in c.get("outputs", [])]
+    assert sum("already written by an earlier attempt" in t for t in texts) == 2, texts
+
+    # Control: a new run of the same job is new work, and appends again.
+    second = jobs.run(job["id"], wait=True)
+    assert second["status"] == "succeeded", second
+    assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnce_SPRK")[0][0] == 2 * failed
+    assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnceIngest_SPRK")[0][0] == 6

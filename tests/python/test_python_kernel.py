@@ -195,9 +195,26 @@ def test_lake_calls_carry_the_users_roles_not_more(writable):
         # The kernel holds a credential of its own, not the user's token.
         _, r, _ = run(ws, f"open('/home/kernel/.tarn/credential').read() != 'Bearer ' + {token!r}")
         assert r == "True", r
+        _, credential, _ = run(ws, "open('/home/kernel/.tarn/credential').read()")
+        credential = ast.literal_eval(credential)
+        # Its lake calls ran in the kernel's own session (its lease), not
+        # in another one opened beside it.
+        status, listed, _ = http("GET", f"{writable['http']}/v1/sessions", token=token)
+        assert status == 200 and len(listed["sessions"]) == 1, listed
+        assert listed["sessions"][0]["session_id"] == k["tarn"]["session_id"], (listed, k)
     finally:
         ws.close()
         http("DELETE", f"{writable['http']}/api/kernels/{k['id']}", token=token)
+    # Control, then the point: the credential worked while the kernel ran
+    # (above); once it is shut down, a copy of it is refused, as is a
+    # made-up one of the same shape.
+    forged = "Bearer tarnk." + "0" * 64
+    for header in (credential, forged):
+        with flight_sql.connect(writable["uri"], db_kwargs={
+                "adbc.flight.sql.authorization_header": header}, autocommit=True) as conn:
+            with pytest.raises(Exception) as e, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        assert "TARN-2204" in str(e.value), (header, e.value)
 
 
 def test_a_real_notebook_server_runs_python_through_tarn(tarn, notebook_server):

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info_span, Instrument};
 
 use super::metadata::tables_builder;
-use super::sessions::{lease_wish, session_id_of};
+use super::sessions::{lease_wish, pass_of, session_id_of};
 use super::{StatementTicket, TarnFlightSql, WRITE_OPTIONS_HEADER};
 use crate::query::drain_count;
 use crate::query::new_query_id;
@@ -49,12 +49,22 @@ impl FlightSqlService for TarnFlightSql {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .filter(|h| session_id_of(h).is_none());
-        let who = self.auth.identify(header, None)?;
-        let session = self
-            .sessions
-            .open(&who, &lease_wish(request.metadata())?)
-            .await?;
-        let token = session.id.clone();
+        // A kernel's credential already names its session: it stays the
+        // bearer (the session id would let the kernel close its session).
+        let token = match header.and_then(pass_of) {
+            Some(pass) => {
+                self.sessions.by_pass(pass)?;
+                pass.to_string()
+            }
+            None => {
+                let who = self.auth.identify(header, None)?;
+                let session = self
+                    .sessions
+                    .open(&who, &lease_wish(request.metadata())?)
+                    .await?;
+                session.id.clone()
+            }
+        };
         let resp = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),

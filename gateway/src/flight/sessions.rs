@@ -21,6 +21,9 @@ impl TarnFlightSql {
         if let Some(id) = auth.and_then(session_id_of) {
             return Ok(self.sessions.lookup(id)?);
         }
+        if let Some(pass) = auth.and_then(pass_of) {
+            return Ok(self.sessions.by_pass(pass)?);
+        }
         let who = self.auth.identify(auth, None)?;
         let key = who
             .token
@@ -116,4 +119,13 @@ pub(super) fn session_id_of(header: &str) -> Option<&str> {
         && !value.is_empty()
         && value.bytes().all(|b| b.is_ascii_hexdigit()))
     .then_some(value)
+}
+
+/// A hosted kernel's credential in a bearer header, if that is what it
+/// carries.
+pub(super) fn pass_of(header: &str) -> Option<&str> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && value.starts_with(crate::session::PASS_PREFIX))
+        .then_some(value)
 }

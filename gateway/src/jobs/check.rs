@@ -172,7 +172,7 @@ pub async fn check(
         // with the same rules and codes.
         return Ok(());
     }
-    let session = sessions.detached(owner, grants, "", 1, &spec.workspace)?;
+    let session = sessions.detached(owner, grants, "", 1, &spec.workspace, None)?;
     let values = scalars(&work.defaults);
     let notebook = work.notebook.is_some();
     let mut created: Vec<String> = Vec::new();

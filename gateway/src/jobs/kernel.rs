@@ -87,8 +87,8 @@ pub(crate) struct Done {
     pub status: &'static str,
     /// Rows it returned (a write: rows written).
     pub rows: u64,
-    /// The commit it made.
-    pub write: Option<TableWrite>,
+    /// The commits it made.
+    pub writes: Vec<TableWrite>,
     /// Its outputs in the executed notebook.
     pub outputs: Vec<Value>,
 }
@@ -247,7 +247,7 @@ impl JobKernel for SqlKernel<'_> {
         Ok(Done {
             status: "succeeded",
             rows,
-            write,
+            writes: write.into_iter().collect(),
             outputs: output.into_iter().collect(),
         })
     }
@@ -258,19 +258,53 @@ impl JobKernel for SqlKernel<'_> {
 /// fails the run with the cell and the error (a `TarnError` raised by
 /// `lake` keeps its code). The process is the run's alone and ends with
 /// it.
-pub(crate) struct PythonKernel {
+///
+/// The notebook's `lake` calls run in the run's session, which carries the
+/// run's [`JobScope`](crate::session::JobScope): the run's timeout, and
+/// each write committed with a Delta application transaction named by the
+/// job, the cell and the write's place in it, so a retried run skips the
+/// writes an earlier attempt landed.
+pub(crate) struct PythonKernel<'a> {
     pub hosted: Arc<tarn_pykernel::HostedKernel>,
     pub events: tokio::sync::mpsc::UnboundedReceiver<tarn_pykernel::Event>,
+    pub sessions: &'a Sessions,
+    pub queries: &'a Queries,
+    pub session: Arc<Session>,
 }
 
-impl Drop for PythonKernel {
+impl Drop for PythonKernel<'_> {
     fn drop(&mut self) {
         self.hosted.kill();
+        self.sessions.revoke_passes(&self.session.id);
+    }
+}
+
+impl PythonKernel<'_> {
+    /// What the cell's `lake` calls wrote: their commits for the report,
+    /// and a line in the cell's output for each write skipped because an
+    /// earlier attempt had made it.
+    fn writes(&self, outputs: &mut Vec<Value>) -> (u64, Vec<TableWrite>) {
+        let Some(scope) = &self.session.job else {
+            return (0, Vec::new());
+        };
+        let mut done = Vec::new();
+        for w in scope.take_writes() {
+            match w.txn.and_then(|t| self.queries.take_receipt(&t)) {
+                Some(c) => done.push(TableWrite {
+                    table: w.table,
+                    rows: c.rows,
+                    version: c.version,
+                }),
+                None => outputs.push(json!({"output_type": "stream", "name": "stdout",
+                    "text": format!("{}: already written by an earlier attempt of this run; not written again\n", w.table)})),
+            }
+        }
+        (done.iter().map(|w| w.rows).sum(), done)
     }
 }
 
 #[async_trait::async_trait]
-impl JobKernel for PythonKernel {
+impl JobKernel for PythonKernel<'_> {
     async fn run(
         &mut self,
         p: &Piece,
@@ -279,6 +313,10 @@ impl JobKernel for PythonKernel {
         _progress: &mut dyn Progress,
     ) -> Result<Done, TarnError> {
         use tarn_pykernel::{Channel, Event};
+        if let Some(scope) = &self.session.job {
+            scope.begin_cell(p.cell);
+            scope.take_writes();
+        }
         let req = self.hosted.conn.request(
             "execute_request",
             json!({"code": p.sql, "silent": false, "store_history": true,
@@ -308,11 +346,12 @@ impl JobKernel for PythonKernel {
         };
         loop {
             if let (Some(content), true) = (&reply, idle) {
+                let (rows, writes) = self.writes(&mut outputs);
                 if content.get("status").and_then(Value::as_str) == Some("ok") {
                     return Ok(Done {
                         status: "succeeded",
-                        rows: 0,
-                        write: None,
+                        rows,
+                        writes,
                         outputs,
                     });
                 }
@@ -417,7 +456,7 @@ fn already_committed(run: &JobRunInfo, table: &str) -> Done {
     Done {
         status: "already_committed",
         rows: 0,
-        write: None,
+        writes: Vec::new(),
         outputs: vec![json!({"output_type": "stream", "name": "stdout",
             "text": format!("{table}: already written by an earlier attempt of this run; not written again\n")})],
     }

@@ -3,6 +3,7 @@
 //! the run's application transaction; progress reported after every
 //! statement, the executed notebook and a log kept in the lake.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -281,12 +282,35 @@ impl Jobs {
             report.statements_total = pieces.len();
         }
         let values = scalars(&values);
+        let timeout = Duration::from_millis(run.timeout_ms.max(1));
+        let deadline = Instant::now()
+            + timeout.saturating_sub(Duration::from_millis(
+                unix_ms().saturating_sub(run.started_unix_ms),
+            ));
+        // A Python notebook's own statements (its `lake` calls) run in this
+        // session: the run's lease and timeout, its writes once per run.
+        let (session_grants, scope) = match work.kernel {
+            KernelKind::Sql => (grants.clone(), None),
+            KernelKind::Python => (
+                Grants {
+                    operator: false,
+                    ..grants.clone()
+                },
+                Some(Arc::new(crate::session::JobScope::new(
+                    job.job_id.clone(),
+                    run.seq as i64,
+                    deadline,
+                    timeout,
+                ))),
+            ),
+        };
         let session = match self.sessions.detached(
             &job.owner,
-            &grants,
+            &session_grants,
             &run.lease_id,
             run.vcores,
             &spec.workspace,
+            scope,
         ) {
             Ok(s) => s,
             Err(e) => return fail(e),
@@ -301,18 +325,11 @@ impl Jobs {
                 job,
                 values,
             }),
-            KernelKind::Python => {
-                match self.python_kernel(run, job, &grants, &spec.workspace).await {
-                    Ok(k) => Box::new(k),
-                    Err(e) => return fail(e),
-                }
-            }
+            KernelKind::Python => match self.python_kernel(session, deadline).await {
+                Ok(k) => Box::new(k),
+                Err(e) => return fail(e),
+            },
         };
-        let timeout = Duration::from_millis(run.timeout_ms.max(1));
-        let deadline = Instant::now()
-            + timeout.saturating_sub(Duration::from_millis(
-                unix_ms().saturating_sub(run.started_unix_ms),
-            ));
         for p in &pieces {
             if stop.is_cancelled() {
                 return fail(TarnError::new(
@@ -351,9 +368,7 @@ impl Jobs {
                         done.status,
                         done.rows
                     ));
-                    if let Some(w) = &done.write {
-                        report.tables.push(w.clone());
-                    }
+                    report.tables.extend(done.writes.iter().cloned());
                     report.statements.push(StatementReport {
                         cell: p.cell,
                         index: p.index,
@@ -396,30 +411,32 @@ impl Jobs {
     }
 
     /// A hosted Python kernel for a run: its memory capped at the run's
-    /// lease share, `lake` acting as the job's owner with the job's roles.
+    /// lease share, `lake` acting in the run's `session` (the job's owner
+    /// with the job's roles) until the run's `deadline`.
     async fn python_kernel(
         &self,
-        run: &JobRunInfo,
-        job: &JobInfo,
-        grants: &Grants,
-        workspace: &str,
-    ) -> Result<PythonKernel, TarnError> {
+        session: Arc<crate::session::Session>,
+        deadline: Instant,
+    ) -> Result<PythonKernel<'_>, TarnError> {
         let host = self.python.clone().ok_or_else(|| {
             TarnError::new(
                 ErrorCode::KernelUnavailable,
                 "this gateway cannot run tarn-python notebooks",
             )
         })?;
+        // The credential outlives the run a little (its cells are stopped
+        // at the deadline) and is revoked when the run's kernel goes.
+        let ttl = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60);
         let (hosted, events) = host
-            .prepare(
-                &job.owner,
-                grants,
-                workspace,
-                run.vcores,
-                self.opts.render.max_result_rows,
-            )
+            .prepare(&session, ttl, self.opts.render.max_result_rows)
             .await?;
-        Ok(PythonKernel { hosted, events })
+        Ok(PythonKernel {
+            hosted,
+            events,
+            sessions: &self.sessions,
+            queries: &self.queries,
+            session,
+        })
     }
 
     /// The owner's roles must still allow every write the job makes: a
@@ -436,7 +453,9 @@ impl Jobs {
         grants
             .require(workspace, Role::Reader, "run jobs in")
             .map_err(|e| e.with_fix(fix))?;
-        let session = self.sessions.detached(owner, grants, "", 1, workspace)?;
+        let session = self
+            .sessions
+            .detached(owner, grants, "", 1, workspace, None)?;
         let state = self.sessions.run_state(&session, workspace, "preflight");
         for p in pieces {
             let Ok(statement) =

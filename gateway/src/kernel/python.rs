@@ -17,22 +17,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tarn_common::roles::Grants;
 use tarn_common::{ErrorCode, TarnError};
 use tarn_pykernel::{Channel, Event, HostedKernel, Message, Pool};
 use tokio::sync::mpsc;
 
 use super::channel::close_reason;
 use super::{Kernel, Kernels, CLOSE_SHUTDOWN};
+use crate::session::Session;
 
 /// The kernelspec name.
 pub const PYTHON_KERNEL: &str = "tarn-python";
 /// Where the gateway's Flight SQL socket appears inside a sandbox.
 pub const LAKE_SOCKET_INSIDE: &str = "/run/tarn/flight.sock";
 
-/// Makes the Authorization header value a kernel's lake calls carry: its
-/// user, its roles, good for the given time.
-pub type Minter = Arc<dyn Fn(&str, &Grants, Duration) -> String + Send + Sync>;
+/// Makes the credential a kernel's lake calls carry: one that stands for
+/// the kernel's session (its user, roles, lease and limits), good for the
+/// given time.
+pub type Minter = Arc<dyn Fn(&Arc<Session>, Duration) -> String + Send + Sync>;
 
 /// How this gateway hosts Python kernels.
 pub struct PythonHost {
@@ -62,19 +63,15 @@ impl PythonHost {
         }
     }
 
-    /// Writes a credential of `user` with `grants` (never the operator
-    /// flag: kernels never name files) into the kernel's directory.
+    /// Writes a credential standing for `session` into the kernel's
+    /// directory, good for `ttl`.
     fn write_credential(
         &self,
-        user: &str,
-        grants: &Grants,
+        session: &Arc<Session>,
+        ttl: Duration,
         hosted: &HostedKernel,
     ) -> std::io::Result<()> {
-        let grants = Grants {
-            operator: false,
-            ..grants.clone()
-        };
-        let value = (self.mint)(user, &grants, self.credential_lifetime);
+        let value = format!("Bearer {}", (self.mint)(session, ttl));
         let dir = hosted.dir.join(".tarn");
         std::fs::create_dir_all(&dir)?;
         let tmp = dir.join("credential.tmp");
@@ -106,17 +103,17 @@ impl PythonHost {
 }
 
 impl PythonHost {
-    /// A kernel from the pool made ready for `user`: its address space
-    /// capped at `vcores`' share, its credential written, `lake` bound to
-    /// `workspace`. Returns the process and its events.
+    /// A kernel from the pool made ready for `session`: its address space
+    /// capped at the session's vCores' share, a credential standing for
+    /// the session (good for `ttl`) written, `lake` bound to its user and
+    /// workspace. Returns the process and its events.
     pub async fn prepare(
         &self,
-        user: &str,
-        grants: &Grants,
-        workspace: &str,
-        vcores: u32,
+        session: &Arc<Session>,
+        ttl: Duration,
         max_rows: usize,
     ) -> Result<(Arc<HostedKernel>, mpsc::UnboundedReceiver<Event>), TarnError> {
+        let (user, workspace, vcores) = (&session.user, session.workspace(), session.vcores);
         let unavailable =
             |e: tarn_pykernel::Error| TarnError::new(ErrorCode::KernelUnavailable, e.to_string());
         let hosted = Arc::new(self.pool.take().await.map_err(unavailable)?);
@@ -127,7 +124,7 @@ impl PythonHost {
             .limit_memory(memory, self.start_timeout)
             .await
             .map_err(unavailable)?;
-        self.write_credential(user, grants, &hosted).map_err(|e| {
+        self.write_credential(session, ttl, &hosted).map_err(|e| {
             TarnError::new(
                 ErrorCode::KernelUnavailable,
                 format!("cannot give the kernel its credential: {e}"),
@@ -135,7 +132,7 @@ impl PythonHost {
         })?;
         hosted
             .run_setup(
-                &self.bind_code(user, workspace, &hosted, max_rows),
+                &self.bind_code(user, &workspace, &hosted, max_rows),
                 self.start_timeout,
             )
             .await
@@ -161,12 +158,12 @@ impl Kernels {
         kernel: &Arc<Kernel>,
     ) -> Result<(), TarnError> {
         let host = self.python_host()?;
+        // Waiting for a process (the pool may be empty) is not idleness.
+        let _hold = kernel.session.hold();
         let (hosted, events) = host
             .prepare(
-                &kernel.session.user,
-                &kernel.session.grants,
-                &kernel.session.workspace(),
-                kernel.session.vcores,
+                &kernel.session,
+                host.credential_lifetime,
                 self.opts.max_result_rows,
             )
             .await?;
@@ -461,7 +458,7 @@ async fn bridge(
             },
             why = hosted.exited() => break why,
             _ = renew.tick() => {
-                if let Err(e) = host.write_credential(&kernel.session.user, &kernel.session.grants, &hosted) {
+                if let Err(e) = host.write_credential(&kernel.session, host.credential_lifetime, &hosted) {
                     tracing::warn!(kernel = %kernel.id, error = %e, "cannot renew the kernel's credential");
                 }
             }

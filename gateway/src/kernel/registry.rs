@@ -163,7 +163,15 @@ impl Kernels {
                 .with_fix("start one of those (GET /api/kernelspecs)"))
             }
         };
-        let session = self.sessions.open(who, wish).await?;
+        // A Python kernel's session is what its user's code acts with: it
+        // never names files, whatever its user may do elsewhere.
+        let session = if spec == PYTHON_KERNEL {
+            let mut who = who.clone();
+            who.grants.operator = false;
+            self.sessions.open(&who, wish).await?
+        } else {
+            self.sessions.open(who, wish).await?
+        };
         let (cells, mut queue) = mpsc::unbounded_channel();
         let kernel = Arc::new(Kernel {
             id: uuid::Uuid::new_v4().to_string(),

@@ -18,7 +18,7 @@ mod settings;
 pub use lake::{planning_config, refresh_lake, with_lake};
 pub use params::{bind_parameters, number_placeholders};
 pub use plan::{prepare, Prepared};
-pub use registry::SessionLimits;
+pub use registry::{SessionLimits, PASS_PREFIX};
 pub use settings::with_setting;
 
 use std::sync::Arc;
@@ -60,6 +60,104 @@ pub struct Session {
     state: parking_lot::RwLock<SessionState>,
     /// When a request last used the session.
     last_used: parking_lot::Mutex<std::time::Instant>,
+    /// Set on a job run's session: its statements run under the run's
+    /// time limit and its writes commit once per run.
+    pub job: Option<Arc<JobScope>>,
+    /// Work in progress that is not a query (a kernel's process starting):
+    /// the session does not end by inactivity meanwhile.
+    held: std::sync::atomic::AtomicUsize,
+}
+
+/// Keeps a session from ending by inactivity while it lives; using the
+/// session again when it drops.
+pub struct Hold<'a>(&'a Session);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .held
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What a job run's session knows of the run, so that statements a
+/// notebook sends on its own (a `tarn-python` cell calling `lake`) are held
+/// to the run's timeout and written exactly once, as the runner's own
+/// statements are.
+#[derive(Debug)]
+pub struct JobScope {
+    /// The job.
+    pub job_id: String,
+    /// The run's submission number: the Delta application-transaction
+    /// version its writes commit with.
+    pub seq: i64,
+    /// When the run must be done.
+    pub deadline: std::time::Instant,
+    /// The run's timeout (for the error that names it).
+    pub timeout: std::time::Duration,
+    cursor: parking_lot::Mutex<(usize, u32)>,
+    writes: parking_lot::Mutex<Vec<ScopedWrite>>,
+}
+
+/// One write a job's statement made (or found made by an earlier attempt).
+#[derive(Debug, Clone)]
+pub struct ScopedWrite {
+    /// `workspace.table`.
+    pub table: String,
+    /// The write's id (its receipt), or `None` when an earlier attempt of
+    /// the run had committed it and it was skipped.
+    pub txn: Option<String>,
+}
+
+impl JobScope {
+    /// A run's scope.
+    pub fn new(
+        job_id: String,
+        seq: i64,
+        deadline: std::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            job_id,
+            seq,
+            deadline,
+            timeout,
+            cursor: parking_lot::Mutex::new((0, 0)),
+            writes: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The run moves on to `cell`: its writes are numbered from 0 again.
+    pub fn begin_cell(&self, cell: usize) {
+        *self.cursor.lock() = (cell, 0);
+    }
+
+    /// The application id of the next write: the job, the cell and the
+    /// write's place in it. A retried run makes the same writes in the
+    /// same order, so each finds its own earlier commit.
+    pub fn next_app_id(&self) -> String {
+        let mut c = self.cursor.lock();
+        let id = format!("tarn-job/{}/{}.w{}", self.job_id, c.0, c.1);
+        c.1 += 1;
+        id
+    }
+
+    /// Notes a write of the current cell.
+    pub fn record(&self, write: ScopedWrite) {
+        self.writes.lock().push(write);
+    }
+
+    /// The writes noted since the last call.
+    pub fn take_writes(&self) -> Vec<ScopedWrite> {
+        std::mem::take(&mut *self.writes.lock())
+    }
+
+    /// How long the run has left.
+    pub fn left(&self) -> std::time::Duration {
+        self.deadline
+            .saturating_duration_since(std::time::Instant::now())
+    }
 }
 
 impl Session {
@@ -73,6 +171,18 @@ impl Session {
     /// How long nobody used it.
     pub fn idle_for(&self) -> std::time::Duration {
         self.last_used.lock().elapsed()
+    }
+
+    /// Holds the session open (not ended by inactivity) until the guard
+    /// drops, which counts as a use.
+    pub fn hold(&self) -> Hold<'_> {
+        self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Hold(self)
+    }
+
+    /// Whether something holds it open.
+    pub fn is_held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// The default workspace for unqualified names.
@@ -113,4 +223,6 @@ pub struct Sessions {
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// The gateway's query counters.
     metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// Credentials handed to hosted kernels, each good for one session.
+    passes: DashMap<String, registry::Pass>,
 }

@@ -16,6 +16,21 @@ use crate::lease::{LeaseClient, LeaseWish};
 /// its session ended rather than only that it is unknown.
 const REMEMBER_ENDED: usize = 4096;
 
+/// What a kernel's credential starts with (a signed token starts with
+/// `tarn.`, a handshake's session id is plain hex).
+pub const PASS_PREFIX: &str = "tarnk.";
+
+/// A credential that stands for one session: what a hosted kernel's `lake`
+/// sends, so its statements run in the kernel's own session (its lease,
+/// its limits, its job run) rather than opening another.
+#[derive(Debug)]
+pub(super) struct Pass {
+    session: Arc<Session>,
+    /// In the session table (so it can end there), or a job run's.
+    registered: bool,
+    expires: std::time::Instant,
+}
+
 /// Per-gateway limits on sessions and what planning may compute.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
@@ -71,6 +86,7 @@ impl Sessions {
             runtime: runtime_with_pool(SessionLimits::default().memory_pool_bytes),
             limits: SessionLimits::default(),
             metrics: Arc::default(),
+            passes: DashMap::new(),
         }
     }
 
@@ -194,6 +210,8 @@ impl Sessions {
             workspace: parking_lot::RwLock::new(self.default_workspace.clone()),
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
+            job: None,
+            held: Default::default(),
         });
         self.sessions.insert(id.clone(), Arc::clone(&session));
         // Two opens racing past the first check: the later one gives way.
@@ -218,6 +236,7 @@ impl Sessions {
         lease_id: &str,
         vcores: u32,
         workspace: &str,
+        job: Option<Arc<super::JobScope>>,
     ) -> Result<Arc<Session>, TarnError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let state = self.build_state(&id, vcores.max(1) as usize, grants)?;
@@ -234,6 +253,8 @@ impl Sessions {
             workspace: parking_lot::RwLock::new(workspace.to_string()),
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
+            job,
+            held: Default::default(),
         }))
     }
 
@@ -301,7 +322,7 @@ impl Sessions {
         );
         let mut ended = Vec::new();
         self.sessions.retain(|id, s| {
-            let keep = s.last_used.lock().elapsed() <= max_idle || busy(id);
+            let keep = s.last_used.lock().elapsed() <= max_idle || s.is_held() || busy(id);
             if !keep {
                 // On record before the entry goes, so a request arriving
                 // while the lease is given back hears why, not "no such
@@ -321,6 +342,58 @@ impl Sessions {
         n
     }
 
+    /// A credential good for `ttl` that stands for `session`: requests
+    /// bearing it run in that session, with its grants. It is unguessable,
+    /// not the session id (which a handshake client could close).
+    pub fn delegate(&self, session: &Arc<Session>, ttl: std::time::Duration) -> String {
+        let now = std::time::Instant::now();
+        self.passes.retain(|_, p| p.expires > now);
+        let pass = format!(
+            "{PASS_PREFIX}{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.passes.insert(
+            pass.clone(),
+            Pass {
+                session: Arc::clone(session),
+                registered: self.sessions.contains_key(&session.id),
+                expires: now + ttl,
+            },
+        );
+        pass
+    }
+
+    /// The session a kernel's credential stands for; refused once it
+    /// expired, was revoked or its session ended (with why).
+    pub fn by_pass(&self, pass: &str) -> Result<Arc<Session>, TarnError> {
+        let refused = || {
+            TarnError::new(
+                ErrorCode::InvalidToken,
+                "this kernel credential has expired or was revoked",
+            )
+            .with_fix(
+                "the kernel renews its credential by itself; if this persists, restart the kernel",
+            )
+        };
+        let (session, registered) = {
+            let p = self.passes.get(pass).ok_or_else(refused)?;
+            if p.expires <= std::time::Instant::now() {
+                return Err(refused());
+            }
+            (Arc::clone(&p.session), p.registered)
+        };
+        if registered {
+            return self.lookup(&session.id);
+        }
+        Ok(session)
+    }
+
+    /// Revokes every credential standing for `session_id`.
+    pub fn revoke_passes(&self, session_id: &str) {
+        self.passes.retain(|_, p| p.session.id != session_id);
+    }
+
     /// Whether a session id is still open.
     pub fn is_open(&self, id: &str) -> bool {
         self.sessions.contains_key(id)
@@ -334,6 +407,7 @@ impl Sessions {
             true
         }) {
             Some((_, s)) => {
+                self.revoke_passes(id);
                 self.leases.release(s.lease_id.clone()).await;
                 self.ended(id, why);
                 tracing::info!(session = %id, "session closed");
