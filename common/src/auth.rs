@@ -104,8 +104,12 @@ impl TokenKey {
             path: shown.clone(),
             source,
         })?;
+        // URL-safe (what Tarn writes) or standard base64 (what `openssl
+        // rand -base64` and Helm's `randBytes` write).
+        let text = text.trim().trim_end_matches('=');
         let secret = B64
-            .decode(text.trim().trim_end_matches('='))
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
             .ok()
             .filter(|s| s.len() >= MIN_KEY_BYTES)
             .ok_or(KeyError::Invalid { path: shown })?;
@@ -278,6 +282,29 @@ mod tests {
         let g = crate::roles::Grants::parse_specs(["soc=contributor"], true).unwrap();
         let t = key.mint("alice", HOUR, g.clone());
         assert_eq!(key.verify(&t, HOUR, now_secs()).unwrap().grants, g);
+    }
+
+    #[test]
+    fn key_files_in_either_base64_alphabet_load_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bytes whose encodings differ between the alphabets (+/ vs -_).
+        let secret: Vec<u8> = (0..48u8).map(|i| i.wrapping_mul(37) ^ 0xfb).collect();
+        use base64::engine::general_purpose::STANDARD;
+        let (url, std) = (B64.encode(&secret), STANDARD.encode(&secret));
+        assert_ne!(url.trim_end_matches('='), std.trim_end_matches('='));
+        let load = |text: &str| {
+            let p = dir.path().join("k");
+            std::fs::write(&p, text).unwrap();
+            TokenKey::load(&p)
+        };
+        let t = load(&url).unwrap().mint("a", HOUR, Default::default());
+        load(&format!("{std}\n"))
+            .unwrap()
+            .verify(&t, HOUR, now_secs())
+            .unwrap();
+        // Too short, or not base64 at all, is still refused.
+        assert!(load(&STANDARD.encode([1u8; 16])).is_err());
+        assert!(load("not a key!").is_err());
     }
 
     #[test]
