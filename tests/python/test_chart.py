@@ -390,3 +390,16 @@ def test_the_rendered_chart_runs_as_a_cluster_and_answers_through_the_gateway():
         failed = any(p.returncode not in (0, -signal.SIGTERM) for p in procs.values())
         if not failed:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("values, says", [
+    ({"executor": {"interactive": {"vcores": 4}}}, "executor"),          # a misspelt key
+    ({"auth": {"mode": "open"}}, "mode"),                                 # not a mode
+    ({"executors": {"interactive": {"vcores": 0}}}, "vcores"),            # no vCores
+    ({"lake": {"url": "ftp://lake"}}, "url"),                             # not a lake URL
+    ({"config": {"gateway": {"query_timeout": "two hours"}}}, "query_timeout"),
+])
+def test_values_the_schema_refuses(values, says):
+    with pytest.raises(Exception) as e:
+        render(values)
+    assert says in str(e.value), e.value
