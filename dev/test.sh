@@ -2,7 +2,8 @@
 # Runs every check and test: formatting, the checked-in protobuf code,
 # clippy and rustdoc with warnings as errors,
 # unit tests, the cross-process cluster tests (real `tarn` binary, Rust
-# Flight SQL client) and the Python client tests (ADBC, pyarrow, DuckDB).
+# Flight SQL client), the Python client tests (ADBC, pyarrow, DuckDB,
+# Jupyter, the Helm chart) and the container image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev/setup.sh --python
@@ -37,5 +38,8 @@ else
   cargo test --locked --workspace -- --test-threads 2
 fi
 
-step "Python client tests"
+step "Python client tests (and the Helm chart, rendered and run)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+step "container image: built around this binary, run, queried"
+dev/image.sh --test
