@@ -151,6 +151,12 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
+    /// The configuration: `tarn config show` prints what each role would
+    /// run with, and where each value comes from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// (Re)generates the demo workspace in the lake.
     Demo {
         /// Lake root (directory or URL).
@@ -165,6 +171,18 @@ enum Command {
         /// Random seed (the output is deterministic per seed).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration (defaults, then the file, then
+    /// `TARN_<ROLE>__<KEY>` variables) as TOML, each key with its source.
+    /// Flags given to a role override what this shows.
+    Show {
+        /// Only this role's section: coordinator, executor or gateway.
+        #[arg(long)]
+        role: Option<String>,
     },
 }
 
@@ -307,6 +325,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Show { role },
+        } => {
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{}", show_config(file, role.as_deref())?);
+            }
+            Ok(())
+        }
         Command::Certs { dir } => {
             tarn_common::cluster::create(&dir)?;
             tracing::info!(dir = %dir.display(), "cluster credentials ready");
@@ -333,6 +360,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The effective configuration of `role` (or every role) as TOML, each
+/// key followed by where its value came from.
+fn show_config(file: Option<&std::path::Path>, role: Option<&str>) -> anyhow::Result<String> {
+    fn section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
+        name: &str,
+        file: Option<&std::path::Path>,
+    ) -> anyhow::Result<String> {
+        let (options, sources) = config::load_with_sources::<T>(name, file)?;
+        let value = toml::Value::try_from(&options).context("options serialise")?;
+        let toml::Value::Table(table) = value else {
+            anyhow::bail!("[{name}] is not a table");
+        };
+        let mut out = format!("[{name}]\n");
+        let mut tables = String::new();
+        for (k, v) in &table {
+            let from = sources
+                .get(k)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "default".into());
+            match v {
+                toml::Value::Table(t) => {
+                    tables.push_str(&format!("\n# {k}: {from}\n[{name}.{k}]\n"));
+                    tables.push_str(&toml::to_string(t).context("options serialise")?);
+                }
+                _ => {
+                    let one: toml::Table = [(k.clone(), v.clone())].into_iter().collect();
+                    let line = toml::to_string(&one).context("options serialise")?;
+                    out.push_str(&format!("{}  # {from}\n", line.trim_end()));
+                }
+            }
+        }
+        Ok(out + &tables)
+    }
+    let roles = ["coordinator", "executor", "gateway"];
+    let wanted: Vec<&str> = match role {
+        None => roles.to_vec(),
+        Some(r) if roles.contains(&r) => vec![r],
+        Some(r) => anyhow::bail!("--role is coordinator, executor or gateway, not {r:?}"),
+    };
+    let mut out = String::from(
+        "# Effective configuration: defaults, then the file (--config / TARN_CONFIG),\n\
+         # then TARN_<ROLE>__<KEY> variables. A role's flags override these.\n",
+    );
+    for r in wanted {
+        out.push('\n');
+        out.push_str(&match r {
+            "coordinator" => section::<tarn_coordinator::CoordinatorOptions>(r, file)?,
+            "executor" => section::<tarn_executor::ExecutorOptions>(r, file)?,
+            _ => section::<tarn_gateway::GatewayOptions>(r, file)?,
+        });
+    }
+    Ok(out)
+}
+
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
@@ -343,10 +424,13 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 mod tests {
     use std::path::Path;
 
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// The example file parses into every role's options and states their
     /// defaults, so it cannot drift from the code.
     #[test]
     fn example_config_matches_the_defaults() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tarn.example.toml");
         let c: tarn_coordinator::CoordinatorOptions =
             tarn_common::config::load("coordinator", Some(&path)).expect("coordinator section");
@@ -361,6 +445,44 @@ mod tests {
         );
         assert_eq!(text(&e), text(&tarn_executor::ExecutorOptions::default()));
         assert_eq!(text(&g), text(&tarn_gateway::GatewayOptions::default()));
+    }
+
+    /// `tarn config show` names each value's source, and what it prints
+    /// is itself a configuration file giving the same options.
+    #[test]
+    fn config_show_says_where_each_value_comes_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[gateway]\nquery_timeout = \"90m\"\n").unwrap();
+        // Configuration loads read the environment: one test at a time.
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("TARN_GATEWAY__MAX_QUEUED_CELLS", "7");
+        let text = super::show_config(Some(&file), Some("gateway")).unwrap();
+        std::env::remove_var("TARN_GATEWAY__MAX_QUEUED_CELLS");
+        let line = |k: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{k} =")))
+                .unwrap_or_else(|| panic!("{k} missing in\n{text}"))
+                .to_string()
+        };
+        assert!(
+            line("query_timeout").contains("\"1h 30m\"")
+                && line("query_timeout").ends_with(&format!("# file {}", file.display())),
+            "{text}"
+        );
+        assert!(
+            line("max_queued_cells").ends_with("= 7  # environment TARN_GATEWAY__MAX_QUEUED_CELLS"),
+            "{text}"
+        );
+        assert!(line("max_result_rows").ends_with("# default"), "{text}");
+        assert!(!text.contains("[coordinator]"));
+        let back = dir.path().join("back.toml");
+        std::fs::write(&back, &text).unwrap();
+        let g: tarn_gateway::GatewayOptions =
+            tarn_common::config::load("gateway", Some(&back)).unwrap();
+        assert_eq!(g.query_timeout, std::time::Duration::from_secs(90 * 60));
+        assert_eq!(g.max_queued_cells, 7);
+        assert!(super::show_config(None, Some("scheduler")).is_err());
     }
 
     mod erased {

@@ -34,10 +34,43 @@ pub fn load<T: DeserializeOwned + serde::Serialize + Default>(
     section: &str,
     file: Option<&Path>,
 ) -> Result<T, ConfigError> {
+    load_with_sources(section, file).map(|(t, _)| t)
+}
+
+/// Where an effective setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// The configuration file.
+    File(String),
+    /// An environment variable.
+    Env(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File(p) => write!(f, "file {p}"),
+            Source::Env(v) => write!(f, "environment {v}"),
+        }
+    }
+}
+
+/// [`load`], also saying where each top-level key's value came from.
+pub fn load_with_sources<T: DeserializeOwned + serde::Serialize + Default>(
+    section: &str,
+    file: Option<&Path>,
+) -> Result<(T, std::collections::BTreeMap<String, Source>), ConfigError> {
     let mut value = toml::Value::try_from(T::default()).map_err(|e| ConfigError::Invalid {
         section: section.into(),
         message: e.to_string(),
     })?;
+    let mut sources: std::collections::BTreeMap<String, Source> = match &value {
+        toml::Value::Table(t) => t.keys().map(|k| (k.clone(), Source::Default)).collect(),
+        _ => Default::default(),
+    };
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -50,6 +83,9 @@ pub fn load<T: DeserializeOwned + serde::Serialize + Default>(
                     message: e.to_string(),
                 })?;
         if let Some(toml::Value::Table(t)) = parsed.get(section) {
+            for k in t.keys() {
+                sources.insert(k.clone(), Source::File(path.display().to_string()));
+            }
             merge(&mut value, toml::Value::Table(t.clone()));
         }
     }
@@ -59,16 +95,18 @@ pub fn load<T: DeserializeOwned + serde::Serialize + Default>(
             let key = key.to_lowercase();
             let parsed = parse_scalar(&v);
             if let toml::Value::Table(t) = &mut value {
+                sources.insert(key.clone(), Source::Env(k.clone()));
                 t.insert(key, parsed);
             }
         }
     }
-    value
+    let t = value
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid {
             section: section.into(),
             message: e.to_string(),
-        })
+        })?;
+    Ok((t, sources))
 }
 
 fn parse_scalar(v: &str) -> toml::Value {
