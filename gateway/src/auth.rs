@@ -34,6 +34,8 @@ pub struct Identity {
 #[derive(Debug)]
 pub struct Authenticator {
     key: Option<TokenKey>,
+    /// Earlier keys whose tokens are still accepted (key rotation).
+    previous: Vec<TokenKey>,
     dev: bool,
     lifetime: Duration,
 }
@@ -54,7 +56,18 @@ impl Authenticator {
                  on a trusted machine"
                 .into());
         }
-        Ok(Self { key, dev, lifetime })
+        Ok(Self {
+            key,
+            previous: Vec::new(),
+            dev,
+            lifetime,
+        })
+    }
+
+    /// Also accepts tokens signed with `keys` (the keys being rotated out).
+    pub fn with_previous_keys(mut self, keys: Vec<TokenKey>) -> Self {
+        self.previous = keys;
+        self
     }
 
     /// Whether requests without credentials are served.
@@ -76,7 +89,22 @@ impl Authenticator {
             )
             .with_fix("omit credentials (dev mode), or configure auth_key_file"));
         };
-        let claims = key.verify(token, self.lifetime, now_secs())?;
+        let now = now_secs();
+        // A token another key signed is tried against the keys being
+        // rotated out; any other refusal (expired, too old) is final.
+        let mut result = key.verify(token, self.lifetime, now);
+        let unsigned =
+            |r: &Result<_, TarnError>| matches!(r, Err(e) if e.code == ErrorCode::InvalidToken);
+        for old in &self.previous {
+            if !unsigned(&result) {
+                break;
+            }
+            let r = old.verify(token, self.lifetime, now);
+            if !unsigned(&r) {
+                result = r;
+            }
+        }
+        let claims = result?;
         Ok(Identity {
             user: claims.sub,
             expires_ms: Some(claims.exp.saturating_mul(1000)),
@@ -185,6 +213,50 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(s)
         )
+    }
+
+    #[test]
+    fn tokens_of_a_key_being_rotated_out_are_still_accepted() {
+        let (old, new, other) = (
+            TokenKey::from_secret(&[1; 32]),
+            TokenKey::from_secret(&[2; 32]),
+            TokenKey::from_secret(&[3; 32]),
+        );
+        let hour = Duration::from_secs(3600);
+        let by_old = old.mint("alice", hour, Default::default());
+        let by_new = new.mint("bob", hour, Default::default());
+        let by_other = other.mint("mallory", hour, Default::default());
+        let bearer = |t: &str| format!("Bearer {t}");
+        // Control: without the old key, its tokens are refused.
+        let a = Authenticator::new("token", Some(TokenKey::from_secret(&[2; 32])), hour).unwrap();
+        assert_eq!(
+            a.identify(Some(&bearer(&by_old)), None).unwrap_err().code,
+            ErrorCode::InvalidToken
+        );
+        let a = a.with_previous_keys(vec![TokenKey::from_secret(&[1; 32])]);
+        assert_eq!(
+            a.identify(Some(&bearer(&by_old)), None).unwrap().user,
+            "alice"
+        );
+        assert_eq!(
+            a.identify(Some(&bearer(&by_new)), None).unwrap().user,
+            "bob"
+        );
+        assert_eq!(
+            a.identify(Some(&bearer(&by_other)), None).unwrap_err().code,
+            ErrorCode::InvalidToken
+        );
+        // An old key's expired token stays expired.
+        let expired = old.sign(&tarn_common::auth::Claims {
+            sub: "alice".into(),
+            iat: now_secs() - 7200,
+            exp: now_secs() - 3600,
+            grants: Default::default(),
+        });
+        assert_eq!(
+            a.identify(Some(&bearer(&expired)), None).unwrap_err().code,
+            ErrorCode::CredentialsExpired
+        );
     }
 
     #[test]

@@ -81,8 +81,16 @@ impl Gateway {
                     .map_err(|e| Error::Config(e.to_string()))?,
             )
         };
+        let previous = opts
+            .auth_previous_key_files
+            .iter()
+            .map(|f| tarn_common::auth::TokenKey::load(std::path::Path::new(f)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(format!("auth_previous_key_files: {e}")))?;
         let auth = Arc::new(
-            Authenticator::new(&opts.auth, key, opts.credential_lifetime).map_err(Error::Config)?,
+            Authenticator::new(&opts.auth, key, opts.credential_lifetime)
+                .map_err(Error::Config)?
+                .with_previous_keys(previous),
         );
         if auth.is_dev() {
             tracing::warn!("dev mode: requests without credentials run as user 'anonymous'");

@@ -61,6 +61,12 @@ pub struct GatewayOptions {
     /// File holding the token signing key (base64, 32+ bytes); `tarn
     /// token --key-file F --create-key` makes one.
     pub auth_key_file: String,
+    /// Keys tokens may also be signed with, for rotating the key without
+    /// logging anyone out: the new key becomes `auth_key_file`, the old
+    /// one goes here until the tokens it signed have expired
+    /// (`credential_lifetime`). A list, or one string separated by commas.
+    #[serde(deserialize_with = "list")]
+    pub auth_previous_key_files: Vec<String>,
     /// Folder of the cluster credentials (`tarn certs --dir`): the gateway
     /// reads only `ca.pem`, `gateway.pem` and `gateway.key` there, to call
     /// coordinators and executors over mutual TLS.
@@ -209,6 +215,7 @@ impl Default for GatewayOptions {
             max_result_rows: 10_000,
             auth: "token".into(),
             auth_key_file: String::new(),
+            auth_previous_key_files: Vec::new(),
             cluster_dir: "./tarn-state/cluster".into(),
             credential_lifetime: std::time::Duration::from_secs(3600),
             direct_runs: true,

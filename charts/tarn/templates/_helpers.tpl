@@ -188,3 +188,11 @@ envFrom:
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{- define "tarn.previousKeyFiles" -}}
+{{- $files := list -}}
+{{- range .Values.auth.previousKeySecretKeys -}}
+{{- $files = append $files (printf "/var/run/tarn/auth/%s" .) -}}
+{{- end -}}
+{{- join "," $files -}}
+{{- end -}}
