@@ -73,23 +73,38 @@ fn callers(_path: &str) -> &'static [Role] {
 }
 
 /// Serves the front on `listen`, forwarding to Ballista's server on
-/// `inner`, until `shutdown`: a service of `tasks`.
+/// `inner`, until `shutdown`: a service of `tasks`. The port is bound
+/// here, so a port in use is reported as such, at once.
 pub fn serve(
     listen: SocketAddr,
     inner: SocketAddr,
     tls: Arc<ClusterTls>,
     shutdown: CancellationToken,
     tasks: &Supervisor,
-) -> Result<(), tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{inner}"))?
+) -> Result<(), crate::Error> {
+    let front = |e: tonic::transport::Error| crate::Error::TaskFront {
+        addr: listen.to_string(),
+        source: e.into(),
+    };
+    let bind = |e| tarn_common::net::BindError::new(listen.to_string(), e);
+    let listener = std::net::TcpListener::bind(listen).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind)?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{inner}"))
+        .map_err(front)?
         .tcp_nodelay(true)
         .connect_lazy();
-    let mut server = tonic::transport::Server::builder().tls_config(tls.server_config())?;
+    let mut server = tonic::transport::Server::builder()
+        .tls_config(tls.server_config())
+        .map_err(front)?;
     let router = server.add_service(RoleGuard::new(Forward(channel), callers));
     tracing::info!(%listen, %inner, "task port (mutual TLS, coordinator only)");
     tasks.service("task port front", async move {
         router
-            .serve_with_shutdown(listen, shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                shutdown.cancelled_owned(),
+            )
             .await
     });
     Ok(())

@@ -288,11 +288,7 @@ pub async fn run(opts: Arc<ExecutorOptions>, shutdown: CancellationToken) -> Res
         Arc::clone(&tls),
         front_stop.clone(),
         &tasks,
-    )
-    .map_err(|e| Error::TaskFront {
-        addr: task_front_addr.to_string(),
-        source: e.into(),
-    })?;
+    )?;
 
     // Ballista's executor handles SIGINT/SIGTERM itself: it fences itself
     // with the scheduler, drains running tasks and stops its servers. The

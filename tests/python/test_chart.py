@@ -9,11 +9,16 @@ through the gateway, so a flag or variable the binary does not know fails
 here."""
 
 import base64
+import copy
+import functools
+import json
 import os
 import pathlib
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +29,7 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 import yaml
 
-from conftest import ROOT, TARN, free_port
+from conftest import ROOT, TARN
 
 import helm_python as helm
 import kubernetes_validate
@@ -45,7 +50,13 @@ CUSTOM = {
 
 
 def render(values, name="r"):
-    out = helm.Chart.load(str(CHART)).render(values, name=name, namespace=NS, is_install=True)
+    """The chart's manifests for `values` (fresh objects: callers may edit them)."""
+    return copy.deepcopy(_render(json.dumps(values, sort_keys=True), name))
+
+
+@functools.lru_cache(maxsize=None)
+def _render(values_json, name):
+    out = helm.Chart.load(str(CHART)).render(json.loads(values_json), name=name, namespace=NS, is_install=True)
     docs = []
     for path, text in out.items():
         if path.endswith("NOTES.txt"):
@@ -225,13 +236,37 @@ LOCAL_VALUES = {
 PROGRAMS = {None: str(TARN), "etcd": shutil.which("etcd") or "/usr/bin/etcd"}
 
 
+_taken = set()
+
+
+def listen_port():
+    """A free loopback port below the ephemeral range, so no outgoing
+    connection (a dozen processes make many) takes it before its process
+    binds it."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in _taken:
+            continue
+        try:
+            for host in ("127.0.0.1", "127.0.0.2"):  # executors bind both
+                with socket.socket() as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        _taken.add(port)
+        return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 class Pod:
     def __init__(self, name, spec, claims, base):
         self.name, self.spec = name, spec
         self.container = spec["containers"][0]
         self.ports = {}  # container port -> local port
         for p in self.container.get("ports", []):
-            self.ports[p["containerPort"]] = free_port()
+            self.ports[p["containerPort"]] = listen_port()
         self.dir = base / name
         self.dir.mkdir(parents=True)
         self.claims = claims  # volume claim templates (StatefulSet)
