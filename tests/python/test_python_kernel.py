@@ -197,6 +197,20 @@ def test_lake_calls_carry_the_users_roles_not_more(writable):
         assert r == "True", r
         _, credential, _ = run(ws, "open('/home/kernel/.tarn/credential').read()")
         credential = ast.literal_eval(credential)
+        # The lake socket in the sandbox is no way around authentication: a
+        # call on it without the credential is refused; with it, it runs.
+        socket_call = ("import adbc_driver_flightsql.dbapi as fs\n"
+                       "def q(**kw):\n"
+                       "    try:\n"
+                       "        with fs.connect('grpc+unix:///run/tarn/flight.sock', autocommit=True, **kw) as c, c.cursor() as cur:\n"
+                       "            cur.execute('SELECT 1'); return str(cur.fetchone()[0])\n"
+                       "    except Exception as e:\n"
+                       "        return str(e)[:300]\n")
+        run(ws, socket_call)
+        _, r, _ = run(ws, "q()")
+        assert "TARN-2201" in r, r
+        _, r, _ = run(ws, "q(db_kwargs={'adbc.flight.sql.authorization_header': open('/home/kernel/.tarn/credential').read()})")
+        assert ast.literal_eval(r) == "1", r
         # Its lake calls ran in the kernel's own session (its lease), not
         # in another one opened beside it.
         status, listed, _ = http("GET", f"{writable['http']}/v1/sessions", token=token)
