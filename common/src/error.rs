@@ -145,6 +145,9 @@ catalogue! {
     /// Python kernels cannot be started on this gateway.
     KernelUnavailable = 2320, KERNEL_UNAVAILABLE, Unavailable, 503,
         "use a tarn-sql kernel, or ask the operator to set up the kernel environment (dev/setup.sh --kernels, python_kernel_python)";
+    /// The gateway is stopping (a restart, an upgrade, a scale-down).
+    GatewayShuttingDown = 2321, GATEWAY_SHUTTING_DOWN, Unavailable, 503,
+        "reconnect: another gateway (or this one once restarted) opens a new session or kernel; queued job runs are taken over";
     /// The statement is not valid SQL.
     SqlSyntax = 2801, SQL_SYNTAX, InvalidArgument, 400,
         "correct the SQL near the position given";

@@ -440,6 +440,9 @@ async fn sweep_sessions(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
+                // Kernels first, so their notebooks hear why before the
+                // sessions (and the kernels' own end events) go.
+                kernels.end_all_for_shutdown();
                 sessions.close_all().await;
                 return Ok(());
             }

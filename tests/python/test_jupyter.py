@@ -229,3 +229,41 @@ def test_interrupt_stops_a_long_cell(tarn):
     finally:
         ws.close()
         http("DELETE", f"{tarn['http']}/api/kernels/{k['id']}")
+
+
+def test_a_gateway_shutting_down_tells_its_notebooks_why(lake):
+    """Told to stop, the gateway ends its kernels before it goes: the
+    notebook reads why (TARN-2321) and the websocket closes with 1012,
+    "service restart", so a client knows to reconnect rather than that its
+    kernel failed."""
+    import json
+    import signal
+
+    import websocket
+    from conftest import start
+    proc, info = start(lake, last=True)
+    try:
+        status, k, _ = http("POST", f"{info['http']}/api/kernels", {"name": "tarn-sql"})
+        assert status == 201, k
+        ws = Kernel(info["http"], k["id"])
+        ws.send("kernel_info_request", {})
+        ws.until("kernel_info_reply")
+        proc.send_signal(signal.SIGTERM)
+        texts, code, reason = [], None, ""
+        ws.ws.settimeout(20)
+        while True:
+            op, data = ws.ws.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_TEXT:
+                m = json.loads(data)
+                if m["msg_type"] == "stream":
+                    texts.append(m["content"]["text"])
+            elif op == websocket.ABNF.OPCODE_CLOSE:
+                code, reason = int.from_bytes(data[:2], "big"), data[2:].decode()
+                break
+        assert code == 1012 and "TARN-2321" in reason, (code, reason)
+        assert any("TARN-2321 GATEWAY_SHUTTING_DOWN" in t for t in texts), texts
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -43,6 +43,8 @@ pub const CLOSE_LIFETIME: u16 = 4001;
 pub const CLOSE_SESSION_ENDED: u16 = 4000;
 /// Close code: the kernel was shut down.
 pub const CLOSE_SHUTDOWN: u16 = 4004;
+/// Close code (RFC 6455 "service restart"): the gateway is stopping.
+pub const CLOSE_GATEWAY_STOPPING: u16 = 1012;
 /// Close code: the credential the websocket connected with expired.
 pub const CLOSE_CREDENTIALS_EXPIRED: u16 = 4401;
 /// Close code: another websocket is attached to the kernel.

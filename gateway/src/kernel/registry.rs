@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::close_reason;
 use super::{
-    Kernel, KernelOptions, Kernels, PythonHost, CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN, KERNEL_NAME,
-    PYTHON_KERNEL,
+    Kernel, KernelOptions, Kernels, PythonHost, CLOSE_GATEWAY_STOPPING, CLOSE_SESSION_ENDED,
+    CLOSE_SHUTDOWN, KERNEL_NAME, PYTHON_KERNEL,
 };
 use crate::auth::Identity;
 use crate::lease::LeaseWish;
@@ -82,6 +82,19 @@ impl Kernels {
         k
     }
 
+    /// Ends every kernel because the gateway is stopping: each notebook
+    /// hears why, and each websocket closes with 1012 (service restart).
+    pub fn end_all_for_shutdown(&self) {
+        let why = TarnError::new(
+            ErrorCode::GatewayShuttingDown,
+            "this gateway is shutting down; the kernel ended",
+        );
+        let sessions: Vec<String> = self.kernels.iter().map(|k| k.session.id.clone()).collect();
+        for id in sessions {
+            self.session_ended(&id, why.clone());
+        }
+    }
+
     /// The options.
     pub fn options(&self) -> &KernelOptions {
         &self.opts
@@ -112,6 +125,14 @@ impl Kernels {
                         close_reason(
                             ErrorCode::SessionTimedOut,
                             "the session ended after inactivity",
+                        ),
+                    )
+                } else if why.code == ErrorCode::GatewayShuttingDown {
+                    (
+                        CLOSE_GATEWAY_STOPPING,
+                        close_reason(
+                            ErrorCode::GatewayShuttingDown,
+                            "the gateway is shutting down",
                         ),
                     )
                 } else {

@@ -401,7 +401,15 @@ impl Sessions {
 
     /// Closes a session and gives its lease back.
     pub async fn close(&self, id: &str) -> bool {
-        let why = TarnError::new(ErrorCode::SessionNotFound, "the session was closed");
+        self.close_because(
+            id,
+            TarnError::new(ErrorCode::SessionNotFound, "the session was closed"),
+        )
+        .await
+    }
+
+    /// Closes a session for `why` (what its kernels and late requests hear).
+    async fn close_because(&self, id: &str, why: TarnError) -> bool {
         match self.sessions.remove_if(id, |id, _| {
             self.remember_end(id, why.clone());
             true
@@ -417,11 +425,16 @@ impl Sessions {
         }
     }
 
-    /// Gives back every session's lease (gateway shutdown).
+    /// Gives back every session's lease (gateway shutdown); their kernels
+    /// and clients hear that the gateway is stopping.
     pub async fn close_all(&self) {
+        let why = TarnError::new(
+            ErrorCode::GatewayShuttingDown,
+            "this gateway is shutting down; the session and its kernel ended",
+        );
         let ids: Vec<String> = self.sessions.iter().map(|s| s.id.clone()).collect();
         for id in ids {
-            self.close(&id).await;
+            self.close_because(&id, why.clone()).await;
         }
     }
 }
