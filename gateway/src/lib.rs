@@ -391,6 +391,7 @@ async fn python_host(
         lake_socket,
         sandboxed,
         mint: Arc::new(move |session, ttl| sessions.delegate(session, ttl)),
+        interpreter: std::path::PathBuf::from(&opts.python_kernel_python),
     }))
 }
 

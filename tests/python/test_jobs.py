@@ -240,3 +240,30 @@ def test_a_retried_python_job_writes_each_table_once(writable):
     assert second["status"] == "succeeded", second
     assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnce_SPRK")[0][0] == 2 * failed
     assert rows(writable, token, "SELECT COUNT(*) FROM demo.PyOnceIngest_SPRK")[0][0] == 6
+
+
+def test_a_python_job_whose_cell_does_not_parse_is_refused_at_submit(writable):
+    """A tarn-python notebook is parsed (with IPython's syntax, so `%sql`
+    lines are fine) when the job is created: a typo fails then, with the
+    cell, not at the first scheduled run; nothing is saved."""
+    token = mint(writable, "pysyntax", roles=["demo=owner"])
+    jobs = TarnJobs(writable["http"], token=token)
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "df = %sql SELECT 1 AS x\nx = int(df['x'][0])"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "if x = 1:\n    print('one')"},
+        ],
+    }
+    with pytest.raises(TarnError) as e:
+        jobs.create("py-typo", "demo", notebook=nb)
+    assert e.value.code == 2317, e.value
+    assert "cell 2 does not parse" in str(e.value) and "SyntaxError" in str(e.value), e.value
+    assert "py-typo" not in [j["name"] for j in jobs.list()]
+    # Control: the same notebook, fixed, is accepted and runs.
+    nb["cells"][1]["source"] = "if x == 1:\n    print('one')"
+    job = jobs.create("py-typo", "demo", notebook=nb)
+    assert jobs.run(job["id"], wait=True)["status"] == "succeeded"

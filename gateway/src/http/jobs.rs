@@ -130,7 +130,14 @@ pub(super) async fn create_job(
 ) -> ApiResult {
     let spec = parse_spec(body::<Value>(&headers, &bytes)?)?;
     let grants = crate::jobs::delegated_grants(&who.grants);
-    crate::jobs::check(&s.sessions, &spec, &who.user, &grants).await?;
+    crate::jobs::check(
+        &s.sessions,
+        &spec,
+        &who.user,
+        &grants,
+        s.kernels.python_interpreter().as_deref(),
+    )
+    .await?;
     let j = store(&s, "", &who.user, &spec, &grants, grant_until(&s)).await?;
     tracing::info!(job = %j.job_id, user = %who.user, "job created");
     Ok((StatusCode::CREATED, Json(job_json(&j))).into_response())
@@ -180,7 +187,14 @@ pub(super) async fn update_job(
         .map_err(|e| ApiError(crate::jobs::invalid(e)))?;
     let grants: tarn_common::roles::Grants =
         serde_json::from_str(&j.grants_json).unwrap_or_default();
-    crate::jobs::check(&s.sessions, &spec, &j.owner, &grants).await?;
+    crate::jobs::check(
+        &s.sessions,
+        &spec,
+        &j.owner,
+        &grants,
+        s.kernels.python_interpreter().as_deref(),
+    )
+    .await?;
     let j = store(
         &s,
         &id,

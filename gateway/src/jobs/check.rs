@@ -164,12 +164,17 @@ pub async fn check(
     spec: &JobSpec,
     owner: &str,
     grants: &Grants,
+    python: Option<&std::path::Path>,
 ) -> Result<(), TarnError> {
     let work = work_of(spec)?;
     grants.require(&spec.workspace, Role::Reader, "create jobs in")?;
     if work.kernel == KernelKind::Python {
-        // Python is checked when it runs; its SQL goes through `lake`,
-        // with the same rules and codes.
+        // Its cells are parsed now (a typo fails at submit, not at 2 am);
+        // what they do is checked when they run: their SQL goes through
+        // `lake`, with the same rules and codes.
+        if let Some(python) = python {
+            python_syntax(python, &work.pieces).await?;
+        }
         return Ok(());
     }
     let session = sessions.detached(owner, grants, "", 1, &spec.workspace, None)?;
@@ -233,4 +238,75 @@ pub(crate) fn created_table(
         }
         _ => None,
     }
+}
+
+/// Parses each Python cell (IPython's syntax: magics such as `%sql` are
+/// allowed) with the kernels' interpreter, without running any of it; the
+/// first cell that does not parse is the job's error.
+async fn python_syntax(python: &std::path::Path, pieces: &[Piece]) -> Result<(), TarnError> {
+    const PARSE: &str = r#"
+import ast, json, sys
+from IPython.core.inputtransformer2 import TransformerManager
+tm = TransformerManager()
+for cell in json.load(sys.stdin):
+    try:
+        ast.parse(tm.transform_cell(cell["source"]))
+    except SyntaxError as e:
+        print(json.dumps({"cell": cell["cell"], "line": e.lineno, "error": f"{type(e).__name__}: {e.msg}"}))
+        break
+"#;
+    let cells: Vec<_> = pieces
+        .iter()
+        .map(|p| serde_json::json!({"cell": p.cell + 1, "source": p.sql}))
+        .collect();
+    let unchecked = |why: String| {
+        // The check is a courtesy: if it cannot run, the run still checks.
+        tracing::warn!(error = %why, "could not parse a Python job's cells at submit");
+        Ok(())
+    };
+    let mut child = match tokio::process::Command::new(python)
+        .args(["-I", "-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return unchecked(e.to_string()),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let input = serde_json::to_vec(&cells).unwrap_or_default();
+        if let Err(e) = stdin.write_all(&input).await {
+            return unchecked(e.to_string());
+        }
+    }
+    let out =
+        match tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+            .await
+        {
+            Ok(Ok(out)) if out.status.success() => out,
+            Ok(Ok(out)) => return unchecked(format!("the parser exited with {}", out.status)),
+            Ok(Err(e)) => return unchecked(e.to_string()),
+            Err(_) => return unchecked("the parser took longer than 30 s".into()),
+        };
+    let Some(line) = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(str::to_string)
+    else {
+        return Ok(());
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    Err(TarnError::new(
+        ErrorCode::InvalidJob,
+        format!(
+            "cell {} does not parse: {} (line {})",
+            v["cell"],
+            v["error"].as_str().unwrap_or("syntax error"),
+            v["line"]
+        ),
+    )
+    .with_fix("fix the cell (run it in a tarn-python kernel to see it), then submit the job again; nothing was saved"))
 }

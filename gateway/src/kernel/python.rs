@@ -52,6 +52,9 @@ pub struct PythonHost {
     pub sandboxed: bool,
     /// Makes the kernels' credentials.
     pub mint: Minter,
+    /// The kernels' interpreter as the gateway runs it (outside any
+    /// sandbox): used only to parse notebooks, never to run them.
+    pub interpreter: PathBuf,
 }
 
 impl PythonHost {
@@ -227,6 +230,11 @@ impl Kernels {
                 format!("this gateway cannot start tarn-python kernels: {why}"),
             )),
         }
+    }
+
+    /// The kernels' interpreter, when `tarn-python` kernels run here.
+    pub fn python_interpreter(&self) -> Option<PathBuf> {
+        self.python.as_ref().ok().map(|h| h.interpreter.clone())
     }
 
     /// Whether `tarn-python` kernels can be started here.
