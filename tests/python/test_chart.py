@@ -355,6 +355,12 @@ def pods_of(docs, base):
     return pods
 
 
+def ready(http_port):
+    """The gateway's /readyz answer (raises while it is not ready)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5) as r:
+        return json.loads(r.read())
+
+
 def wait_http(url, limit, procs):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -406,9 +412,36 @@ def test_the_rendered_chart_runs_as_a_cluster_and_answers_through_the_gateway():
             with pytest.raises(Exception) as e, conn.cursor() as cur:
                 cur.execute("SELECT 1")
             assert "TARN-2201" in str(e.value), e.value
-        # Both executors, one per pool, registered through the coordinators.
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5) as r:
-            assert r.status == 200
+        # The chart's coordinators fail over: the leader killed, the other
+        # (elected over the chart's etcd) leads, and queries go on.
+        leader = ready(http_port)["coordinator"]
+        killed = next(n for n, pod in pods.items() if n.startswith("r-tarn-coordinator-")
+                      and f"127.0.0.1:{pod.ports[50050]}" == leader)
+        os.killpg(procs[killed].pid, signal.SIGKILL)
+        procs.pop(killed).wait()
+        deadline = time.monotonic() + 90
+        while True:
+            assert time.monotonic() < deadline, "no coordinator took over"
+            try:
+                r = ready(http_port)
+                if r["coordinator"] != leader:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while True:  # the executors re-register with the new leader
+            try:
+                with flight_sql.connect(f"grpc://127.0.0.1:{flight_port}", db_kwargs={
+                        "adbc.flight.sql.authorization_header": f"Bearer {token}"}, autocommit=True) as conn:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT count(*) FROM demo.SigninLogs")
+                        assert cur.fetchone()[0] > 0
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -422,7 +455,7 @@ def test_the_rendered_chart_runs_as_a_cluster_and_answers_through_the_gateway():
                 p.wait()
         for f in logs.values():
             f.close()
-        failed = any(p.returncode not in (0, -signal.SIGTERM) for p in procs.values())
+        failed = any(p.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL) for p in procs.values())
         if not failed:
             shutil.rmtree(base, ignore_errors=True)
 
