@@ -652,3 +652,119 @@ async fn a_leader_killed_mid_scheduled_run_fires_it_once_and_its_retry_writes_on
     assert_eq!(n, 1, "one copy of the run's row");
     Ok(())
 }
+
+/// What Kubernetes does to an executor it moves: SIGTERM, then a grace
+/// period. The executor stops being offered (the coordinator binds it no
+/// new tasks), the query it was running tasks of still answers right (its
+/// tasks finish there or run again elsewhere), and it exits by itself
+/// within the grace period.
+#[tokio::test]
+async fn an_executor_told_to_stop_drains_and_its_query_still_answers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lake = demo_lake()?;
+    let lake = lake.to_str().expect("utf-8 path");
+    let coord = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("roles.log");
+    let _coordinator = coordinator(
+        &coord,
+        (
+            "embedded",
+            dir.path().join("state").to_str().expect("utf-8"),
+        ),
+        &log,
+    )?;
+    let a_metrics = free_port().to_string();
+    let executor = |metrics: &str| {
+        Role::spawn_with(
+            &[
+                "executor",
+                "--pool",
+                "interactive",
+                "--vcores",
+                "2",
+                "--coordinator",
+                &coord,
+                "--lake",
+                lake,
+            ],
+            &[("TARN_EXECUTOR__METRICS_PORT", metrics)],
+            Some(&log),
+        )
+    };
+    let mut a = executor(&a_metrics)?;
+    let _b = executor("0")?;
+    executors_up(&coord, 2, 0, &log).await?;
+    // Every query a Ballista job across both executors (no direct runs).
+    let (_gateway, flight, _http) = start_gateway(
+        &coord,
+        lake,
+        &[("TARN_GATEWAY__DIRECT_RUNS", "false")],
+        &log,
+    )
+    .await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{flight}"))?
+        .connect()
+        .await?;
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    // A lease of both executors' vCores, so the query's tasks run on both.
+    client.set_header("x-tarn-vcores", "4");
+    client.handshake("dana", "dev").await?;
+    // A few seconds of work in tasks on both executors.
+    let sql = "SELECT COUNT(*) + SUM(length(a.IPAddress || b.Location)) FROM SigninLogs a \
+               JOIN SigninLogs b ON a.UserPrincipalName = b.UserPrincipalName";
+    let t0 = Instant::now();
+    let expected = scalar_i64(&query(&mut client, sql).await?);
+    assert!(expected > 0);
+    eprintln!("baseline: {expected} rows in {:?}", t0.elapsed());
+
+    let mut c = client.clone();
+    let running = tokio::spawn(async move { query(&mut c, sql).await.map(|b| scalar_i64(&b)) });
+    let a_addr = format!("127.0.0.1:{a_metrics}");
+    eventually(
+        Duration::from_secs(30),
+        "A to run tasks of the query",
+        || async {
+            let (_, text) = http_get(&a_addr, "/metrics").await.ok()?;
+            tarn_common::metrics::sample(&text, "tarn_executor_tasks_running").filter(|n| *n > 0.0)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; roles' log:\n{}", tail(&log)))?;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let clean = a.stop_within(Duration::from_secs(60));
+        (clean, a)
+    });
+    // While it drains, the pool offers only B.
+    eventually(Duration::from_secs(20), "A to leave the pool", || async {
+        let mut c = coordinator_client(&coord).await.ok()?;
+        let pools = c
+            .get_pools(GetPoolsRequest {
+                header: Some(header()),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        pools
+            .pools
+            .iter()
+            .find(|p| p.pool == Pool::Interactive as i32)
+            .filter(|p| p.offered_vcores == 2)
+            .map(|_| ())
+    })
+    .await?;
+    let answered = running.await?;
+    let (clean, _a) = stopped.await?;
+    assert!(
+        clean,
+        "A did not exit cleanly within its grace period; log:\n{}",
+        tail(&log)
+    );
+    assert_eq!(
+        answered.map_err(|s| anyhow::anyhow!("{s}; log:\n{}", tail(&log)))?,
+        expected,
+        "the query running on the drained executor answered wrong"
+    );
+    // And B alone serves what comes next.
+    assert_eq!(scalar_i64(&query(&mut client, sql).await?), expected);
+    Ok(())
+}

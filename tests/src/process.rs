@@ -77,6 +77,22 @@ impl Role {
         let _ = self.0.wait();
     }
 
+    /// Sends SIGTERM (what Kubernetes sends a pod it stops) and waits up to
+    /// `grace` for the process to exit by itself: whether it did, cleanly.
+    pub fn stop_within(&mut self, grace: Duration) -> bool {
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Whether it has exited.
     pub fn exited(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(Some(_)))
