@@ -258,11 +258,12 @@ def test_a_python_job_whose_cell_does_not_parse_is_refused_at_submit(writable):
              "source": "if x = 1:\n    print('one')"},
         ],
     }
+    before = [j["id"] for j in jobs.list()]
     with pytest.raises(TarnError) as e:
         jobs.create("py-typo", "demo", notebook=nb)
     assert e.value.code == 2317, e.value
     assert "cell 2 does not parse" in str(e.value) and "SyntaxError" in str(e.value), e.value
-    assert "py-typo" not in [j["name"] for j in jobs.list()]
+    assert [j["id"] for j in jobs.list()] == before
     # Control: the same notebook, fixed, is accepted and runs.
     nb["cells"][1]["source"] = "if x == 1:\n    print('one')"
     job = jobs.create("py-typo", "demo", notebook=nb)
