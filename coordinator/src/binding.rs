@@ -50,6 +50,8 @@ pub struct LeasePolicy {
     ledger: Arc<Ledger>,
     registry: Arc<ExecutorRegistry>,
     direct: Arc<DirectRuns>,
+    /// Jobs whose first tasks were bound (logged once, under the query id).
+    started: parking_lot::Mutex<std::collections::HashSet<JobId>>,
 }
 
 impl LeasePolicy {
@@ -64,6 +66,7 @@ impl LeasePolicy {
             ledger,
             registry,
             direct,
+            started: Default::default(),
         }
     }
 }
@@ -145,6 +148,9 @@ impl LeasePolicy {
         // Jobs holding the least first (then the oldest): when a session
         // runs several queries, a freed vCore goes to the one starved of
         // them, so a long query does not lock its session's others out.
+        self.started
+            .lock()
+            .retain(|id| running_jobs.contains_key(id));
         let mut jobs: Vec<(&JobId, &JobInfoCache)> = running_jobs.iter().collect();
         jobs.sort_by_key(|(id, _)| job_held.get(id).copied().unwrap_or((0, 0)));
         for (job_id, job) in jobs {
@@ -167,6 +173,7 @@ impl LeasePolicy {
                 continue;
             }
             let session_id = graph.session_id().to_string();
+            let query_id = query_of_job(graph.job_name()).to_string();
             let mut black_list = vec![];
             'stages: while let Some(stage) = graph.fetch_running_stage(&black_list) {
                 let stage_id = stage.stage_id;
@@ -179,6 +186,17 @@ impl LeasePolicy {
                         match bind_one(stage, &session_id, job_id, budget, allowance) {
                             Some(task) => {
                                 *used += task.1.vcores_consumed;
+                                if self.started.lock().insert(job_id.clone()) {
+                                    // One line per query here, under the
+                                    // gateway's query id (as every role logs it).
+                                    tracing::info!(
+                                        %query_id,
+                                        job = %job_id,
+                                        %lease,
+                                        pool = ?pool,
+                                        "query's first tasks bound"
+                                    );
+                                }
                                 bound.push(task);
                             }
                             None => break,

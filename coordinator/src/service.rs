@@ -465,6 +465,17 @@ impl CoordinatorApi for CoordinatorService {
                 ..Default::default()
             },
         };
+        // One line per query on the coordinator too, under the gateway's
+        // query id, so a query can be followed through every role's log.
+        tracing::info!(
+            query_id = %r.query_id,
+            lease = %r.lease_id,
+            granted = reply.granted,
+            executor = %reply.executor_id,
+            vcores = reply.vcores,
+            reason = %reply.reason,
+            "direct run reserved"
+        );
         Ok(Response::new(reply))
     }
 

@@ -164,7 +164,7 @@ impl TarnFlightService {
         }
         let span = tracing::info_span!("direct_run", query_id = %t.query_id,
             reservation = %t.reservation_id, executor = %self.executor_id);
-        tracing::debug!(parent: &span, "direct run started");
+        tracing::info!(parent: &span, "direct run started");
         let schema = plan.schema();
         // The plan runs on the executor's own compute runtime, as Ballista's
         // tasks do: operators spawn their work where `execute` is called,

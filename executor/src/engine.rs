@@ -82,7 +82,7 @@ impl QueryStageExecutor for TrackedStage {
             .instrument(self.span.clone())
             .await;
         outcome.set(if r.is_ok() { "ok" } else { "failed" });
-        tracing::debug!(parent: &self.span, task_id, ok = r.is_ok(), "task ended");
+        tracing::info!(parent: &self.span, task_id, ok = r.is_ok(), "task ended");
         // Ballista carries a task's error to the gateway as text: a value
         // error goes coded, or it would read as a stage worth retrying.
         r.map_err(tarn_lake::error::with_value_code)

@@ -108,3 +108,30 @@ def test_basic_auth_handshake_opens_a_session(tarn):
     with connect(tarn, db_kwargs={"username": "analyst", "password": "dev"}) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM AuditLogs")
         assert cur.fetchone()[0] > 0
+
+
+def test_a_query_can_be_followed_through_every_roles_log(tarn):
+    """The gateway's run id is the query's id in every role's log: the
+    gateway's end-of-query line, the coordinator's reservation and the
+    executor's run all carry it."""
+    import re
+    import time
+    with open(tarn["log"], "rb") as f:
+        f.seek(0, 2)
+        start = f.tell()
+    with flight_sql.connect(tarn["uri"], db_kwargs={"username": "tracer", "password": "x"}) as conn, \
+            conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM SigninLogs WHERE ResultType <> '0'")
+        assert cur.fetchone()[0] > 0
+    deadline, run_id = time.monotonic() + 10, None
+    while run_id is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        with open(tarn["log"], "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        ids = re.findall(r"run_id=(tarn-[0-9a-f]+) user=tracer", text)
+        run_id = ids[0] if ids else None
+    assert run_id, text[-3000:]
+    lines = [l for l in text.splitlines() if run_id in l]
+    roles = {role for l in lines for role in ("tarn_gateway", "tarn_coordinator", "tarn_executor") if role in l}
+    assert roles == {"tarn_gateway", "tarn_coordinator", "tarn_executor"}, "\n".join(lines)
