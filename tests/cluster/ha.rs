@@ -36,6 +36,18 @@ fn coordinator(addr: &str, store: (&str, &str), log: &std::path::Path) -> anyhow
     )
 }
 
+/// The coordinator's pools, or `None` while it does not answer.
+async fn pools(addr: &str) -> Option<Vec<PoolInfo>> {
+    let mut c = coordinator_client(addr).await.ok()?;
+    let r = c
+        .get_pools(GetPoolsRequest {
+            header: Some(header()),
+        })
+        .await
+        .ok()?;
+    Some(r.into_inner().pools)
+}
+
 async fn health(addr: &str) -> Option<HealthResponse> {
     let mut c = coordinator_client(addr).await.ok()?;
     c.health(HealthRequest {
@@ -447,17 +459,7 @@ async fn a_dead_gateways_leases_expire_and_their_vcores_return() -> anyhow::Resu
     )
     .await?;
     assert_eq!(status, 201, "{opened}");
-    let leased = |addr: String| async move {
-        let mut c = coordinator_client(&addr).await.ok()?;
-        let p = c
-            .get_pools(GetPoolsRequest {
-                header: Some(header()),
-            })
-            .await
-            .ok()?
-            .into_inner();
-        Some(p.pools[0].leased_vcores)
-    };
+    let leased = |addr: String| async move { Some(pools(&addr).await?[0].leased_vcores) };
     // Renewed by the heartbeat, the lease outlives its 2 s TTL.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(leased(coord.clone()).await, Some(8));
@@ -736,17 +738,9 @@ async fn an_executor_told_to_stop_drains_and_its_query_still_answers() -> anyhow
     });
     // While it drains, the pool offers only B.
     eventually(Duration::from_secs(20), "A to leave the pool", || async {
-        let mut c = coordinator_client(&coord).await.ok()?;
-        let pools = c
-            .get_pools(GetPoolsRequest {
-                header: Some(header()),
-            })
-            .await
-            .ok()?
-            .into_inner();
-        pools
-            .pools
-            .iter()
+        pools(&coord)
+            .await?
+            .into_iter()
             .find(|p| p.pool == Pool::Interactive as i32)
             .filter(|p| p.offered_vcores == 2)
             .map(|_| ())

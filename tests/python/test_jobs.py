@@ -24,6 +24,18 @@ def rows(info, token, text):
         return sorted(cur.fetchall())
 
 
+def python_notebook(*sources, parameters=None):
+    """A tarn-python notebook of code cells, with a `parameters` cell first
+    when `parameters` (its source) is given."""
+    def cell(source, tags=()):
+        return {"cell_type": "code", "metadata": {"tags": list(tags)} if tags else {},
+                "outputs": [], "execution_count": None, "source": source}
+    cells = ([cell(parameters, ["parameters"])] if parameters is not None else []) + [cell(s) for s in sources]
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
+            "cells": cells}
+
+
 def cli(info, token, *args):
     return subprocess.run(
         [str(TARN), "job", "--gateway", info["http"], "--token", token, *args],
@@ -159,22 +171,14 @@ def test_a_python_notebook_job_runs_in_a_hosted_kernel_with_its_parameters(writa
     raises fails the run with the cell and the error."""
     token = mint(writable, "pyjobs", roles=["demo=owner"])
     jobs = TarnJobs(writable["http"], token=token)
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
-        "cells": [
-            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
-             "source": "min_failures = 1000\nlabel = 'default'"},
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "top = (lake.read_table('SigninLogs').filter(col('ResultType') != '0')\n"
-                       "       .group_by('UserPrincipalName').agg(n=F.count())\n"
-                       "       .filter(col('n') >= min_failures))\n"
-                       "print(label, top.count())"},
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "lake.save_as_table(top, 'PyJobTop_SPRK', write_options={'mode': 'overwrite'})\n"
-                       "lake.read_table('PyJobTop_SPRK').count()"},
-        ],
-    }
+    nb = python_notebook(
+        "top = (lake.read_table('SigninLogs').filter(col('ResultType') != '0')\n"
+        "       .group_by('UserPrincipalName').agg(n=F.count())\n"
+        "       .filter(col('n') >= min_failures))\n"
+        "print(label, top.count())",
+        "lake.save_as_table(top, 'PyJobTop_SPRK', write_options={'mode': 'overwrite'})\n"
+        "lake.read_table('PyJobTop_SPRK').count()",
+        parameters="min_failures = 1000\nlabel = 'default'")
     job = jobs.create("py-top-failures", "demo", notebook=nb)
     run = jobs.run(job["id"], parameters={"min_failures": 20, "label": "nightly"}, wait=True)
     assert run["status"] == "succeeded", run
@@ -204,20 +208,13 @@ def test_a_retried_python_job_writes_each_table_once(writable):
     the first landed, while a new run writes again."""
     token = mint(writable, "pyonce", roles=["demo=owner"])
     jobs = TarnJobs(writable["http"], token=token)
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
-        "cells": [
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "import pandas as pd\n"
-                       "failed = lake.read_table('SigninLogs').filter(col('ResultType') != '0').select('UserPrincipalName')\n"
-                       "lake.save_as_table(failed, 'PyOnce_SPRK')\n"
-                       "lake.save_as_table(pd.DataFrame({'x': [1, 2, 3]}), 'PyOnceIngest_SPRK')"},
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "if 'PyGo_SPRK' not in lake.list_tables():\n"
-                       "    raise RuntimeError('not yet')"},
-        ],
-    }
+    nb = python_notebook(
+        "import pandas as pd\n"
+        "failed = lake.read_table('SigninLogs').filter(col('ResultType') != '0').select('UserPrincipalName')\n"
+        "lake.save_as_table(failed, 'PyOnce_SPRK')\n"
+        "lake.save_as_table(pd.DataFrame({'x': [1, 2, 3]}), 'PyOnceIngest_SPRK')",
+        "if 'PyGo_SPRK' not in lake.list_tables():\n"
+        "    raise RuntimeError('not yet')")
     failed = rows(writable, token, "SELECT COUNT(*) FROM demo.SigninLogs WHERE ResultType <> '0'")[0][0]
     assert failed > 0
     job = jobs.create("py-once", "demo", notebook=nb)
@@ -248,16 +245,9 @@ def test_a_python_job_whose_cell_does_not_parse_is_refused_at_submit(writable):
     cell, not at the first scheduled run; nothing is saved."""
     token = mint(writable, "pysyntax", roles=["demo=owner"])
     jobs = TarnJobs(writable["http"], token=token)
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "tarn-python", "display_name": "Tarn Python", "language": "python"}},
-        "cells": [
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "df = %sql SELECT 1 AS x\nx = int(df['x'][0])"},
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-             "source": "if x = 1:\n    print('one')"},
-        ],
-    }
+    nb = python_notebook(
+        "df = %sql SELECT 1 AS x\nx = int(df['x'][0])",
+        "if x = 1:\n    print('one')")
     before = [j["id"] for j in jobs.list()]
     with pytest.raises(TarnError) as e:
         jobs.create("py-typo", "demo", notebook=nb)
