@@ -10,6 +10,14 @@ dev/setup.sh --python
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A linker that runs out of disk dies with a bus error that names nothing;
+# say how much room there is up front so such a failure can be read.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR==2 {print $4}')
+printf 'free disk for %s: %s GiB (a cold build needs about 15)\n' \
+  "$target_dir" "$((free_kb / 1024 / 1024))"
+
 step "format"
 cargo fmt --all -- --check
 
