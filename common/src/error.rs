@@ -148,6 +148,10 @@ catalogue! {
     /// The gateway is stopping (a restart, an upgrade, a scale-down).
     GatewayShuttingDown = 2321, GATEWAY_SHUTTING_DOWN, Unavailable, 503,
         "reconnect: another gateway (or this one once restarted) opens a new session or kernel; queued job runs are taken over";
+    /// A Python kernel went idle without answering a cell (an interrupt
+    /// that arrived before the cell's code started).
+    CellReplyLost = 2322, CELL_REPLY_LOST, Aborted, 409,
+        "run the cell again: its code did not run, or stopped at once";
     /// The statement is not valid SQL.
     SqlSyntax = 2801, SQL_SYNTAX, InvalidArgument, 400,
         "correct the SQL near the position given";

@@ -276,10 +276,8 @@ impl Gateway {
     }
 }
 
-/// Python kernels, if this gateway can host them: the gateway's Flight
-/// SQL service on a Unix socket that each kernel's sandbox sees (kernels
-/// have no network), a launcher checked against the kernel environment,
-/// and a pool of started kernels.
+/// Python kernels, if this gateway can host them: a launcher (processes
+/// on this host, or pods) and a pool of started kernels.
 async fn python_host(
     opts: &GatewayOptions,
     service: &Arc<TarnFlightSql>,
@@ -287,6 +285,117 @@ async fn python_host(
     tasks: &Supervisor,
     shutdown: &CancellationToken,
 ) -> std::result::Result<Arc<kernel::PythonHost>, String> {
+    let (launcher, lake_uri, sandboxed) = match opts.python_kernel_launcher.as_str() {
+        "process" => process_launcher(opts, service, tasks, shutdown).await?,
+        "kubernetes" => pod_launcher(opts, tasks).await?,
+        other => {
+            return Err(format!(
+                "python_kernel_launcher must be \"process\" or \"kubernetes\", not {other:?}"
+            ))
+        }
+    };
+    let pool = tarn_pykernel::Pool::new(
+        Arc::new(launcher),
+        opts.python_kernel_pool,
+        // What the first cells of most notebooks import, loaded ahead.
+        "import pyarrow, pandas, tarn_provider, tarn_provider.kernel".into(),
+        opts.python_kernel_start_timeout,
+        shutdown.clone(),
+    );
+    let (minter, extender) = (Arc::clone(sessions), Arc::clone(sessions));
+    Ok(Arc::new(kernel::PythonHost {
+        pool,
+        memory_per_vcore: opts.python_kernel_memory_per_vcore,
+        start_timeout: opts.python_kernel_start_timeout,
+        credential_lifetime: opts.python_kernel_credential_lifetime,
+        lake_uri,
+        sandboxed,
+        mint: Arc::new(move |session, ttl| minter.delegate(session, ttl)),
+        extend: Arc::new(move |pass, ttl| extender.extend_pass(pass, ttl)),
+        interpreter: std::path::PathBuf::from(&opts.python_kernel_python),
+    }))
+}
+
+/// Kernels as pods: the template from its file, the API server from the
+/// settings or the pod's own environment. Kernel pods reach this
+/// gateway's Flight SQL port at `python_kernel_lake_uri`.
+async fn pod_launcher(
+    opts: &GatewayOptions,
+    tasks: &Supervisor,
+) -> std::result::Result<(tarn_pykernel::Launcher, String, bool), String> {
+    if opts.python_kernel_lake_uri.is_empty() {
+        return Err("python_kernel_launcher = \"kubernetes\" needs python_kernel_lake_uri: the address kernel pods reach this gateway's Flight SQL port at (grpc://POD_IP:PORT)".into());
+    }
+    if opts.python_kernel_pod_template.is_empty() {
+        return Err("python_kernel_launcher = \"kubernetes\" needs python_kernel_pod_template (the chart's kernel-pod ConfigMap)".into());
+    }
+    let text = std::fs::read_to_string(&opts.python_kernel_pod_template).map_err(|e| {
+        format!(
+            "cannot read the kernel pod template {}: {e}",
+            opts.python_kernel_pod_template
+        )
+    })?;
+    let template: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the kernel pod template {} is not JSON: {e}",
+            opts.python_kernel_pod_template
+        )
+    })?;
+    const SA: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let api =
+        if opts.kubernetes_api.is_empty() {
+            match (
+                std::env::var("KUBERNETES_SERVICE_HOST"),
+                std::env::var("KUBERNETES_SERVICE_PORT"),
+            ) {
+                (Ok(h), Ok(p)) if h.contains(':') => format!("https://[{h}]:{p}"),
+                (Ok(h), Ok(p)) => format!("https://{h}:{p}"),
+                _ => return Err(
+                    "kubernetes_api is empty and this is not a pod (no KUBERNETES_SERVICE_HOST)"
+                        .into(),
+                ),
+            }
+        } else {
+            opts.kubernetes_api.clone()
+        };
+    let namespace = if opts.python_kernel_pod_namespace.is_empty() {
+        std::fs::read_to_string(format!("{SA}/namespace"))
+            .map(|n| n.trim().to_string())
+            .map_err(|e| format!("python_kernel_pod_namespace is empty and the service account's namespace cannot be read: {e}"))?
+    } else {
+        opts.python_kernel_pod_namespace.clone()
+    };
+    let ca = std::path::PathBuf::from(&opts.kubernetes_ca_file);
+    let launcher = tarn_pykernel::Launcher::pods(
+        tarn_pykernel::PodOptions {
+            api,
+            token_file: opts.kubernetes_token_file.clone().into(),
+            ca_file: (!opts.kubernetes_ca_file.is_empty() && ca.exists()).then_some(ca),
+            namespace,
+            template,
+            first_port: kernel::POD_FIRST_PORT,
+            uid_base: opts.python_kernel_uid_base,
+            max_processes: opts.python_kernel_max_processes,
+            env: vec![],
+            owner: opts.python_kernel_pod_owner.clone(),
+        },
+        tasks.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!("tarn-python kernels run as pods");
+    Ok((launcher, opts.python_kernel_lake_uri.clone(), true))
+}
+
+/// Kernels as processes on this host: the gateway's Flight SQL service on
+/// a Unix socket that each kernel's sandbox sees (kernels have no
+/// network), and a launcher checked against the kernel environment.
+async fn process_launcher(
+    opts: &GatewayOptions,
+    service: &Arc<TarnFlightSql>,
+    tasks: &Supervisor,
+    shutdown: &CancellationToken,
+) -> std::result::Result<(tarn_pykernel::Launcher, String, bool), String> {
     use std::os::unix::fs::PermissionsExt;
     if opts.python_kernel_python.is_empty() {
         return Err("python_kernel_python is empty".into());
@@ -374,25 +483,11 @@ async fn python_host(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let pool = tarn_pykernel::Pool::new(
-        Arc::new(launcher),
-        opts.python_kernel_pool,
-        // What the first cells of most notebooks import, loaded ahead.
-        "import pyarrow, pandas, tarn_provider, tarn_provider.kernel".into(),
-        opts.python_kernel_start_timeout,
-        shutdown.clone(),
-    );
-    let sessions = Arc::clone(sessions);
-    Ok(Arc::new(kernel::PythonHost {
-        pool,
-        memory_per_vcore: opts.python_kernel_memory_per_vcore,
-        start_timeout: opts.python_kernel_start_timeout,
-        credential_lifetime: opts.python_kernel_credential_lifetime,
-        lake_socket,
+    Ok((
+        launcher,
+        format!("grpc+unix://{}", lake_socket.display()),
         sandboxed,
-        mint: Arc::new(move |session, ttl| sessions.delegate(session, ttl)),
-        interpreter: std::path::PathBuf::from(&opts.python_kernel_python),
-    }))
+    ))
 }
 
 /// Directories left by gateways that were killed (their kernels died with

@@ -145,6 +145,32 @@ pub struct GatewayOptions {
     /// is missing or broken, `tarn-python` is not offered and the reason
     /// is logged.
     pub python_kernel_python: String,
+    /// Where kernels run: `process` (on this host, confined by
+    /// `python_kernel_sandbox`) or `kubernetes` (a pod per kernel, made
+    /// from `python_kernel_pod_template`; `python_kernel_python` is then
+    /// only used to check job notebooks parse, and may be empty).
+    pub python_kernel_launcher: String,
+    /// With `kubernetes`: the kernel pod template, a Pod in JSON (the
+    /// chart ships it in a ConfigMap).
+    pub python_kernel_pod_template: String,
+    /// With `kubernetes`: the namespace kernel pods are made in (empty:
+    /// the gateway's own, from its service account).
+    pub python_kernel_pod_namespace: String,
+    /// With `kubernetes`: the gateway's own pod name (the chart sets it);
+    /// kernel pods are owned by that pod, so they are deleted with it.
+    pub python_kernel_pod_owner: String,
+    /// With `kubernetes`: how kernel pods reach this gateway's Flight SQL
+    /// port, e.g. `grpc://10.0.0.5:50051` (this gateway, not a Service:
+    /// the kernel's session lives here).
+    pub python_kernel_lake_uri: String,
+    /// With `kubernetes`: the API server (empty: the in-cluster address
+    /// from `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`).
+    pub kubernetes_api: String,
+    /// The service account token sent to the API server (re-read for
+    /// every call).
+    pub kubernetes_token_file: String,
+    /// The API server's CA certificate (empty or missing: the system's).
+    pub kubernetes_ca_file: String,
     /// How kernels are confined: `bubblewrap` (no network, a file system
     /// of the system's read-only parts, the environment and the kernel's
     /// own directory; its own uid and process limit when the gateway runs
@@ -233,6 +259,14 @@ impl Default for GatewayOptions {
             job_credential_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
             job_output_rows: 10_000,
             python_kernel_python: ".kernel-env/bin/python".into(),
+            python_kernel_launcher: "process".into(),
+            python_kernel_pod_template: String::new(),
+            python_kernel_pod_namespace: String::new(),
+            python_kernel_pod_owner: String::new(),
+            python_kernel_lake_uri: String::new(),
+            kubernetes_api: String::new(),
+            kubernetes_token_file: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
+            kubernetes_ca_file: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into(),
             python_kernel_sandbox: "bubblewrap".into(),
             python_kernel_pool: 2,
             python_kernel_dir: String::new(),

@@ -34,6 +34,39 @@ pub enum Event {
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 const HEARTBEAT_MISSES: u32 = 10;
 
+/// Waits until every TCP port of a kernel accepts a connection: a ZeroMQ
+/// connect to a port nobody listens on yet fails rather than waits.
+async fn wait_for_ports(
+    info: &ConnectionInfo,
+    host_prefix: &Path,
+    all: &[Channel],
+    deadline: Instant,
+    wait: Duration,
+) -> Result<(), Error> {
+    for c in all {
+        let ep = info.endpoint(host_prefix, *c);
+        let addr = ep.trim_start_matches("tcp://").to_string();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Start(format!(
+                    "the kernel did not open {ep} within {wait:?}"
+                )));
+            }
+            let attempt = tokio::time::timeout(
+                left.min(Duration::from_secs(1)),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await;
+            if matches!(attempt, Ok(Ok(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 /// A connection to one kernel.
 pub struct Connection {
     key: Key,
@@ -67,13 +100,18 @@ impl Connection {
             Channel::Control,
             Channel::Heartbeat,
         ];
-        while !all.iter().all(|c| info.socket(host_prefix, *c).exists()) {
+        // Unix sockets appear as files when the kernel listens; TCP ports
+        // cannot be seen from here, and ZeroMQ reconnects until they open.
+        while info.is_ipc() && !all.iter().all(|c| info.socket(host_prefix, *c).exists()) {
             if Instant::now() > deadline {
                 return Err(Error::Start(format!(
                     "the kernel did not open its sockets within {wait:?}"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !info.is_ipc() {
+            wait_for_ports(info, host_prefix, &all, deadline, wait).await?;
         }
         let ep = |c| info.endpoint(host_prefix, c);
         let zmq = |e: zeromq::ZmqError| Error::Start(format!("cannot connect to the kernel: {e}"));

@@ -1,7 +1,9 @@
 //! A kernel's connection file: where its five channels listen and the key
-//! its messages are signed with. Tarn's kernels listen on Unix sockets in
-//! their own directory (ZeroMQ's `ipc` transport), never on a network
-//! port: the sandbox has no network at all.
+//! its messages are signed with. A kernel process on the gateway's host
+//! listens on Unix sockets in its own directory (ZeroMQ's `ipc`
+//! transport), never on a network port: its sandbox has no network at
+//! all. A kernel pod listens on TCP ports of its own pod address, which
+//! only the gateway may reach (the chart's NetworkPolicy).
 
 use std::path::{Path, PathBuf};
 
@@ -50,9 +52,10 @@ impl Channel {
 /// The connection file ipykernel reads (`-f`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionInfo {
-    /// `ipc`.
+    /// `ipc` or `tcp`.
     pub transport: String,
-    /// With `ipc`: the socket path prefix (`<ip>-<port>` is each socket).
+    /// With `ipc`: the socket path prefix (`<ip>-<port>` is each socket);
+    /// with `tcp`: the address the kernel listens on.
     pub ip: String,
     /// Shell "port" (a suffix with `ipc`).
     pub shell_port: u16,
@@ -93,6 +96,25 @@ impl ConnectionInfo {
         }
     }
 
+    /// A connection for a kernel listening on TCP ports `first` …
+    /// `first + 4` of `ip`, with a fresh random key.
+    pub fn tcp(ip: &str, first: u16) -> ConnectionInfo {
+        let mut info = ConnectionInfo::ipc(Path::new(ip));
+        info.transport = "tcp".into();
+        info.shell_port = first;
+        info.iopub_port = first + 1;
+        info.stdin_port = first + 2;
+        info.control_port = first + 3;
+        info.hb_port = first + 4;
+        info
+    }
+
+    /// Whether the channels are Unix sockets (files that appear when the
+    /// kernel listens).
+    pub fn is_ipc(&self) -> bool {
+        self.transport == "ipc"
+    }
+
     fn port(&self, channel: Channel) -> u16 {
         match channel {
             Channel::Shell => self.shell_port,
@@ -110,9 +132,16 @@ impl ConnectionInfo {
         PathBuf::from(name)
     }
 
-    /// The ZeroMQ endpoint of `channel` from outside the sandbox.
+    /// The ZeroMQ endpoint of `channel` from outside the sandbox (with
+    /// `tcp`, `host_prefix` is not used: `ip` is the pod's address).
     pub fn endpoint(&self, host_prefix: &Path, channel: Channel) -> String {
-        format!("ipc://{}", self.socket(host_prefix, channel).display())
+        if self.is_ipc() {
+            format!("ipc://{}", self.socket(host_prefix, channel).display())
+        } else if self.ip.contains(':') {
+            format!("tcp://[{}]:{}", self.ip, self.port(channel))
+        } else {
+            format!("tcp://{}:{}", self.ip, self.port(channel))
+        }
     }
 }
 
@@ -141,5 +170,17 @@ mod tests {
         assert!(all.contains("ipc:///var/lib/tarn/kernels/x/k-1"));
         assert_eq!(Channel::from_name("control"), Some(Channel::Control));
         assert_eq!(Channel::from_name("nope"), None);
+    }
+
+    #[test]
+    fn a_pod_kernel_is_reached_on_five_ports_of_its_address() {
+        let t = ConnectionInfo::tcp("10.1.2.3", 52000);
+        let host = Path::new("/unused");
+        assert_eq!(t.endpoint(host, Channel::Shell), "tcp://10.1.2.3:52000");
+        assert_eq!(t.endpoint(host, Channel::Heartbeat), "tcp://10.1.2.3:52004");
+        let v6 = ConnectionInfo::tcp("fd00::7", 52000);
+        assert_eq!(v6.endpoint(host, Channel::IoPub), "tcp://[fd00::7]:52001");
+        assert!(!t.is_ipc());
+        assert_ne!(t.key, v6.key);
     }
 }

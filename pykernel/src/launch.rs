@@ -63,8 +63,8 @@ pub struct Spawned {
     pub uid: u32,
 }
 
-/// Starts kernel processes.
-pub struct Launcher {
+/// Starts kernel processes on this host.
+pub struct ProcessLauncher {
     opts: LaunchOptions,
     tasks: Supervisor,
     /// Read-only trees the interpreter needs (its environment and base).
@@ -76,10 +76,10 @@ pub struct Launcher {
 /// Kernel uids are taken from this many after `uid_base`, round robin.
 const UID_RANGE: u32 = 50_000;
 
-impl Launcher {
+impl ProcessLauncher {
     /// Checks the interpreter can run ipykernel (and the sandbox tool is
     /// there) and prepares the kernels' root directory.
-    pub async fn new(mut opts: LaunchOptions, tasks: Supervisor) -> Result<Launcher, Error> {
+    pub async fn new(mut opts: LaunchOptions, tasks: Supervisor) -> Result<ProcessLauncher, Error> {
         // The interpreter's directory resolved (the sandbox holds only the
         // environment's own tree), its name not: a virtualenv's `python`
         // is a link whose name tells it where its environment is.
@@ -141,7 +141,7 @@ impl Launcher {
         if !root_user {
             tracing::warn!("the gateway does not run as root: kernels run as its own user, so their process limit is shared with it");
         }
-        Ok(Launcher {
+        Ok(ProcessLauncher {
             opts,
             tasks,
             prefixes,

@@ -1,8 +1,9 @@
 //! Tarn's hosted Python kernels.
 //!
 //! A `tarn-python` kernel is a real `ipykernel` process, started by a
-//! [`Launcher`] in a sandbox (see [`launch`]) and spoken to over ZeroMQ
-//! with the Jupyter wire protocol ([`wire`], [`client`]). A [`Pool`] keeps
+//! [`Launcher`]: on the gateway's host in a sandbox (see [`launch`]), or as
+//! a pod of its own in Kubernetes (see [`pods`]). It is spoken to over
+//! ZeroMQ with the Jupyter wire protocol ([`wire`], [`client`]). A [`Pool`] keeps
 //! a few started and warmed up, so a notebook's kernel is ready in
 //! milliseconds; the gateway binds a pooled kernel to its user and bridges
 //! its channels to the notebook's websocket.
@@ -10,6 +11,7 @@
 pub mod client;
 pub mod connection;
 pub mod launch;
+pub mod pods;
 mod pool;
 pub mod wire;
 
@@ -22,9 +24,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use tarn_common::supervisor::Supervisor;
+
 pub use client::{Connection, Event};
 pub use connection::{Channel, ConnectionInfo};
-pub use launch::{LaunchOptions, Launcher, Sandbox};
+pub use launch::{LaunchOptions, ProcessLauncher, Sandbox};
+pub use pods::{PodLauncher, PodOptions};
 pub use pool::Pool;
 pub use wire::Message;
 
@@ -48,16 +53,49 @@ pub enum Error {
     Exited(String),
 }
 
-/// One running kernel process and the connection to it. Dropping it stops
-/// the process and removes its directory.
+/// Where kernels run.
+pub enum Launcher {
+    /// Processes on the gateway's host, each in its sandbox.
+    Process(ProcessLauncher),
+    /// Pods of their own, in Kubernetes.
+    Pods(PodLauncher),
+}
+
+impl Launcher {
+    /// Kernels as processes on this host (see [`ProcessLauncher::new`]).
+    pub async fn new(opts: LaunchOptions, tasks: Supervisor) -> Result<Launcher, Error> {
+        Ok(Launcher::Process(ProcessLauncher::new(opts, tasks).await?))
+    }
+
+    /// Kernels as pods (see [`PodLauncher::new`]).
+    pub async fn pods(opts: PodOptions, tasks: Supervisor) -> Result<Launcher, Error> {
+        Ok(Launcher::Pods(PodLauncher::new(opts, tasks).await?))
+    }
+
+    /// Where the kernels' background tasks run.
+    pub fn tasks(&self) -> &Supervisor {
+        match self {
+            Launcher::Process(l) => l.tasks(),
+            Launcher::Pods(l) => l.tasks(),
+        }
+    }
+}
+
+/// One running kernel and the connection to it. Dropping it stops the
+/// process (and removes its directory) or deletes its pod.
 pub struct HostedKernel {
     /// The connection.
     pub conn: Arc<Connection>,
     events: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
-    /// The kernel's directory on the host.
+    /// The kernel's directory on the host (empty for a pod).
     pub dir: PathBuf,
     /// The uid it runs as.
     pub uid: u32,
+    /// Its pod's name, when it is a pod.
+    pub pod: Option<String>,
+    /// The credential its host handed it at setup, when it cannot be kept
+    /// in a file beside it (a pod): the host extends it in place.
+    pub credential: parking_lot::Mutex<Option<String>>,
     exit: watch::Receiver<Option<String>>,
     kill: CancellationToken,
 }
@@ -73,6 +111,45 @@ impl HostedKernel {
     /// Starts a kernel and waits (up to `wait`) until it answers on its
     /// shell and publishes on iopub.
     pub async fn start(launcher: &Launcher, wait: Duration) -> Result<HostedKernel, Error> {
+        match launcher {
+            Launcher::Process(l) => HostedKernel::start_process(l, wait).await,
+            Launcher::Pods(l) => HostedKernel::start_pod(l, wait).await,
+        }
+    }
+
+    async fn start_pod(launcher: &PodLauncher, wait: Duration) -> Result<HostedKernel, Error> {
+        let began = tokio::time::Instant::now();
+        let spawned = launcher.create(wait).await?;
+        let kill = CancellationToken::new();
+        let (exit_tx, exit) = watch::channel(None);
+        let (watcher, name, killed) = (launcher.clone(), spawned.name.clone(), kill.clone());
+        launcher.tasks().spawn("kernel pod", async move {
+            let why = watcher.watch(&name, killed).await;
+            let _ = exit_tx.send(Some(why));
+        });
+        let left = wait.saturating_sub(began.elapsed());
+        let started = HostedKernel::connected(
+            &spawned.info,
+            std::path::Path::new(""),
+            left,
+            launcher.tasks(),
+            exit,
+            kill.clone(),
+            PathBuf::new(),
+            spawned.uid,
+            Some(spawned.name),
+        )
+        .await;
+        if started.is_err() {
+            kill.cancel();
+        }
+        started
+    }
+
+    async fn start_process(
+        launcher: &ProcessLauncher,
+        wait: Duration,
+    ) -> Result<HostedKernel, Error> {
         let mut spawned = launcher.spawn()?;
         let stderr = spawned.child.stderr.take();
         let kill = CancellationToken::new();
@@ -114,8 +191,34 @@ impl HostedKernel {
             let _ = exit_tx.send(Some(why));
             let _ = tokio::fs::remove_dir_all(&dir).await;
         });
-        let connect =
-            Connection::connect(&spawned.info, &spawned.host_prefix, wait, launcher.tasks());
+        HostedKernel::connected(
+            &spawned.info,
+            &spawned.host_prefix,
+            wait,
+            launcher.tasks(),
+            exit,
+            kill,
+            spawned.dir,
+            spawned.uid,
+            None,
+        )
+        .await
+    }
+
+    /// Connects to a started kernel and waits until it is ready.
+    #[allow(clippy::too_many_arguments)]
+    async fn connected(
+        info: &ConnectionInfo,
+        host_prefix: &std::path::Path,
+        wait: Duration,
+        tasks: &Supervisor,
+        exit: watch::Receiver<Option<String>>,
+        kill: CancellationToken,
+        dir: PathBuf,
+        uid: u32,
+        pod: Option<String>,
+    ) -> Result<HostedKernel, Error> {
+        let connect = Connection::connect(info, host_prefix, wait, tasks);
         let mut ready_exit = exit.clone();
         let (conn, mut events) = tokio::select! {
             c = connect => c?,
@@ -127,8 +230,10 @@ impl HostedKernel {
         let kernel = HostedKernel {
             conn,
             events: parking_lot::Mutex::new(None),
-            dir: spawned.dir,
-            uid: spawned.uid,
+            dir,
+            uid,
+            pod,
+            credential: parking_lot::Mutex::new(None),
             exit,
             kill,
         };

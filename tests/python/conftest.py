@@ -113,6 +113,8 @@ def start(lake, last, extra=(), env=None):
     env = dict(os.environ, TARN_GATEWAY__DRAIN_TIMEOUT="200ms", TARN_COORDINATOR__DRAIN_TIMEOUT="200ms",
                TARN_GATEWAY__PYTHON_KERNEL_PYTHON=str(KERNEL_PYTHON), TARN_GATEWAY__PYTHON_KERNEL_POOL="1",
                **(env or {}))
+    # A setting that names this instance's own Flight SQL port says {flight}.
+    env = {k: v.replace("{flight}", str(flight)) for k, v in env.items()}
     proc = subprocess.Popen(
         [str(TARN), "standalone", "--no-demo", "--lake", str(lake),
          "--flight-addr", f"127.0.0.1:{flight}", "--http-addr", f"127.0.0.1:{http}",

@@ -113,6 +113,17 @@ def test_every_manifest_validates_strictly(values_file):
         except kubernetes_validate.ValidationError as e:
             raise AssertionError(f"{d['kind']} {d['metadata']['name']}: {e}") from e
     assert {"StatefulSet", "Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} <= seen, seen
+    # The kernel pod template the gateway fills in is a valid Pod as it is.
+    for template in kernel_pod_templates(docs):
+        try:
+            kubernetes_validate.validate(template, KUBE, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            raise AssertionError(f"the kernel pod template: {e}") from e
+
+
+def kernel_pod_templates(docs):
+    return [json.loads(d["data"]["pod.json"]) for d in kinds(docs, "ConfigMap")
+            if d["metadata"]["name"].endswith("-kernel-pod")]
 
 
 def test_validation_catches_a_wrong_field():
@@ -160,6 +171,25 @@ def test_only_the_gateway_is_exposed(values_file):
     # (and, for metrics, the configured scrapers); etcd only coordinators.
     policies = {p["metadata"]["name"]: p for p in kinds(docs, "NetworkPolicy")}
     assert {f"{full}-coordinator", f"{full}-executors"} <= set(policies), policies.keys()
+    # A kernel pod runs its user's code: no policy's peers include it but
+    # its own, which lets in only gateways and lets it reach only their
+    # Flight SQL port (and what the operator added).
+    for template in kernel_pod_templates(docs):
+        labels = template["metadata"]["labels"]
+        for name, p in policies.items():
+            for rule in p["spec"]["ingress"]:
+                for peer in rule["from"]:
+                    want = peer.get("podSelector", {}).get("matchLabels")
+                    assert not want or not want.items() <= labels.items(), (name, peer)
+        own = policies[f"{full}-python-kernels"]
+        assert own["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        assert own["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        gateway = {"app.kubernetes.io/name": "tarn", "app.kubernetes.io/instance": "r",
+                   "app.kubernetes.io/component": "gateway"}
+        first, *extra = own["spec"]["egress"]
+        assert first["to"] == [{"podSelector": {"matchLabels": gateway}}], first
+        assert extra == (load_values(values_file).get("pythonKernels", {}).get("extraEgress") or []), extra
+        assert [x["port"] for x in first["ports"]] == [50060], first
     for name, p in policies.items():
         for rule in p["spec"]["ingress"]:
             for peer in rule["from"]:
@@ -175,9 +205,13 @@ def test_only_the_gateway_is_exposed(values_file):
 @pytest.mark.parametrize("values_file", VALUES, ids=[v.stem for v in VALUES])
 def test_every_pod_is_unprivileged_probed_and_sized(values_file):
     docs = render(load_values(values_file))
+    kernels = load_values(values_file).get("pythonKernels", {}).get("enabled", False)
     for name, spec, owner in pod_specs(docs):
         assert spec["securityContext"]["runAsNonRoot"] is True, name
-        assert spec.get("automountServiceAccountToken") is False, name
+        # Only a gateway hosting Python kernels holds a token: it makes
+        # their pods, and its Role allows nothing else.
+        holds_token = spec.get("automountServiceAccountToken") is not False
+        assert holds_token == (kernels and name.endswith("-gateway")), name
         for c in spec["containers"]:
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, name
@@ -195,6 +229,19 @@ def test_every_pod_is_unprivileged_probed_and_sized(values_file):
                 assert ("reservation.key" in files) == (role != "gateway"), (name, files)
             if v["name"] == "auth":
                 assert c["args"][0] == "gateway", name
+    roles = kinds(docs, "Role")
+    assert [r["rules"] for r in roles] == ([[{"apiGroups": [""], "resources": ["pods"],
+                                              "verbs": ["create", "get", "list", "delete"]}]] if kernels else [])
+    for template in kernel_pod_templates(docs):
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+        (c,) = spec["containers"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+        assert c["command"][1:] == ["-m", "tarn_provider.pod"]
 
 
 @pytest.mark.parametrize("values_file", VALUES, ids=[v.stem for v in VALUES])

@@ -112,6 +112,30 @@ def test_interrupt_and_restart(pykernel):
     assert r == "(False, 'KernelLake')", r
 
 
+def test_a_cell_the_kernel_never_answers_is_answered_for_it(pykernel):
+    """ipykernel drops the reply of a cell interrupted before its code
+    starts: the handler catches the KeyboardInterrupt, logs it and goes
+    idle, and a notebook would wait for the reply forever. The same loss is
+    made on purpose here: the next request's handler raises
+    KeyboardInterrupt before doing anything (then puts the real one back)."""
+    tarn, k, ws = pykernel
+    reply, _, msgs = run(ws, "\n".join([
+        "_k = get_ipython().kernel",
+        "_real = _k.shell_handlers['execute_request']",
+        "async def _lossy(*args):",
+        "    _k.shell_handlers['execute_request'] = _real",
+        "    raise KeyboardInterrupt",
+        "_k.shell_handlers['execute_request'] = _lossy",
+    ]))
+    assert reply["status"] == "ok", msgs
+    reply, msgs = ws.execute("print('this never runs')", timeout=30)
+    assert reply["status"] == "error" and "2322" in reply["ename"], reply
+    assert not any(m["msg_type"] == "stream" for m in msgs), msgs
+    # The kernel goes on: the next cell runs and is answered by it.
+    _, r, _ = run(ws, "6 * 7")
+    assert r == "42", r
+
+
 def test_a_kernel_that_exits_is_reported_dead_and_its_vcores_return(tarn):
     k = start(tarn, vcores=3)
     ws = Kernel(tarn["http"], k["id"])

@@ -196,3 +196,71 @@ envFrom:
 {{- end -}}
 {{- join "," $files -}}
 {{- end -}}
+
+{{/* Labels of kernel pods: not the release's pod labels (see the
+     NetworkPolicies), so a kernel is never let in where Tarn's pods are. */}}
+{{- define "tarn.kernelSelector" -}}
+app.kubernetes.io/name: tarn-kernel
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The kernel pod template (YAML; the ConfigMap holds it as JSON). */}}
+{{- define "tarn.kernelPod" -}}
+{{- $k := .Values.pythonKernels -}}
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ include "tarn.fullname" . }}-kernel
+  labels:
+    {{- include "tarn.kernelSelector" . | nindent 4 }}
+    app.kubernetes.io/component: python-kernel
+    app.kubernetes.io/managed-by: tarn-gateway
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 0
+  securityContext:
+    runAsNonRoot: true
+    seccompProfile: {type: RuntimeDefault}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets: {{ toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: kernel
+      image: {{ default (include "tarn.image" .) $k.image }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      command: [{{ $k.python | quote }}, "-m", "tarn_provider.pod"]
+      env:
+        - {name: HOME, value: /home/kernel}
+        - {name: PYTHONUNBUFFERED, value: "1"}
+        - name: TARN_KERNEL_IP
+          valueFrom: {fieldRef: {fieldPath: status.podIP}}
+      ports:
+        - {name: shell, containerPort: 52000}
+        - {name: iopub, containerPort: 52001}
+        - {name: stdin, containerPort: 52002}
+        - {name: control, containerPort: 52003}
+        - {name: hb, containerPort: 52004}
+      resources:
+        {{- toYaml $k.resources | nindent 8 }}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        runAsNonRoot: true
+        capabilities: {drop: [ALL]}
+      volumeMounts:
+        - {name: home, mountPath: /home/kernel}
+        - {name: tmp, mountPath: /tmp}
+  volumes:
+    - name: home
+      emptyDir: {sizeLimit: {{ $k.homeSize }}}
+    - name: tmp
+      emptyDir: {medium: Memory, sizeLimit: 256Mi}
+  {{- with $k.nodeSelector }}
+  nodeSelector: {{ toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $k.tolerations }}
+  tolerations: {{ toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}

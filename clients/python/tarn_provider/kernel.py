@@ -4,7 +4,9 @@ The gateway runs :func:`bind` in every kernel before its user's first
 cell. `lake` is a :class:`TarnProvider` that reaches the gateway over the
 Unix socket bound into the kernel's sandbox (the kernel has no network),
 with the short-lived credential the gateway keeps renewed in a file — the
-kernel never holds its user's own token.
+kernel never holds its user's own token. A kernel pod reaches its gateway
+over the pod network instead, with a credential handed over at setup that
+the gateway keeps alive while the kernel lives.
 
     %sql SELECT count(*) FROM SigninLogs          # a line: returns the result
     df = %sql SELECT * FROM SigninLogs LIMIT 10   # as a pandas DataFrame
@@ -20,16 +22,20 @@ from .provider import TarnProvider, flight_sql
 
 class KernelLake(TarnProvider):
     """A provider whose credential is re-read from its file before each
-    call, reconnecting when the gateway has renewed it."""
+    call, reconnecting when the gateway has renewed it (or, given as a
+    value, used as it is)."""
 
-    def __init__(self, uri, credential_file, database=None):
+    def __init__(self, uri, credential_file=None, database=None, credential=None):
         self._uri = uri
         self._credential_file = credential_file
+        self._credential = credential
         self._database = database
         self._header = None
         self._connection = None
 
     def _read_credential(self):
+        if self._credential_file is None:
+            return self._credential
         with open(self._credential_file) as f:
             return f.read().strip()
 
@@ -76,13 +82,13 @@ class KernelLake(TarnProvider):
         return f"<Tarn lake, workspace {self._database!r}>"
 
 
-def bind(uri, credential_file, database=None, user=None, max_rows=10_000):
+def bind(uri, credential_file=None, database=None, user=None, max_rows=10_000, credential=None):
     """Makes `lake` and the `%sql` / `%%sql` magics in the running kernel."""
     from IPython import get_ipython
     from IPython.display import display, Markdown
 
     ip = get_ipython()
-    lake = KernelLake(uri, credential_file, database)
+    lake = KernelLake(uri, credential_file, database, credential=credential)
     ip.user_ns["lake"] = lake
     from .frame import F, col, expr, lit
     ip.user_ns.update({"col": col, "lit": lit, "expr": expr, "F": F})

@@ -15,7 +15,7 @@ mod python;
 mod registry;
 mod render;
 
-pub use python::{Minter, PythonHost, LAKE_SOCKET_INSIDE, PYTHON_KERNEL};
+pub use python::{Extender, Minter, PythonHost, LAKE_SOCKET_INSIDE, POD_FIRST_PORT, PYTHON_KERNEL};
 
 pub use execute::split_statements;
 pub use render::group;
@@ -103,6 +103,9 @@ pub struct Kernel {
     jupyter_session: String,
     last_activity: parking_lot::Mutex<SystemTime>,
     busy: std::sync::atomic::AtomicBool,
+    /// Execute requests a `tarn-python` process was sent and has not
+    /// answered (by message id, with their headers).
+    unanswered: parking_lot::Mutex<std::collections::HashMap<String, Value>>,
     execution_count: AtomicU32,
     /// The attached websocket: its number and sender.
     out: parking_lot::Mutex<Option<(u64, mpsc::UnboundedSender<Outgoing>)>>,

@@ -35,6 +35,14 @@ pub const LAKE_SOCKET_INSIDE: &str = "/run/tarn/flight.sock";
 /// given time.
 pub type Minter = Arc<dyn Fn(&Arc<Session>, Duration) -> String + Send + Sync>;
 
+/// Extends a credential the minter made by the given time from now; false
+/// when it is gone (expired or revoked).
+pub type Extender = Arc<dyn Fn(&str, Duration) -> bool + Send + Sync>;
+
+/// The first of the five TCP ports a kernel pod listens on (the chart's
+/// NetworkPolicy opens these to gateway pods only).
+pub const POD_FIRST_PORT: u16 = 52000;
+
 /// How this gateway hosts Python kernels.
 pub struct PythonHost {
     /// Started kernels, waiting for their users.
@@ -45,13 +53,17 @@ pub struct PythonHost {
     pub start_timeout: Duration,
     /// How long a kernel's credential lasts (renewed at a third of it).
     pub credential_lifetime: Duration,
-    /// The Flight SQL socket as the kernel sees it.
-    pub lake_socket: PathBuf,
+    /// How a kernel reaches the gateway's Flight SQL service: a Unix
+    /// socket in its sandbox, or this gateway's address (pods).
+    pub lake_uri: String,
     /// Whether kernels are sandboxed (their directory is then
     /// `/home/kernel` inside).
     pub sandboxed: bool,
     /// Makes the kernels' credentials.
     pub mint: Minter,
+    /// Extends a pod's credential in place (a pod has no file the gateway
+    /// can rewrite).
+    pub extend: Extender,
     /// The kernels' interpreter as the gateway runs it (outside any
     /// sandbox): used only to parse notebooks, never to run them.
     pub interpreter: PathBuf,
@@ -66,14 +78,30 @@ impl PythonHost {
         }
     }
 
-    /// Writes a credential standing for `session` into the kernel's
-    /// directory, good for `ttl`.
-    fn write_credential(
+    /// Gives the kernel a credential standing for `session`, good for
+    /// `ttl`, or renews it. A kernel process finds it in a file in its
+    /// directory, rewritten with a new one at each renewal; a pod is handed
+    /// it once at setup, and the gateway extends it in place (it still
+    /// dies with the kernel, its session, or this gateway).
+    fn give_credential(
         &self,
         session: &Arc<Session>,
         ttl: Duration,
         hosted: &HostedKernel,
     ) -> std::io::Result<()> {
+        if hosted.pod.is_some() {
+            let mut held = hosted.credential.lock();
+            if let Some(pass) = held.as_deref() {
+                if (self.extend)(pass, ttl) {
+                    return Ok(());
+                }
+                return Err(std::io::Error::other(
+                    "the kernel's credential was revoked or has expired",
+                ));
+            }
+            *held = Some((self.mint)(session, ttl));
+            return Ok(());
+        }
         let value = format!("Bearer {}", (self.mint)(session, ttl));
         let dir = hosted.dir.join(".tarn");
         std::fs::create_dir_all(&dir)?;
@@ -94,11 +122,22 @@ impl PythonHost {
         hosted: &HostedKernel,
         max_rows: usize,
     ) -> String {
-        let home = self.home(hosted);
+        let credential = match hosted.credential.lock().as_deref() {
+            Some(pass) => format!("credential={}", py_str(&format!("Bearer {pass}"))),
+            None => format!(
+                "credential_file={}",
+                py_str(
+                    &self
+                        .home(hosted)
+                        .join(".tarn/credential")
+                        .display()
+                        .to_string()
+                )
+            ),
+        };
         format!(
-            "import tarn_provider.kernel as _tk\n_tk.bind(uri={uri}, credential_file={cred}, database={db}, user={user}, max_rows={max_rows})\ndel _tk\n",
-            uri = py_str(&format!("grpc+unix://{}", self.lake_socket.display())),
-            cred = py_str(&home.join(".tarn/credential").display().to_string()),
+            "import tarn_provider.kernel as _tk\n_tk.bind(uri={uri}, {credential}, database={db}, user={user}, max_rows={max_rows})\ndel _tk\n",
+            uri = py_str(&self.lake_uri),
             db = py_str(workspace),
             user = py_str(user),
         )
@@ -127,7 +166,7 @@ impl PythonHost {
             .limit_memory(memory, self.start_timeout)
             .await
             .map_err(unavailable)?;
-        self.write_credential(session, ttl, &hosted).map_err(|e| {
+        self.give_credential(session, ttl, &hosted).map_err(|e| {
             TarnError::new(
                 ErrorCode::KernelUnavailable,
                 format!("cannot give the kernel its credential: {e}"),
@@ -143,7 +182,7 @@ impl PythonHost {
         let events = hosted.take_events().ok_or_else(|| {
             TarnError::new(ErrorCode::Internal, "the kernel's events were taken twice")
         })?;
-        tracing::info!(uid = hosted.uid, memory, %user, "python kernel prepared");
+        tracing::info!(uid = hosted.uid, pod = hosted.pod.as_deref().unwrap_or(""), memory, %user, "python kernel prepared");
         Ok((hosted, events))
     }
 }
@@ -171,6 +210,8 @@ impl Kernels {
             )
             .await?;
         let generation = kernel.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        // Requests an earlier process left unanswered died with it.
+        kernel.unanswered.lock().clear();
         kernel.process.send_replace(Some(Arc::clone(&hosted)));
         self.ensure_sender(kernel, host.start_timeout);
         let me = Arc::downgrade(self);
@@ -215,6 +256,12 @@ impl Kernels {
                         Some(h) => h.conn.send(ch, &msg).await.map_err(|e| e.to_string()),
                         None => Err("the kernel's process is not running".into()),
                     };
+                    if sent.is_ok() && ch == Channel::Shell && msg.msg_type() == "execute_request" {
+                        kernel
+                            .unanswered
+                            .lock()
+                            .insert(msg.msg_id().to_string(), msg.header.clone());
+                    }
                     if let Err(why) = sent {
                         answer_unsent(&kernel, &msg, why);
                     }
@@ -325,6 +372,12 @@ impl Kernels {
             format!("kernel {} died: {why}", kernel.id),
         );
         tracing::info!(kernel = %kernel.id, reason = %why, "python kernel died");
+        // Removed and remembered before the notebook is told, so a client
+        // that asks at once hears why.
+        let removed = self.kernels.remove(&kernel.id).is_some();
+        if removed {
+            self.remember(&kernel.id, e.clone());
+        }
         let parent = kernel.last_parent.lock().clone();
         kernel.emit(
             "iopub",
@@ -333,8 +386,7 @@ impl Kernels {
             json!({"name": "stderr", "text": format!("{e}\n")}),
         );
         kernel.status(&parent, "dead");
-        if self.kernels.remove(&kernel.id).is_some() {
-            self.remember(&kernel.id, e);
+        if removed {
             kernel.end(
                 CLOSE_SHUTDOWN,
                 close_reason(ErrorCode::KernelDied, "the kernel's process ended"),
@@ -392,6 +444,9 @@ impl Kernel {
             if let Some(n) = m.content.get("execution_count").and_then(Value::as_u64) {
                 self.execution_count.store(n as u32, Ordering::SeqCst);
             }
+            if let Some(id) = m.parent_header.get("msg_id").and_then(Value::as_str) {
+                self.unanswered.lock().remove(id);
+            }
         }
         self.touch();
         // Binary buffers (widgets) cannot travel in a JSON text frame.
@@ -432,6 +487,45 @@ fn answer_unsent(kernel: &Kernel, msg: &Message, why: String) {
     }
 }
 
+/// How long after a kernel went idle on a cell its reply may still come
+/// (shell and iopub are separate sockets: their order is not kept).
+const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// The execute request a status message says the kernel went idle on,
+/// if that request is still unanswered.
+fn idle_on_unanswered(kernel: &Kernel, ch: Channel, m: &Message) -> Option<String> {
+    if ch != Channel::IoPub
+        || m.msg_type() != "status"
+        || m.content.get("execution_state").and_then(Value::as_str) != Some("idle")
+    {
+        return None;
+    }
+    let id = m.parent_header.get("msg_id").and_then(Value::as_str)?;
+    kernel
+        .unanswered
+        .lock()
+        .contains_key(id)
+        .then(|| id.to_string())
+}
+
+/// Answers a cell the kernel finished without a reply: ipykernel drops
+/// the reply of a cell interrupted before its code starts, and the
+/// notebook would wait for it forever.
+fn answer_lost(kernel: &Kernel, id: &str) {
+    let Some(header) = kernel.unanswered.lock().remove(id) else {
+        return;
+    };
+    tracing::info!(kernel = %kernel.id, msg_id = %id, "a cell went unanswered; answering for it");
+    let e = TarnError::new(
+        ErrorCode::CellReplyLost,
+        "the kernel went idle without answering this cell (it was interrupted before its code started)",
+    );
+    let count = kernel.execution_count.load(Ordering::SeqCst);
+    crate::cells::refuse(&json!({"header": header}), &e, count, |ch, t, p, c| {
+        kernel.emit(ch, t, p, c)
+    });
+}
+
 /// Passes what the process says to the notebook until the kernel ends,
 /// the process is replaced, or it dies; renews the kernel's credential
 /// and keeps a busy kernel's session from looking idle.
@@ -449,7 +543,10 @@ async fn bridge(
     renew.tick().await;
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     keepalive.tick().await;
+    // Cells the kernel went idle on without a reply, with when to answer.
+    let mut lost: std::collections::VecDeque<(tokio::time::Instant, String)> = Default::default();
     let died = loop {
+        let next_lost = lost.front().map(|(at, _)| *at);
         tokio::select! {
             _ = kernel.closed.cancelled() => return,
             ev = events.recv() => match ev {
@@ -458,6 +555,9 @@ async fn bridge(
                         return;
                     }
                     kernel.pass_on(ch, &m);
+                    if let Some(id) = idle_on_unanswered(&kernel, ch, &m) {
+                        lost.push_back((tokio::time::Instant::now() + REPLY_GRACE, id));
+                    }
                 }
                 Some(Event::Unresponsive(d)) => {
                     break format!("it stopped answering its heartbeat for {} s", d.as_secs());
@@ -466,8 +566,15 @@ async fn bridge(
             },
             why = hosted.exited() => break why,
             _ = renew.tick() => {
-                if let Err(e) = host.write_credential(&kernel.session, host.credential_lifetime, &hosted) {
+                if let Err(e) = host.give_credential(&kernel.session, host.credential_lifetime, &hosted) {
                     tracing::warn!(kernel = %kernel.id, error = %e, "cannot renew the kernel's credential");
+                }
+            }
+            _ = tokio::time::sleep_until(next_lost.unwrap_or_else(tokio::time::Instant::now)), if next_lost.is_some() => {
+                if let Some((_, id)) = lost.pop_front() {
+                    if current() {
+                        answer_lost(&kernel, &id);
+                    }
                 }
             }
             _ = keepalive.tick() => {

@@ -109,6 +109,17 @@ impl Kernels {
             .collect();
         for id in ids {
             if let Some((_, k)) = self.kernels.remove(&id) {
+                // 404 whatever the cause: notebook clients treat it as
+                // "this kernel is gone"; the message says why. Remembered
+                // before the notebook is told, so a client that asks at
+                // once hears the reason, not "no kernel".
+                self.remember(
+                    &id,
+                    TarnError::new(
+                        ErrorCode::KernelNotFound,
+                        format!("kernel {id} ended: {}", why.message),
+                    ),
+                );
                 k.interrupt(&self.queries);
                 let timed_out = why.code == ErrorCode::SessionTimedOut;
                 // The whole story goes to the notebook; the close reason
@@ -138,15 +149,6 @@ impl Kernels {
                 } else {
                     (CLOSE_SHUTDOWN, "the kernel was shut down".to_string())
                 };
-                // 404 whatever the cause: notebook clients treat it as
-                // "this kernel is gone"; the message says why.
-                self.remember(
-                    &id,
-                    TarnError::new(
-                        ErrorCode::KernelNotFound,
-                        format!("kernel {id} ended: {}", why.message),
-                    ),
-                );
                 k.end(code, reason);
                 tracing::info!(kernel = %id, reason = %why.message, "kernel ended");
             }
@@ -204,6 +206,7 @@ impl Kernels {
             jupyter_session: uuid::Uuid::new_v4().to_string(),
             last_activity: parking_lot::Mutex::new(SystemTime::now()),
             busy: std::sync::atomic::AtomicBool::new(false),
+            unanswered: parking_lot::Mutex::new(Default::default()),
             execution_count: AtomicU32::new(0),
             out: parking_lot::Mutex::new(None),
             current: parking_lot::Mutex::new(None),

@@ -364,6 +364,19 @@ impl Sessions {
         pass
     }
 
+    /// Extends a credential's life to `ttl` from now; false when it has
+    /// expired or was revoked (it is not brought back).
+    pub fn extend_pass(&self, pass: &str, ttl: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        match self.passes.get_mut(pass) {
+            Some(mut p) if p.expires > now => {
+                p.expires = now + ttl;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The session a kernel's credential stands for; refused once it
     /// expired, was revoked or its session ended (with why).
     pub fn by_pass(&self, pass: &str) -> Result<Arc<Session>, TarnError> {
