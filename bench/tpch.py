@@ -32,6 +32,14 @@ here), and `ballista-defaults` with Ballista's own default of 16
 (--ballista-runs runs, since it is slow). PyPI's `ballista` has no
 manylinux wheel, so the crates are the way to run it here.
 
+Tarn on Azure Blob Storage (`--engines tarn-azurite`, or `--azurite`): the
+same Delta tables uploaded (once per run) into Azurite, the Azure Storage
+emulator from npm (`dev/setup.sh --python` installs it under .tools/), and a
+second `tarn standalone --lake az://lake/tpch-sf<N>` reading them through
+the Azure client, beside the local-disk lake. Azurite keeps blobs on local
+disk too, so the difference is the cost of the object-store path (HTTP,
+range reads, listing), not of a network.
+
 Per query and engine: --warmup unmeasured runs, then --runs measured runs;
 the median is reported, Tarn / DataFusion per query and for the sum of
 medians. Row counts must agree between engines, and so must the values
@@ -135,6 +143,55 @@ def prepare(sf, parts, data_dir):
     print(f"[data] ready in {info['generated_s']} s: {rows['lineitem']:,} lineitem rows, "
           f"{info['bytes'] / 1e6:,.0f} MB of Parquet", flush=True)
     return lake, info
+
+
+AZ_ACCOUNT = "devstoreaccount1"
+# Azurite's documented development key.
+AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_lake(lake, sf):
+    """Starts Azurite and uploads the lake into it: (url, env, process)."""
+    import concurrent.futures
+    import socket
+    import tempfile
+    from azure.storage.blob import BlobServiceClient
+    from common import free_port
+
+    binary = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        raise SystemExit(f"{binary} missing: run dev/setup.sh --python")
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                             "--location", tempfile.mkdtemp(prefix="tarn-bench-azurite-"), "--silent",
+                             "--skipApiVersionCheck"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit("azurite did not start")
+            time.sleep(0.1)
+    client = BlobServiceClient(account_url=f"http://127.0.0.1:{port}/{AZ_ACCOUNT}",
+                               credential={"account_name": AZ_ACCOUNT, "account_key": AZ_KEY})
+    container = client.create_container("lake")
+    prefix = f"tpch-sf{sf_name(sf)}"
+    files = [f for f in pathlib.Path(lake).rglob("*") if f.is_file()]
+    t = time.perf_counter()
+
+    def upload(f):
+        with open(f, "rb") as data:
+            container.upload_blob(f"{prefix}/{f.relative_to(lake).as_posix()}", data, overwrite=True)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, files))
+    print(f"[azurite] {len(files)} files uploaded in {time.perf_counter() - t:.1f} s", flush=True)
+    env = {"AZURE_STORAGE_ACCOUNT_NAME": AZ_ACCOUNT, "AZURE_STORAGE_ACCOUNT_KEY": AZ_KEY,
+           "AZURE_STORAGE_USE_EMULATOR": "true", "AZURITE_BLOB_STORAGE_URL": f"http://127.0.0.1:{port}"}
+    return f"az://lake/{prefix}", env, proc
 
 
 def parquet_files(lake, table):
@@ -331,6 +388,8 @@ def main():
     ap.add_argument("--queries", default="1-22", help="e.g. 1-22, 1,3,6 (default all)")
     ap.add_argument("--engines", default="tarn,datafusion,duckdb",
                     help="comma list of tarn, datafusion, duckdb (missing packages are skipped)")
+    ap.add_argument("--azurite", action="store_true",
+                    help="also run Tarn over the same tables in Azurite (engine tarn-azurite)")
     ap.add_argument("--ballista", action="store_true",
                     help="also run stock Ballista 55 standalone (bench/ballista-stock), with target_partitions "
                          "= --vcores and with Ballista's defaults")
@@ -360,8 +419,11 @@ def main():
     parts = args.parts or default_parts(args.sf)
     lake, data_info = prepare(args.sf, parts, args.data_dir)
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.azurite and "tarn-azurite" not in wanted:
+        wanted.insert(wanted.index("tarn") + 1 if "tarn" in wanted else 0, "tarn-azurite")
     if args.ballista:
         wanted += [e for e in ("ballista", "ballista-defaults") if e not in wanted]
+    azurite = None
 
     results = {q: {"engines": {}, "_tables": {}} for q in queries}
     labels = {}
@@ -384,6 +446,15 @@ def main():
                 if got != data_info["rows"]["lineitem"]:
                     raise SystemExit(f"Tarn's tpch.lineitem has {got} rows, the local data "
                                      f"{data_info['rows']['lineitem']}: point it at --lake {lake}")
+            elif name == "tarn-azurite":
+                url, env, azurite = azurite_lake(lake, args.sf)
+                print(f"[tarn-azurite] starting {args.tarn} standalone on {url}", flush=True)
+                tarn = start_tarn(args.tarn, url, ["--no-demo"], env=env)
+                engine = TarnEngine(tarn.flight, args.vcores, token=args.token, timeout=args.timeout)
+                engine.name, engine.label = "tarn-azurite", "Tarn (Azurite)"
+                got = engine.run("SELECT COUNT(*) AS n FROM lineitem").column(0)[0].as_py()
+                if got != data_info["rows"]["lineitem"]:
+                    raise SystemExit(f"Tarn on Azurite reads {got} lineitem rows, not {data_info['rows']['lineitem']}")
             elif name == "datafusion":
                 try:
                     engine = DataFusionEngine(lake, args.vcores)
@@ -412,11 +483,18 @@ def main():
                 run_engine(engine, queries, texts, args.runs, args.warmup, results)
             finally:
                 engine.close()
-            if name == "tarn" and tarn is not None:
+            if name in ("tarn", "tarn-azurite") and tarn is not None:
                 tarn.stop()
+                tarn = None
+            if azurite is not None:
+                azurite.kill()
+                azurite.wait()
+                azurite = None
     finally:
         if tarn is not None:
             tarn.stop()
+        if azurite is not None:
+            azurite.kill()
 
     # ---- checks
     problems = []
@@ -470,11 +548,15 @@ def main():
         path = write_result(f"tpch-sf{sf_name(args.sf)}", payload)
 
     # ---- Markdown
-    cols = [e for e in ("tarn", "datafusion", "duckdb", "ballista", "ballista-defaults") if e in labels]
+    cols = [e for e in ("tarn", "tarn-azurite", "datafusion", "duckdb", "ballista", "ballista-defaults")
+            if e in labels]
     both = "tarn" in cols and "datafusion" in cols
+    on_azurite = "tarn" in cols and "tarn-azurite" in cols
     head = ["query"]
     for e in cols:
         head.append(f"{labels[e]['label']} (ms)")
+        if e == "tarn-azurite" and on_azurite:
+            head.append("Azurite / local disk")
         if e == "datafusion" and both:
             head.append("Tarn / DataFusion")
     head.append("rows")
@@ -485,6 +567,9 @@ def main():
         for e in cols:
             v = r.get(e, {})
             cells.append(fmt_ms(v["median_ms"]) if "median_ms" in v else "**fails**")
+            if e == "tarn-azurite" and on_azurite:
+                a, b = v.get("median_ms"), r.get("tarn", {}).get("median_ms")
+                cells.append(f"{a / b:.2f}×" if a and b else "—")
             if e == "datafusion" and both:
                 a, b = r.get("tarn", {}).get("median_ms"), r.get("datafusion", {}).get("median_ms")
                 cells.append(f"{a / b:.2f}×" if a and b else "—")
@@ -494,6 +579,9 @@ def main():
     cells = ["**sum of medians**" + ("" if len(complete) == len(queries) else f" ({len(complete)} queries)")]
     for e in cols:
         cells.append(f"**{fmt_ms(totals[e])}**" if totals[e] is not None else "(fails some)")
+        if e == "tarn-azurite" and on_azurite:
+            a, b = totals.get("tarn-azurite"), totals.get("tarn")
+            cells.append(f"**{a / b:.2f}×**" if a and b else "—")
         if e == "datafusion" and both:
             cells.append(f"**{ratio:.2f}×**" if ratio else "—")
     cells.append("")

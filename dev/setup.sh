@@ -77,4 +77,8 @@ if [ "$want_python" -eq 1 ]; then
   fi
   # The notebook provider, installed the way users install it.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
+  # Azurite, the Azure Blob Storage emulator the object-store tests start.
+  if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+    npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.37.0 >/dev/null
+  fi
 fi

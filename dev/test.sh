@@ -15,7 +15,7 @@ step() { printf '\n==> %s\n' "$*"; }
 target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target_dir"
 free_kb=$(df -Pk "$target_dir" | awk 'NR==2 {print $4}')
-printf 'free disk for %s: %s GiB (a cold build needs about 15)\n' \
+printf 'free disk for %s: %s GiB (a cold build needs about 10)\n' \
   "$target_dir" "$((free_kb / 1024 / 1024))"
 
 step "format"

@@ -8,6 +8,7 @@
 //! concurrent commit can never give a query a mix of two versions.
 
 pub mod catalog;
+pub mod cloud;
 pub mod codec;
 pub mod error;
 pub mod guard;
@@ -31,6 +32,7 @@ use url::Url;
 /// Parses a lake root given as a URL (`file:///…`, `s3://…`, `az://…`,
 /// `gs://…`) or a local directory (created if missing, made absolute).
 pub fn parse_root(root: &str) -> Result<Url> {
+    cloud::register();
     if root.contains("://") {
         let mut url = Url::parse(root).map_err(|e| Error::InvalidRoot {
             root: root.to_string(),
@@ -68,21 +70,15 @@ pub fn parse_root(root: &str) -> Result<Url> {
 
 /// The object store serving `root` and the path of `root` inside it.
 /// Credentials come from the usual `AWS_*`, `AZURE_*` and `GOOGLE_*`
-/// environment variables.
+/// environment variables (see [`cloud`]).
 pub(crate) fn open_store(
     root: &Url,
 ) -> Result<(Box<dyn object_store::ObjectStore>, object_store::path::Path)> {
-    object_store::parse_url_opts(
-        root,
-        std::env::vars().filter_map(|(k, v)| {
-            let k = k.to_ascii_lowercase();
-            (k.starts_with("aws_") || k.starts_with("azure_") || k.starts_with("google_"))
-                .then_some((k, v))
-        }),
-    )
-    .map_err(|e| Error::ObjectStore {
-        root: root.to_string(),
-        source: Box::new(e),
+    object_store::parse_url_opts(root, cloud::options(root, &Default::default())).map_err(|e| {
+        Error::ObjectStore {
+            root: root.to_string(),
+            source: Box::new(e),
+        }
     })
 }
 
