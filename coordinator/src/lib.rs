@@ -17,6 +17,7 @@ pub mod options;
 pub mod registry;
 pub mod schedule;
 pub mod service;
+pub mod vcores;
 
 pub use error::{Error, Result};
 pub use options::CoordinatorOptions;
@@ -366,10 +367,16 @@ impl Lead {
             });
         let config_producer: ballista_core::ConfigProducer = Arc::new(session_config);
         let endpoint = format!("{}:{}", self.addr.ip(), self.addr.port());
-        let cluster = BallistaCluster::new_memory(
+        let memory = BallistaCluster::new_memory(
             endpoint,
             Arc::clone(&session_builder),
             Arc::clone(&config_producer),
+        );
+        // Ballista's own state, with vCores it leaks on a lost executor
+        // refunded (see `vcores`).
+        let cluster = BallistaCluster::new(
+            Arc::new(vcores::RefundingClusterState::new(memory.cluster_state())),
+            memory.job_state(),
         );
         let job_state = cluster.job_state();
         let policy = binding::LeasePolicy::new(ledger, Arc::clone(&self.registry), direct);

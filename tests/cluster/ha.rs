@@ -660,14 +660,14 @@ async fn a_leader_killed_mid_scheduled_run_fires_it_once_and_its_retry_writes_on
 /// new tasks), the query it was running tasks of still answers right (its
 /// tasks finish there or run again elsewhere), and it exits by itself
 /// within the grace period.
-//
-/// Known bug, so not run by default (`cargo nextest run -p tarn-tests
-/// --run-ignored ignored-only an_executor_told_to_stop`): it passes most
-/// runs, but sometimes the scheduler resets the drained executor's task
-/// ("Reset 1 tasks … on lost Executor") and never runs it again, and the
-/// query waits forever. The wait is bounded here, so it fails, not hangs.
+///
+/// When the drain catches the query between stages, the scheduler rolls
+/// back the stage reading the drained executor's output and forgets that
+/// stage's tasks on the other executor too; without the coordinator's
+/// refund of their vCores (`tarn_coordinator::vcores`) the other executor
+/// looked full for ever and the query hung (4 runs in 14 before the fix).
+/// The wait is bounded, so such a hang fails here rather than hangs.
 #[tokio::test]
-#[ignore = "known bug: a query can hang when an executor running its tasks drains"]
 async fn an_executor_told_to_stop_drains_and_its_query_still_answers() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let lake = demo_lake()?;

@@ -90,6 +90,8 @@ def remote(request, tmp_path_factory):
         info = next(gen)
         info.update(kind=request.param, url=url, options=options)
         yield info
+        if "conn" in info:
+            info["conn"].close()
         for _ in gen:
             pass
     finally:
@@ -102,10 +104,21 @@ def remote(request, tmp_path_factory):
             emulator.wait()
 
 
-def sql(info, text, user="ana"):
+def connect(info, user="ana"):
     token = mint(info, user)
-    with flight_sql.connect(info["uri"], db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"},
-                            autocommit=True) as conn, conn.cursor() as cur:
+    return flight_sql.connect(info["uri"], db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"},
+                              autocommit=True)
+
+
+def sql(info, text, conn=None):
+    """Runs `text` on `conn`, or on the module's one connection (a session
+    and its lease each: a connection per statement would hold the pool's
+    vCores until those sessions end)."""
+    if conn is None:
+        if "conn" not in info:
+            info["conn"] = connect(info)
+        conn = info["conn"]
+    with conn.cursor() as cur:
         cur.execute(text)
         return cur.fetch_arrow_table()
 
@@ -155,9 +168,7 @@ def test_the_four_write_paths_commit_once_each_into_the_store(remote):
     # 4. Flight SQL bulk ingest, created then appended.
     ingested = f"Ingested_{remote['kind']}_SPRK"
     rows = pa.table({"id": list(range(1000)), "who": [f"u{i % 7}" for i in range(1000)]})
-    token = mint(remote, "ana")
-    with flight_sql.connect(remote["uri"], db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {token}"},
-                            autocommit=True) as conn, conn.cursor() as cur:
+    with connect(remote) as conn, conn.cursor() as cur:
         assert cur.adbc_ingest(ingested, rows, mode="create", db_schema_name="demo") == 1000
         assert cur.adbc_ingest(ingested, rows.slice(0, 10), mode="append", db_schema_name="demo") == 10
     assert sql(remote, f"SELECT COUNT(*) AS n FROM demo.{ingested}").column("n")[0].as_py() == 1010
@@ -182,7 +193,9 @@ def test_writers_racing_on_one_table_lose_no_rows(remote):
 
     def write(w):
         try:
-            sql(remote, f"INSERT INTO demo.{name} SELECT {w} AS writer, 1 AS k FROM demo.SigninLogs LIMIT {100 * w}")
+            with connect(remote) as conn:
+                sql(remote, f"INSERT INTO demo.{name} SELECT {w} AS writer, 1 AS k FROM demo.SigninLogs "
+                            f"LIMIT {100 * w}", conn)
             return w, None
         except Exception as e:  # noqa: BLE001 - a refused write must say why, with a code
             return w, TarnError.parse(e) or e
@@ -210,7 +223,9 @@ def test_overwrites_racing_on_one_table_leave_exactly_one_winner(remote):
 
     def overwrite(w):
         try:
-            sql(remote, f"INSERT OVERWRITE demo.{name} SELECT {w} AS writer FROM demo.SigninLogs LIMIT {10 * w}")
+            with connect(remote) as conn:
+                sql(remote, f"INSERT OVERWRITE demo.{name} SELECT {w} AS writer FROM demo.SigninLogs "
+                            f"LIMIT {10 * w}", conn)
             return w, None
         except Exception as e:  # noqa: BLE001 - a refused write must say why, with a code
             return w, TarnError.parse(e) or e
