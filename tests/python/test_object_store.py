@@ -187,26 +187,35 @@ def test_the_four_write_paths_commit_once_each_into_the_store(remote):
     assert ingested not in tables and name in tables
 
 
+def race(remote, statements):
+    """Runs each writer's statement at once, each on its own connection:
+    [(writer, None or its error)]. A refused write must say why, with
+    WRITE_CONFLICT's code; at least one must win."""
+    def run(item):
+        w, text = item
+        try:
+            with connect(remote) as conn:
+                sql(remote, text, conn)
+            return w, None
+        except Exception as e:  # noqa: BLE001 - checked below
+            return w, TarnError.parse(e) or e
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(statements)) as pool:
+        results = list(pool.map(run, statements.items()))
+    for w, err in results:
+        assert err is None or (isinstance(err, TarnError) and err.code == 2605), (w, err)
+    assert any(err is None for _, err in results), results
+    return results
+
+
 def test_writers_racing_on_one_table_lose_no_rows(remote):
     name = f"Race_{remote['kind']}_SPRK"
     sql(remote, f"CREATE TABLE demo.{name} AS SELECT 0 AS writer, 0 AS k")
 
-    def write(w):
-        try:
-            with connect(remote) as conn:
-                sql(remote, f"INSERT INTO demo.{name} SELECT {w} AS writer, 1 AS k FROM demo.SigninLogs "
-                            f"LIMIT {100 * w}", conn)
-            return w, None
-        except Exception as e:  # noqa: BLE001 - a refused write must say why, with a code
-            return w, TarnError.parse(e) or e
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(write, range(1, 7)))
+    results = race(remote, {w: f"INSERT INTO demo.{name} SELECT {w} AS writer, 1 AS k FROM demo.SigninLogs "
+                               f"LIMIT {100 * w}" for w in range(1, 7)})
     done = [w for w, err in results if err is None]
     refused = [(w, err) for w, err in results if err is not None]
-    for w, err in refused:
-        assert isinstance(err, TarnError) and err.code == 2605, (w, err)
-    assert done, results
     got = sql(remote, f"SELECT writer, COUNT(*) AS n FROM demo.{name} GROUP BY writer ORDER BY writer").to_pylist()
     assert got == [{"writer": 0, "n": 1}] + [{"writer": w, "n": 100 * w} for w in done], (got, refused)
     _, ops = delta_history(remote, name)
@@ -221,21 +230,9 @@ def test_overwrites_racing_on_one_table_leave_exactly_one_winner(remote):
     name = f"Swap_{remote['kind']}_SPRK"
     sql(remote, f"CREATE TABLE demo.{name} AS SELECT 0 AS writer FROM demo.SigninLogs LIMIT 5")
 
-    def overwrite(w):
-        try:
-            with connect(remote) as conn:
-                sql(remote, f"INSERT OVERWRITE demo.{name} SELECT {w} AS writer FROM demo.SigninLogs "
-                            f"LIMIT {10 * w}", conn)
-            return w, None
-        except Exception as e:  # noqa: BLE001 - a refused write must say why, with a code
-            return w, TarnError.parse(e) or e
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(overwrite, range(1, 5)))
+    results = race(remote, {w: f"INSERT OVERWRITE demo.{name} SELECT {w} AS writer FROM demo.SigninLogs "
+                               f"LIMIT {10 * w}" for w in range(1, 5)})
     won = [w for w, err in results if err is None]
-    for w, err in results:
-        assert err is None or (isinstance(err, TarnError) and err.code == 2605), (w, err)
-    assert won, results
     got = sql(remote, f"SELECT writer, COUNT(*) AS n FROM demo.{name} GROUP BY writer").to_pylist()
     assert len(got) == 1 and got[0]["writer"] in won and got[0]["n"] == 10 * got[0]["writer"], (got, results)
     _, ops = delta_history(remote, name)
