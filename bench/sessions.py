@@ -88,6 +88,56 @@ def leased(http):
     return {p["name"]: p["leased_vcores"] for p in pools["pools"]}
 
 
+def gateway_rss(tarn):
+    """RSS in bytes of the standalone's gateway process (its child whose
+    command line names the gateway role)."""
+    import subprocess
+    out = subprocess.run(["ps", "-o", "pid=,rss=,args=", "--ppid", str(tarn.proc.pid)],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pid, rss, cmd = line.split(None, 2)
+        if " gateway" in cmd:
+            return int(rss) * 1024
+    raise SystemExit(f"no gateway process under {tarn.proc.pid}:\n{out}")
+
+
+def idle(args):
+    """Opens --idle sessions and keeps them open: the gateway's memory per
+    idle session. Needs its own standalone (the pool and user limits are
+    raised so that the sessions fit)."""
+    tarn = start_tarn(args.tarn, args.lake, extra=["--interactive-vcores", str(args.idle + 16)],
+                      env={"TARN_COORDINATOR__MAX_INTERACTIVE_USERS": str(args.idle_users + 1),
+                           "TARN_GATEWAY__MAX_SESSIONS_PER_USER": str(args.idle // args.idle_users + 1)})
+    try:
+        # One session first, so lazily built state (the catalog, the pools)
+        # is not counted per session.
+        status, first = rest("POST", f"{tarn.http}/v1/sessions", {"user": "warm", "vcores": 1})
+        assert status == 201, first
+        time.sleep(1)
+        before = gateway_rss(tarn)
+        ids = []
+        for i in range(args.idle):
+            status, body = rest("POST", f"{tarn.http}/v1/sessions",
+                                {"user": f"idle{i % args.idle_users}", "vcores": 1})
+            if status != 201:
+                raise SystemExit(f"session {i}: HTTP {status} {body}")
+            ids.append(body["session_id"])
+        time.sleep(2)
+        after = gateway_rss(tarn)
+        per = (after - before) / args.idle
+        result = {"sessions": args.idle, "rss_before": before, "rss_after": after,
+                  "bytes_per_session": round(per)}
+        print(f"{args.idle} idle sessions: gateway RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB, "
+              f"{per / 1024:.1f} KiB per session", flush=True)
+        for sid in ids:
+            rest("DELETE", f"{tarn.http}/v1/sessions/{sid}")
+    finally:
+        tarn.stop()
+    payload = {"bench": "sessions-idle", "results": result, "command": command_line(), "machine": machine()}
+    print(json.dumps(payload["results"]))
+    print("results:", write_result("sessions-idle", payload))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", help="a running Tarn's HTTP base (http://host:port)")
@@ -97,7 +147,13 @@ def main():
     ap.add_argument("--n", type=int, default=1000, help="measured open+close cycles per path")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--paths", default="rest,flight")
+    ap.add_argument("--idle", type=int, default=0,
+                    help="instead of cycles: open this many 1-vCore REST sessions (over --idle-users users), "
+                         "keep them open, and report the gateway's RSS before and after")
+    ap.add_argument("--idle-users", type=int, default=20)
     args = ap.parse_args()
+    if args.idle:
+        return idle(args)
 
     tarn, http, uri = None, args.http, args.uri
     if not (http and uri):

@@ -387,7 +387,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured runs first")
     ap.add_argument("--queries", default="1-22", help="e.g. 1-22, 1,3,6 (default all)")
     ap.add_argument("--engines", default="tarn,datafusion,duckdb",
-                    help="comma list of tarn, datafusion, duckdb (missing packages are skipped)")
+                    help="comma list of tarn, tarn-staged (every multi-stage read as Ballista stages), "
+                         "datafusion, duckdb (missing packages are skipped)")
     ap.add_argument("--azurite", action="store_true",
                     help="also run Tarn over the same tables in Azurite (engine tarn-azurite)")
     ap.add_argument("--ballista", action="store_true",
@@ -446,6 +447,16 @@ def main():
                 if got != data_info["rows"]["lineitem"]:
                     raise SystemExit(f"Tarn's tpch.lineitem has {got} rows, the local data "
                                      f"{data_info['rows']['lineitem']}: point it at --lake {lake}")
+            elif name == "tarn-staged":
+                # The same Tarn with every multi-stage read as Ballista
+                # stages: what lease-local runs save on one host.
+                extra = ["--no-demo"]
+                if args.interactive_vcores:
+                    extra += ["--interactive-vcores", str(args.interactive_vcores)]
+                print(f"[tarn-staged] starting {args.tarn} standalone on {lake}, execution = distributed", flush=True)
+                tarn = start_tarn(args.tarn, lake, extra, env={"TARN_GATEWAY__EXECUTION": "distributed"})
+                engine = TarnEngine(tarn.flight, args.vcores, token=args.token, timeout=args.timeout)
+                engine.name, engine.label = "tarn-staged", "Tarn, Ballista stages (execution = distributed)"
             elif name == "tarn-azurite":
                 url, env, azurite = azurite_lake(lake, args.sf)
                 print(f"[tarn-azurite] starting {args.tarn} standalone on {url}", flush=True)
@@ -483,7 +494,7 @@ def main():
                 run_engine(engine, queries, texts, args.runs, args.warmup, results)
             finally:
                 engine.close()
-            if name in ("tarn", "tarn-azurite") and tarn is not None:
+            if name in ("tarn", "tarn-staged", "tarn-azurite") and tarn is not None:
                 tarn.stop()
                 tarn = None
             if azurite is not None:

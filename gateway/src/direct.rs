@@ -40,10 +40,12 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tarn_common::TarnError;
 use tarn_proto::{DirectTicket, ReleaseDirectRequest, ReserveDirectRequest};
 use tonic::transport::Channel;
 
 use crate::lease::LeaseClient;
+use crate::options::Execution;
 
 /// How direct runs are chosen.
 #[derive(Debug, Clone)]
@@ -54,6 +56,33 @@ pub struct DirectOptions {
     /// partition (so aggregates and joins need no shuffle) and run
     /// directly on one vCore.
     pub small_input_bytes: u64,
+    /// Where reads with a shuffle run.
+    pub execution: Execution,
+    /// The most input bytes `Execution::Auto` runs on one executor.
+    pub local_max_input_bytes: u64,
+}
+
+/// How a direct plan runs on its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No shuffle at the lease's partition count.
+    SingleStage,
+    /// Small inputs planned with one partition, so no shuffle.
+    OnePartition,
+    /// The whole multi-stage plan on the lease's executor, its
+    /// repartitions in memory.
+    LeaseLocal,
+}
+
+impl Kind {
+    /// The name the query's log line and `EXPLAIN` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::SingleStage => "direct",
+            Kind::OnePartition => "direct-one-partition",
+            Kind::LeaseLocal => "lease-local",
+        }
+    }
 }
 
 /// A plan ready to run directly.
@@ -64,6 +93,41 @@ pub struct DirectPlan {
     vcores: u32,
     /// The settings it was planned with.
     settings: std::collections::HashMap<String, String>,
+    /// How it runs.
+    pub kind: Kind,
+    /// Why it runs that way, for `EXPLAIN` and the log.
+    pub why: String,
+}
+
+/// Where a read runs, and why.
+pub enum Choice {
+    /// On one executor of the lease, without a Ballista job.
+    Direct(DirectPlan),
+    /// As a Ballista job (stages over shuffle files).
+    Ballista(String),
+}
+
+impl Choice {
+    /// One line for `EXPLAIN`: where the plan runs and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Choice::Direct(p) => match p.kind {
+                Kind::LeaseLocal => format!(
+                    "lease-local: the whole plan runs on the executor holding the session's \
+                     {} leased vCores, its repartitions in memory ({}); as Ballista stages \
+                     if the lease's vCores are not free on one executor when it starts",
+                    p.vcores, p.why
+                ),
+                Kind::SingleStage | Kind::OnePartition => format!(
+                    "{}: one executor of the lease runs it without a Ballista job ({}, {} vCore(s))",
+                    p.kind.name(),
+                    p.why,
+                    p.vcores
+                ),
+            },
+            Choice::Ballista(why) => format!("distributed: Ballista stages ({why})"),
+        }
+    }
 }
 
 /// Sends direct runs to executors.
@@ -86,47 +150,91 @@ impl Direct {
         }
     }
 
-    /// The physical plan of a read, when it can run directly.
-    pub async fn plan(&self, state: &SessionState, logical: &LogicalPlan) -> Option<DirectPlan> {
+    /// Whether a multi-stage read of `bytes` input runs on one executor.
+    fn local_allowed(&self, bytes: u64) -> Result<(), String> {
+        match self.opts.execution {
+            Execution::Distributed => Err("execution = distributed".into()),
+            Execution::Local => Ok(()),
+            Execution::Auto if bytes <= self.opts.local_max_input_bytes => Ok(()),
+            Execution::Auto => Err(format!(
+                "inputs of {} exceed local_max_input_bytes = {}",
+                human_bytes(bytes),
+                human_bytes(self.opts.local_max_input_bytes)
+            )),
+        }
+    }
+
+    /// Where a read runs: its physical plan when it can run directly.
+    pub async fn plan(&self, state: &SessionState, logical: &LogicalPlan) -> Choice {
         if !self.opts.enabled {
-            return None;
+            return Choice::Ballista("direct_runs = false".into());
         }
-        // A join, grouping or window over a large input needs a shuffle at
-        // any partition count worth running it at: skip planning it twice.
+        let partitions = state.config().target_partitions();
+        // A join, grouping or window over an input too large for one
+        // executor needs Ballista's stages: skip planning it twice.
         let (bytes, needs_shuffle) = logical_shape(logical);
-        if needs_shuffle
-            && bytes > self.opts.small_input_bytes
-            && state.config().target_partitions() > 1
-        {
-            return None;
-        }
-        let optimized = state.optimize(logical).ok()?;
-        let planner = DefaultPhysicalPlanner::default();
-        let plan = planner.create_physical_plan(&optimized, state).await.ok()?;
-        if has_shuffle(&plan) {
-            if input_bytes(&plan) > self.opts.small_input_bytes
-                || state.config().target_partitions() == 1
-            {
-                return None;
+        if needs_shuffle && bytes > self.opts.small_input_bytes && partitions > 1 {
+            if let Err(why) = self.local_allowed(bytes) {
+                return Choice::Ballista(why);
             }
+        }
+        let optimized = match state.optimize(logical) {
+            Ok(p) => p,
+            Err(e) => return Choice::Ballista(format!("not planned for one executor: {e}")),
+        };
+        let planner = DefaultPhysicalPlanner::default();
+        let plan = match planner.create_physical_plan(&optimized, state).await {
+            Ok(p) => p,
+            Err(e) => return Choice::Ballista(format!("not planned for one executor: {e}")),
+        };
+        if !has_shuffle(&plan) {
+            let why = format!("no shuffle at {partitions} partition(s)");
+            return Choice::Direct(DirectPlan::new(plan, state, Kind::SingleStage, why));
+        }
+        let bytes = input_bytes(&plan);
+        if bytes <= self.opts.small_input_bytes && partitions > 1 {
             let config = state.config().clone().with_target_partitions(1);
             let one = SessionStateBuilder::new_from_existing(state.clone())
                 .with_config(config)
                 .build();
-            let plan = planner.create_physical_plan(&optimized, &one).await.ok()?;
-            return (!has_shuffle(&plan)).then(|| DirectPlan::new(plan, &one));
+            if let Ok(p) = planner.create_physical_plan(&optimized, &one).await {
+                if !has_shuffle(&p) {
+                    let why = format!(
+                        "inputs of {} are at most direct_small_input_bytes = {}",
+                        human_bytes(bytes),
+                        human_bytes(self.opts.small_input_bytes)
+                    );
+                    return Choice::Direct(DirectPlan::new(p, &one, Kind::OnePartition, why));
+                }
+            }
         }
-        Some(DirectPlan::new(plan, state))
+        match self.local_allowed(bytes) {
+            Ok(()) => {
+                let why = match self.opts.execution {
+                    Execution::Local => {
+                        format!("execution = local, inputs of {}", human_bytes(bytes))
+                    }
+                    _ => format!(
+                        "inputs of {} are at most local_max_input_bytes = {}",
+                        human_bytes(bytes),
+                        human_bytes(self.opts.local_max_input_bytes)
+                    ),
+                };
+                Choice::Direct(DirectPlan::new(plan, state, Kind::LeaseLocal, why))
+            }
+            Err(why) => Choice::Ballista(why),
+        }
     }
 
-    /// Starts `plan` on an executor for `lease`'s session. `Ok(None)` means
-    /// it could not start directly (nothing ran): submit it to Ballista.
+    /// Starts `plan` on an executor for `lease`'s session. `Ok(Err(why))`
+    /// means it could not start directly (nothing ran): submit it to
+    /// Ballista.
     pub async fn run(
         &self,
         plan: DirectPlan,
         lease_id: &str,
         query_id: &str,
-    ) -> Result<Option<SendableRecordBatchStream>, DataFusionError> {
+    ) -> Result<Result<DirectStream, String>, DataFusionError> {
         let codec = tarn_lake::LakePhysicalCodec::default();
         let bytes = match datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(
             Arc::clone(&plan.plan),
@@ -135,7 +243,7 @@ impl Direct {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(%query_id, error = %e, "plan cannot travel; running it through Ballista");
-                return Ok(None);
+                return Ok(Err(format!("the plan cannot be sent to an executor: {e}")));
             }
         };
         let mut api = self.leases.api();
@@ -152,24 +260,28 @@ impl Direct {
             Ok(r) => r.into_inner(),
             Err(e) => {
                 tracing::debug!(%query_id, error = %e.message(), "no direct reservation");
-                return Ok(None);
+                return Ok(Err(format!("no reservation: {}", e.message())));
             }
         };
         if !reply.granted {
             tracing::debug!(%query_id, reason = %reply.reason, "no direct reservation");
-            return Ok(None);
+            return Ok(Err(format!("no reservation: {}", reply.reason)));
         }
         let guard = Reservation {
             leases: self.leases.clone(),
             id: reply.reservation_id.clone(),
             tasks: self.tasks.clone(),
         };
-        // A plan with more partitions than the lease has free would run
-        // them all at once on the executor: the lease's cap must hold, so
-        // it goes to Ballista, whose binding queues its tasks instead.
+        // A plan with more partitions than the lease has free on one
+        // executor would run them all at once there: the lease's cap must
+        // hold, so it goes to Ballista, whose binding queues its tasks
+        // (or spreads them over the lease's executors) instead.
         if reply.vcores < plan.vcores {
             tracing::debug!(%query_id, granted = reply.vcores, needed = plan.vcores, "lease too small for a direct run");
-            return Ok(None);
+            return Ok(Err(format!(
+                "{} of the lease's vCores are free on one executor, the plan runs {} partitions",
+                reply.vcores, plan.vcores
+            )));
         }
         let mut ticket = tarn_proto::DIRECT_TICKET_MAGIC.to_vec();
         DirectTicket {
@@ -184,7 +296,7 @@ impl Direct {
         let address = format!("http://{}:{}", reply.host, reply.flight_port);
         let channel = match self.channel(&address) {
             Some(c) => c,
-            None => return Ok(None),
+            None => return Ok(Err(format!("bad executor address {address}"))),
         };
         let mut client = FlightServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
@@ -202,7 +314,7 @@ impl Direct {
             Err(s) if s.code() == tonic::Code::Unavailable => {
                 tracing::warn!(%query_id, %address, error = %s.message(), "executor unreachable for a direct run; running it through Ballista");
                 self.channels.remove(&address);
-                return Ok(None);
+                return Ok(Err(format!("executor {address} unreachable")));
             }
             Err(s)
                 if matches!(
@@ -211,28 +323,26 @@ impl Direct {
                 ) =>
             {
                 tracing::warn!(%query_id, %address, error = %s.message(), "executor refused a direct run; running it through Ballista");
-                return Ok(None);
+                return Ok(Err(format!("executor {address} refused the plan")));
             }
             Err(s) => return Err(DataFusionError::Execution(s.message().to_string())),
         };
         tracing::debug!(%query_id, executor = %reply.executor_id, vcores = reply.vcores, "direct run");
         let schema = plan.plan.schema();
-        let batches = FlightRecordBatchStream::new_from_flight_data(
-            response.into_inner().map_err(FlightError::from),
-        )
-        .map_err(|e| match e {
-            FlightError::Tonic(s) => DataFusionError::Execution(s.message().to_string()),
-            other => DataFusionError::External(Box::new(other)),
-        })
-        // The reservation lasts as long as the stream is read.
-        .map(move |b| {
-            let _ = &guard;
-            b
-        });
-        Ok(Some(Box::pin(RecordBatchStreamAdapter::new(
+        let flight = response
+            .into_inner()
+            .map_err(|s| {
+                crate::error::from_datafusion(&DataFusionError::Execution(s.message().to_string()))
+            })
+            // The reservation lasts as long as the stream is read.
+            .map(move |m| {
+                let _ = &guard;
+                m
+            });
+        Ok(Ok(DirectStream {
             schema,
-            batches.boxed(),
-        ))))
+            flight: Box::pin(flight),
+        }))
     }
 
     fn channel(&self, address: &str) -> Option<Channel> {
@@ -254,7 +364,7 @@ impl Direct {
 }
 
 impl DirectPlan {
-    fn new(plan: Arc<dyn ExecutionPlan>, state: &SessionState) -> Self {
+    fn new(plan: Arc<dyn ExecutionPlan>, state: &SessionState, kind: Kind, why: String) -> Self {
         let vcores = max_partitions(&plan).max(1) as u32;
         let plan: Arc<dyn ExecutionPlan> =
             if plan.properties().output_partitioning().partition_count() > 1 {
@@ -274,7 +384,37 @@ impl DirectPlan {
             plan,
             vcores,
             settings,
+            kind,
+            why,
         }
+    }
+}
+
+/// A direct run's result: the executor's Flight messages as they arrive.
+pub struct DirectStream {
+    /// The plan's output schema.
+    pub schema: arrow::datatypes::SchemaRef,
+    /// The executor's messages (schema, dictionaries, batches), undecoded.
+    pub flight: crate::query::FlightStream,
+}
+
+impl DirectStream {
+    /// The batches, decoded here (for every consumer but Flight SQL's
+    /// `DoGet`, which forwards the messages as they are).
+    pub fn decoded(self) -> SendableRecordBatchStream {
+        let batches = FlightRecordBatchStream::new_from_flight_data(
+            self.flight
+                .map_err(|e| FlightError::ExternalError(Box::new(e))),
+        )
+        .map_err(|e| match e {
+            FlightError::ExternalError(e) => match e.downcast::<TarnError>() {
+                Ok(t) => DataFusionError::External(t),
+                Err(other) => DataFusionError::External(other),
+            },
+            FlightError::Tonic(s) => DataFusionError::Execution(s.message().to_string()),
+            other => DataFusionError::External(Box::new(other)),
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema, batches.boxed()))
     }
 }
 
@@ -348,6 +488,17 @@ fn max_partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
         ))
         .max()
         .unwrap_or(1)
+}
+
+/// Bytes in the units the options are written in.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
 }
 
 /// Bytes of the files the plan scans.

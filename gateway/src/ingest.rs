@@ -229,7 +229,7 @@ pub async fn ingest(
                 &run_id,
             )
             .await?;
-        crate::query::drain_count(q.stream).await
+        crate::query::drain_count(q.stream.into_batches()).await
     }
     .await;
     remove_stage(&stage_url).await;

@@ -114,6 +114,8 @@ impl Gateway {
             direct::DirectOptions {
                 enabled: opts.direct_runs,
                 small_input_bytes: opts.direct_small_input_bytes,
+                execution: opts.execution,
+                local_max_input_bytes: opts.local_max_input_bytes,
             },
             leases.clone(),
             tasks.clone(),

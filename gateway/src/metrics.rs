@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arrow::record_batch::RecordBatch;
 use futures::Stream;
 use tarn_common::metrics::{Counter, Exposition, Gauge, LabeledCounter};
 use tarn_common::TarnError;
@@ -68,19 +67,17 @@ pub struct Counted<S> {
     outcome: &'static str,
 }
 
-impl<S> Stream for Counted<S>
+impl<S, T> Stream for Counted<S>
 where
-    S: Stream<Item = Result<RecordBatch, TarnError>> + Unpin,
+    S: Stream<Item = Result<T, TarnError>> + Unpin,
+    T: crate::query::ResultPart,
 {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.inner).poll_next(cx);
         match &next {
-            Poll::Ready(Some(Ok(b))) => self
-                .metrics
-                .result_bytes
-                .add(b.get_array_memory_size() as u64),
+            Poll::Ready(Some(Ok(b))) => self.metrics.result_bytes.add(b.bytes()),
             Poll::Ready(Some(Err(e))) => self.outcome = e.code.name(),
             Poll::Ready(None) if self.outcome == "abandoned" => self.outcome = "ok",
             _ => {}

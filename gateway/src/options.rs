@@ -2,6 +2,30 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where reads with a shuffle run (`execution`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Execution {
+    /// On the lease's executor when the lease fits there and the inputs
+    /// are at most `local_max_input_bytes`; Ballista stages otherwise.
+    #[default]
+    Auto,
+    /// On the lease's executor whenever the lease fits there.
+    Local,
+    /// Always as Ballista stages.
+    Distributed,
+}
+
+impl std::fmt::Display for Execution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Execution::Auto => "auto",
+            Execution::Local => "local",
+            Execution::Distributed => "distributed",
+        })
+    }
+}
+
 /// Options of the gateway role (`[gateway]`, `TARN_GATEWAY__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +108,17 @@ pub struct GatewayOptions {
     /// directly on one vCore (0: only plans without a shuffle at the
     /// leased partition count run directly).
     pub direct_small_input_bytes: u64,
+    /// Where a read with a shuffle runs: `auto` runs the whole plan on the
+    /// one executor holding the session's leased vCores (partitions and
+    /// repartitions in memory, batches streamed as produced) when its
+    /// inputs are at most `local_max_input_bytes`, and as Ballista stages
+    /// otherwise; `local` does so whatever the inputs; `distributed`
+    /// always uses Ballista stages. A lease spread over several executors
+    /// always uses Ballista stages.
+    pub execution: Execution,
+    /// The most input bytes (of the files a read scans) `execution = auto`
+    /// runs on one executor; larger reads run as Ballista stages.
+    pub local_max_input_bytes: u64,
     /// DataFusion and Ballista settings every session starts with, as
     /// `key=value` pairs separated by commas, e.g.
     /// `ballista.shuffle.compression.codec=none`. Checked at start-up.
@@ -246,6 +281,8 @@ impl Default for GatewayOptions {
             credential_lifetime: std::time::Duration::from_secs(3600),
             direct_runs: true,
             direct_small_input_bytes: 64 * 1024 * 1024,
+            execution: Execution::Auto,
+            local_max_input_bytes: 8 * 1024 * 1024 * 1024,
             session_settings: String::new(),
             max_constant_bytes: 16 * 1024 * 1024,
             memory_pool_bytes: 512 * 1024 * 1024,

@@ -10,12 +10,15 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use dashmap::DashMap;
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionState;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::{Stream, StreamExt};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{Stream, StreamExt, TryStreamExt};
 use tarn_common::{ErrorCode, TarnError};
 use tokio_util::sync::CancellationToken;
 
-use crate::direct::Direct;
+use crate::direct::{Direct, Kind};
 use crate::error::from_datafusion;
 use crate::session::{bind_parameters, Planned, Session, Sessions};
 use crate::write::Effect;
@@ -25,14 +28,115 @@ use tarn_common::supervisor::Supervisor;
 /// cancelled or timed out (never silently cut short).
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, TarnError>> + Send>>;
 
+/// A stream of result parts (batches or Flight messages).
+pub type PartStream<T> = Pin<Box<dyn Stream<Item = Result<T, TarnError>> + Send>>;
+
+/// Arrow Flight messages as an executor sent them.
+pub type FlightStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, TarnError>> + Send>>;
+
+/// A running query's results: batches, or (a direct run's) the executor's
+/// Flight messages, which Flight SQL forwards without decoding them.
+pub enum Results {
+    /// Decoded batches.
+    Batches(BatchStream),
+    /// Encoded messages: schema first, then dictionaries and batches.
+    Flight(FlightStream),
+}
+
+impl Results {
+    /// The results as batches, decoding Flight messages if need be.
+    pub fn into_batches(self) -> BatchStream {
+        match self {
+            Results::Batches(b) => b,
+            Results::Flight(f) => {
+                let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+                    f.map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))),
+                )
+                .map_err(|e| match e {
+                    arrow_flight::error::FlightError::ExternalError(e) => {
+                        match e.downcast::<TarnError>() {
+                            Ok(t) => *t,
+                            Err(other) => TarnError::internal(format!(
+                                "cannot decode an executor's result: {other}"
+                            )),
+                        }
+                    }
+                    other => {
+                        TarnError::internal(format!("cannot decode an executor's result: {other}"))
+                    }
+                });
+                Box::pin(decoded)
+            }
+        }
+    }
+
+    /// The results as Flight messages, encoding batches if need be.
+    pub fn into_flight(self, schema: SchemaRef) -> FlightStream {
+        match self {
+            Results::Flight(f) => f,
+            Results::Batches(b) => {
+                let flight = arrow_flight::encode::FlightDataEncoderBuilder::new()
+                    .with_schema(schema)
+                    .build(b.map_err(|e| {
+                        arrow_flight::error::FlightError::Tonic(Box::new(tonic::Status::from(e)))
+                    }))
+                    .map_err(|e| match e {
+                        arrow_flight::error::FlightError::Tonic(s) => from_status(&s),
+                        other => TarnError::internal(format!("cannot encode the result: {other}")),
+                    });
+                Box::pin(flight)
+            }
+        }
+    }
+}
+
+/// A status made from a TarnError, back to it.
+fn from_status(s: &tonic::Status) -> TarnError {
+    from_datafusion(&datafusion::error::DataFusionError::Execution(
+        s.message().to_string(),
+    ))
+}
+
+/// What a result part counts for: rows handed out and bytes.
+pub trait ResultPart {
+    /// Rows in it.
+    fn rows(&self) -> u64;
+    /// Its size in memory.
+    fn bytes(&self) -> u64;
+}
+
+impl ResultPart for RecordBatch {
+    fn rows(&self) -> u64 {
+        self.num_rows() as u64
+    }
+    fn bytes(&self) -> u64 {
+        self.get_array_memory_size() as u64
+    }
+}
+
+impl ResultPart for arrow_flight::FlightData {
+    fn rows(&self) -> u64 {
+        // Read from the IPC header alone: the body is never decoded here.
+        arrow::ipc::root_as_message(&self.data_header)
+            .ok()
+            .and_then(|m| m.header_as_record_batch())
+            .map(|b| b.length().max(0) as u64)
+            .unwrap_or(0)
+    }
+    fn bytes(&self) -> u64 {
+        (self.data_body.len() + self.data_header.len()) as u64
+    }
+}
+
 /// A started query.
 pub struct Query {
     /// The server-made id of this run (it names the Ballista jobs).
     pub run_id: String,
     /// The result schema.
     pub schema: SchemaRef,
-    /// The result batches as executors produce them.
-    pub stream: BatchStream,
+    /// The results as executors produce them.
+    pub stream: Results,
 }
 
 /// Stages and tasks done so far.
@@ -188,7 +292,22 @@ impl Queries {
         match self.dispatch(session, planned, &run_id).await? {
             Dispatched::Answered => Ok(count_result(run_id, 0)),
             Dispatched::Stream(stream) => {
-                Ok(self.track(session, run_id, ticket_id, schema, stream, limit))
+                let batches = stream.map(|r| r.map_err(|e| from_datafusion(&e)));
+                let (run_id, stream) = self.track(session, run_id, ticket_id, batches, limit);
+                Ok(Query {
+                    run_id,
+                    schema,
+                    stream: Results::Batches(stream),
+                })
+            }
+            Dispatched::Flight(flight) => {
+                let flight = with_declared_schema(flight, Arc::clone(&schema));
+                let (run_id, stream) = self.track(session, run_id, ticket_id, flight, limit);
+                Ok(Query {
+                    run_id,
+                    schema,
+                    stream: Results::Flight(stream),
+                })
             }
         }
     }
@@ -234,22 +353,67 @@ impl Queries {
         // A job submitted with no executor to run it would wait forever;
         // say so at once instead.
         self.pool.check().await?;
-        let direct = match (&effect, &self.direct) {
-            (Effect::Nothing, Some(direct)) => match direct.plan(&state, &plan).await {
-                Some(p) => direct
-                    .run(p, &session.lease_id, run_id)
-                    .await
-                    .map_err(|e| from_datafusion(&e))?,
-                None => None,
-            },
+        // EXPLAIN says where the statement it explains would run.
+        let explained = match (&effect, &plan) {
+            (Effect::Nothing, LogicalPlan::Explain(e)) => Some(match &self.direct {
+                Some(direct) => direct.plan(&state, &e.plan).await.describe(),
+                None => crate::direct::Choice::Ballista("direct_runs = false".into()).describe(),
+            }),
             _ => None,
         };
-        let stream = match direct {
-            Some(stream) => stream,
+        let choice = match (&effect, &self.direct) {
+            (Effect::Nothing, Some(direct)) => Some((direct, direct.plan(&state, &plan).await)),
+            (Effect::Nothing, None) => None,
+            _ => None,
+        };
+        let (stream, execution, why): (Option<crate::direct::DirectStream>, &str, String) =
+            match choice {
+                Some((direct, crate::direct::Choice::Direct(p))) => {
+                    let (kind, why) = (p.kind, p.why.clone());
+                    match direct
+                        .run(p, &session.lease_id, run_id)
+                        .await
+                        .map_err(|e| from_datafusion(&e))?
+                    {
+                        Ok(mut stream) if kind == Kind::LeaseLocal => {
+                            stream.flight = distributed_when_out_of_memory(
+                                stream.flight,
+                                Arc::clone(&stream.schema),
+                                state.clone(),
+                                plan.clone(),
+                                run_id.to_string(),
+                            );
+                            (Some(stream), kind.name(), why)
+                        }
+                        Ok(stream) => (Some(stream), kind.name(), why),
+                        Err(not_started) => (None, "distributed", not_started),
+                    }
+                }
+                Some((_, crate::direct::Choice::Ballista(why))) => (None, "distributed", why),
+                None => (
+                    None,
+                    "distributed",
+                    match effect {
+                        Effect::Nothing => "direct_runs = false".to_string(),
+                        _ => "a write".to_string(),
+                    },
+                ),
+            };
+        tracing::info!(query_id = %run_id, user = %session.user, execution, why = %why, "query dispatched");
+        let stream = match stream {
+            // Forwarded as the executor encoded it: nothing is appended.
+            Some(direct) if explained.is_none() => {
+                return Ok(Dispatched::Flight(direct.flight));
+            }
+            Some(direct) => direct.decoded(),
             None => DataFrame::new(state, plan)
                 .execute_stream()
                 .await
                 .map_err(|e| from_datafusion(&e))?,
+        };
+        let stream = match explained {
+            Some(line) => explain_with_execution(stream, line),
+            None => stream,
         };
         Ok(Dispatched::Stream(match effect {
             Effect::Commit(spec) => {
@@ -276,15 +440,18 @@ impl Queries {
     /// Makes a running statement cancellable (by run or ticket) and bound
     /// by the time limit; its stream ends with the reason it was stopped,
     /// and a stream dropped before its end (client gone) cancels its jobs.
-    fn track(
+    fn track<T, S>(
         &self,
         session: &Session,
         run_id: String,
         ticket_id: &str,
-        schema: SchemaRef,
-        stream: SendableRecordBatchStream,
+        stream: S,
         limit: TimeLimit,
-    ) -> Query {
+    ) -> (String, PartStream<T>)
+    where
+        T: ResultPart + Send + 'static,
+        S: Stream<Item = Result<T, TarnError>> + Send + 'static,
+    {
         let control = Arc::new(RunControl::default());
         self.running.insert(
             run_id.clone(),
@@ -345,9 +512,9 @@ impl Queries {
         let batches = stream
             .map(move |r| {
                 if let Ok(b) = &r {
-                    returned.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+                    returned.fetch_add(b.rows(), std::sync::atomic::Ordering::Relaxed);
                 }
-                r.map_err(|e| from_datafusion(&e))
+                r
             })
             .take_until(Box::pin(stop))
             .chain(tail)
@@ -360,11 +527,7 @@ impl Queries {
                 }
                 std::task::Poll::Ready(None)
             }));
-        Query {
-            run_id,
-            schema,
-            stream: Box::pin(self.metrics.count(Box::pin(batches))),
-        }
+        (run_id, Box::pin(self.metrics.count(Box::pin(batches))))
     }
 
     /// Cancels one run: its stream ends with CANCELLED and its Ballista
@@ -534,6 +697,8 @@ enum Dispatched {
     Answered,
     /// Running: its batches.
     Stream(SendableRecordBatchStream),
+    /// Running directly: the executor's Flight messages.
+    Flight(FlightStream),
 }
 
 /// Why a run was stopped before its end.
@@ -687,9 +852,9 @@ fn count_result(run_id: String, n: u64) -> Query {
     Query {
         run_id,
         schema,
-        stream: Box::pin(futures::stream::once(async move {
+        stream: Results::Batches(Box::pin(futures::stream::once(async move {
             batch.map_err(|e| TarnError::new(ErrorCode::Internal, e.to_string()))
-        })),
+        }))),
     }
 }
 
@@ -779,12 +944,10 @@ pub(crate) fn commit_after(
             vec![Arc::new(arrow::array::UInt64Array::from(vec![c.rows])) as arrow::array::ArrayRef],
         )?)
     };
-    Box::pin(
-        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            count_schema(),
-            futures::stream::once(fut),
-        ),
-    )
+    Box::pin(RecordBatchStreamAdapter::new(
+        count_schema(),
+        futures::stream::once(fut),
+    ))
 }
 
 /// Reads a write's result to its end: the one `count` row.
@@ -801,4 +964,241 @@ pub(crate) async fn drain_count(mut stream: BatchStream) -> Result<i64, TarnErro
         }
     }
     Ok(n)
+}
+
+/// A lease-local run that ran out of its memory share before its first
+/// batch left the executor has produced nothing yet: it runs again as
+/// Ballista stages, whose tasks each hold only their stage's share. Once a
+/// batch has reached the client the error stands (MEMORY_LIMIT_EXCEEDED).
+fn distributed_when_out_of_memory(
+    mut flight: FlightStream,
+    schema: SchemaRef,
+    state: SessionState,
+    plan: LogicalPlan,
+    run_id: String,
+) -> FlightStream {
+    let s = futures::stream::once(async move {
+        // The schema and dictionary messages come first; they are held
+        // back until a batch (or the end) shows the run got going.
+        let mut head = Vec::new();
+        loop {
+            match flight.next().await {
+                Some(Ok(m)) => {
+                    let batch = m.rows() > 0 || is_batch_message(&m);
+                    head.push(Ok(m));
+                    if batch {
+                        break;
+                    }
+                }
+                Some(Err(e)) if e.code == ErrorCode::MemoryLimitExceeded => {
+                    tracing::info!(query_id = %run_id, error = %e,
+                        "lease-local run out of memory before its first batch; running it as Ballista stages");
+                    let batches: BatchStream = match DataFrame::new(state, plan).execute_stream().await {
+                        Ok(s) => Box::pin(s.map(|r| r.map_err(|e| from_datafusion(&e)))),
+                        Err(e) => Box::pin(futures::stream::once(async move {
+                            Err(from_datafusion(&e))
+                        })),
+                    };
+                    return Results::Batches(batches).into_flight(schema);
+                }
+                Some(Err(e)) => {
+                    head.push(Err(e));
+                    break;
+                }
+                None => break,
+            }
+        }
+        Box::pin(futures::stream::iter(head).chain(flight)) as FlightStream
+    })
+    .flatten();
+    Box::pin(s)
+}
+
+/// The executor's schema message, made to say what `GetFlightInfo`
+/// declared: the physical plan's schema can differ from the statement's
+/// in nullability, names' metadata or schema metadata, and clients check
+/// that the two agree. The column types stay the executor's, which its
+/// batches are encoded in.
+fn with_declared_schema(flight: FlightStream, declared: SchemaRef) -> FlightStream {
+    let mut first = true;
+    Box::pin(flight.map(move |m| {
+        if !std::mem::take(&mut first) {
+            return m;
+        }
+        let m = m?;
+        let Ok(sent) = arrow::datatypes::Schema::try_from(&m) else {
+            return Ok(m);
+        };
+        if sent.fields().len() != declared.fields().len() {
+            return Ok(m);
+        }
+        let fields: Vec<arrow::datatypes::Field> = declared
+            .fields()
+            .iter()
+            .zip(sent.fields())
+            .map(|(d, s)| d.as_ref().clone().with_data_type(s.data_type().clone()))
+            .collect();
+        let schema =
+            arrow::datatypes::Schema::new_with_metadata(fields, declared.metadata().clone());
+        if schema == sent {
+            return Ok(m);
+        }
+        Ok(arrow_flight::FlightData::from(
+            arrow_flight::SchemaAsIpc::new(
+                &schema,
+                &arrow::ipc::writer::IpcWriteOptions::default(),
+            ),
+        ))
+    }))
+}
+
+/// Whether a Flight message carries a record batch (not a schema or a
+/// dictionary).
+fn is_batch_message(m: &arrow_flight::FlightData) -> bool {
+    arrow::ipc::root_as_message(&m.data_header)
+        .map(|h| h.header_type() == arrow::ipc::MessageHeader::RecordBatch)
+        .unwrap_or(false)
+}
+
+/// An `EXPLAIN`'s rows, and one more (`tarn_execution`) saying where the
+/// explained statement runs.
+fn explain_with_execution(
+    stream: SendableRecordBatchStream,
+    line: String,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let extra = {
+        let schema = Arc::clone(&schema);
+        futures::stream::once(async move {
+            let columns = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let text = if i == 0 {
+                        "tarn_execution"
+                    } else {
+                        line.as_str()
+                    };
+                    arrow::compute::cast(
+                        &(Arc::new(arrow::array::StringArray::from(vec![text]))
+                            as arrow::array::ArrayRef),
+                        f.data_type(),
+                    )
+                })
+                .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+            Ok::<_, datafusion::error::DataFusionError>(RecordBatch::try_new(schema, columns)?)
+        })
+    };
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream.chain(extra)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+
+    fn batch(n: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "x",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("row {i}")),
+                )) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// Forwarded messages are counted by the rows their headers declare,
+    /// and decode back to the very batches that were encoded.
+    #[tokio::test]
+    async fn flight_messages_count_their_rows_and_decode_to_the_batches() {
+        let batches = vec![batch(3), batch(1000), batch(0)];
+        let schema = batches[0].schema();
+        let source: BatchStream = Box::pin(futures::stream::iter(
+            batches.clone().into_iter().map(Ok::<_, TarnError>),
+        ));
+        let messages: Vec<arrow_flight::FlightData> = Results::Batches(source)
+            .into_flight(Arc::clone(&schema))
+            .try_collect()
+            .await
+            .unwrap();
+        // The schema message first, which holds no rows.
+        assert_eq!(messages[0].rows(), 0);
+        assert_eq!(messages.iter().map(ResultPart::rows).sum::<u64>(), 1003);
+        let again: Vec<RecordBatch> = Results::Flight(Box::pin(futures::stream::iter(
+            messages.into_iter().map(Ok::<_, TarnError>),
+        )))
+        .into_batches()
+        .try_collect()
+        .await
+        .unwrap();
+        let rows: usize = again.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 1003);
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &again).unwrap(),
+            arrow::compute::concat_batches(&schema, &batches).unwrap()
+        );
+    }
+
+    /// A forwarded schema message says what the statement declared (here
+    /// a nullable column the executor's plan calls non-nullable), and the
+    /// batches still decode against it.
+    #[tokio::test]
+    async fn the_forwarded_schema_is_the_declared_one() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let sent = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        let declared = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, true)]));
+        let b = RecordBatch::try_new(
+            Arc::clone(&sent),
+            vec![Arc::new(arrow::array::Int32Array::from(vec![1, 2])) as ArrayRef],
+        )
+        .unwrap();
+        let source: BatchStream = Box::pin(futures::stream::iter(vec![Ok(b)]));
+        let messages = Results::Batches(source).into_flight(Arc::clone(&sent));
+        let messages: Vec<arrow_flight::FlightData> =
+            with_declared_schema(messages, Arc::clone(&declared))
+                .try_collect()
+                .await
+                .unwrap();
+        assert_eq!(Schema::try_from(&messages[0]).unwrap(), *declared);
+        assert_eq!(messages.iter().map(ResultPart::rows).sum::<u64>(), 2);
+        let again: Vec<RecordBatch> = Results::Flight(Box::pin(futures::stream::iter(
+            messages.into_iter().map(Ok::<_, TarnError>),
+        )))
+        .into_batches()
+        .try_collect()
+        .await
+        .unwrap();
+        assert_eq!(again[0].schema(), declared);
+        assert_eq!(again[0].num_rows(), 2);
+    }
+
+    /// An executor's coded error among forwarded messages reaches a
+    /// decoding consumer (a kernel, REST) with its code.
+    #[tokio::test]
+    async fn a_coded_error_among_flight_messages_keeps_its_code() {
+        let schema = batch(1).schema();
+        let source: BatchStream = Box::pin(futures::stream::iter(vec![Ok(batch(2))]));
+        let mut messages: Vec<Result<arrow_flight::FlightData, TarnError>> =
+            Results::Batches(source).into_flight(schema).collect().await;
+        messages.push(Err(TarnError::new(
+            ErrorCode::MemoryLimitExceeded,
+            "out of its share",
+        )));
+        let got: Vec<Result<RecordBatch, TarnError>> =
+            Results::Flight(Box::pin(futures::stream::iter(messages)))
+                .into_batches()
+                .collect()
+                .await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().num_rows(), 2);
+        let e = got[1].as_ref().unwrap_err();
+        assert_eq!(e.code, ErrorCode::MemoryLimitExceeded, "{e}");
+    }
 }

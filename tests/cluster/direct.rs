@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use futures::TryStreamExt;
 use prost::Message;
-use tarn_tests::{demo_lake, eventually, query, scalar_i64, to_status, Cluster};
+use tarn_tests::{demo_lake, eventually, query, rows, scalar_i64, to_status, Cluster};
 
 fn text(batches: &[RecordBatch]) -> String {
     arrow::util::pretty::pretty_format_batches(batches)
@@ -149,5 +149,133 @@ async fn cancelling_a_direct_run_stops_it() -> anyhow::Result<()> {
         "{:?}",
         cluster.jobs().await?
     );
+    Ok(())
+}
+
+/// Reads with a shuffle at the session's 2 partitions: groupings, a join,
+/// a window, a distinct.
+const MULTI_STAGE: &[&str] = &[
+    "SELECT ResultType, COUNT(*) AS n, COUNT(DISTINCT IPAddress) AS ips FROM SigninLogs \
+     GROUP BY ResultType ORDER BY n DESC, ResultType",
+    "SELECT i.Department, COUNT(*) AS n FROM SigninLogs s \
+     JOIN IdentityInfo i ON s.UserPrincipalName = i.AccountUPN \
+     GROUP BY i.Department ORDER BY n DESC, i.Department",
+    "SELECT UserPrincipalName, IPAddress, n FROM ( \
+       SELECT UserPrincipalName, IPAddress, COUNT(*) AS n, \
+              ROW_NUMBER() OVER (PARTITION BY UserPrincipalName ORDER BY COUNT(*) DESC, IPAddress) AS r \
+       FROM SigninLogs GROUP BY UserPrincipalName, IPAddress) \
+     WHERE r = 1 ORDER BY UserPrincipalName",
+    "SELECT DISTINCT Computer FROM SecurityEvent ORDER BY Computer",
+];
+
+/// The `tarn_execution` row of an EXPLAIN.
+async fn execution_of(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+) -> anyhow::Result<String> {
+    let batches = query(c, &format!("EXPLAIN {sql}")).await?;
+    for b in &batches {
+        let kind = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let text = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8)?;
+        let kind = kind
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("utf8");
+        let text = text
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("utf8");
+        for i in 0..b.num_rows() {
+            if kind.value(i) == "tarn_execution" {
+                return Ok(text.value(i).to_string());
+            }
+        }
+    }
+    anyhow::bail!("no tarn_execution row in EXPLAIN {sql}: {}", text(&batches))
+}
+
+#[tokio::test]
+async fn multi_stage_reads_run_lease_local_with_the_answers_of_ballista_stages(
+) -> anyhow::Result<()> {
+    // Without the small-input rule every read below has a shuffle at the
+    // session's 2 partitions.
+    let no_small = ("TARN_GATEWAY__DIRECT_SMALL_INPUT_BYTES", "0");
+    let local = Cluster::start_with(&demo_lake()?, &[], &[no_small]).await?;
+    let staged = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[no_small, ("TARN_GATEWAY__EXECUTION", "distributed")],
+    )
+    .await?;
+    let mut l = local.flight_sql().await?;
+    let mut s = staged.flight_sql().await?;
+    for sql in MULTI_STAGE {
+        let got = query(&mut l, sql).await?;
+        let want = query(&mut s, sql).await?;
+        assert!(rows(&want) > 0, "{sql}");
+        assert_eq!(text(&got), text(&want), "{sql}");
+    }
+    // The lease-local cluster ran no Ballista job, and its executor ran
+    // every read as one direct run; the other ran a job per read.
+    assert!(local.jobs().await?.is_empty(), "{:?}", local.jobs().await?);
+    assert!(
+        local
+            .executors_metric("tarn_executor_direct_runs_total{outcome=\"ok\"}")
+            .await?
+            >= MULTI_STAGE.len() as f64
+    );
+    assert!(staged.jobs().await?.len() >= MULTI_STAGE.len());
+
+    // EXPLAIN says which, and why; the log line of each query too.
+    let why = execution_of(&mut l, MULTI_STAGE[1]).await?;
+    assert!(why.starts_with("lease-local:"), "{why}");
+    assert!(why.contains("2 leased vCores"), "{why}");
+    let why = execution_of(&mut s, MULTI_STAGE[1]).await?;
+    assert!(
+        why.starts_with("distributed:") && why.contains("execution = distributed"),
+        "{why}"
+    );
+    let why = execution_of(&mut l, "SELECT TimeGenerated FROM SigninLogs LIMIT 3").await?;
+    assert!(why.starts_with("direct:"), "{why}");
+    let log = local.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("query dispatched") && l.contains("lease-local")),
+        "{}",
+        local.log_tail()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_input_limit_sends_larger_reads_to_ballista_stages() -> anyhow::Result<()> {
+    // 1 KiB: every demo table is larger, so every multi-stage read goes to
+    // Ballista, with the reason given; a plan without a shuffle still runs
+    // directly.
+    let cluster = Cluster::start_with(
+        &demo_lake()?,
+        &[],
+        &[
+            ("TARN_GATEWAY__DIRECT_SMALL_INPUT_BYTES", "0"),
+            ("TARN_GATEWAY__LOCAL_MAX_INPUT_BYTES", "1024"),
+        ],
+    )
+    .await?;
+    let mut c = cluster.flight_sql().await?;
+    let why = execution_of(&mut c, MULTI_STAGE[0]).await?;
+    assert!(
+        why.starts_with("distributed:") && why.contains("local_max_input_bytes = 1.0 KiB"),
+        "{why}"
+    );
+    let before = cluster.jobs().await?.len();
+    assert!(rows(&query(&mut c, MULTI_STAGE[0]).await?) > 0);
+    assert_eq!(
+        cluster.jobs().await?.len(),
+        before + 1,
+        "the read was a job"
+    );
+    // A read without a shuffle is not held to the limit.
+    let why = execution_of(&mut c, "SELECT TimeGenerated FROM SigninLogs LIMIT 3").await?;
+    assert!(why.starts_with("direct:"), "{why}");
     Ok(())
 }

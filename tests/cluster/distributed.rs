@@ -8,11 +8,15 @@ use tarn_tests::{demo_lake, query, rows, Cluster};
 #[tokio::test]
 async fn joins_run_as_multi_stage_jobs_on_executor_processes() -> anyhow::Result<()> {
     // The demo lake is small enough for a direct run; without the
-    // small-input rule the join needs a shuffle, so it is a Ballista job.
+    // small-input rule the join needs a shuffle, and with execution =
+    // distributed that makes it a Ballista job.
     let cluster = Cluster::start_with(
         &demo_lake()?,
         &[],
-        &[("TARN_GATEWAY__DIRECT_SMALL_INPUT_BYTES", "0")],
+        &[
+            ("TARN_GATEWAY__DIRECT_SMALL_INPUT_BYTES", "0"),
+            ("TARN_GATEWAY__EXECUTION", "distributed"),
+        ],
     )
     .await?;
     let mut c = cluster.flight_sql().await?;

@@ -321,7 +321,13 @@ impl Cluster {
         }
     }
 
-    /// The last lines of the cluster's log, for failure messages.
+    /// The cluster's whole log.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).to_string()
+    }
+
+    /// The last lines of the cluster's log (errors first), for failure
+    /// messages.
     pub fn log_tail(&self) -> String {
         // Lossy: a log may carry non-UTF-8 bytes, and an empty tail hides
         // exactly the failure it is printed for.

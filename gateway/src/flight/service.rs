@@ -187,7 +187,7 @@ impl FlightSqlService for TarnFlightSql {
             .start(&session, &workspace, &cmd.query, None, &query_id)
             .instrument(span)
             .await?;
-        Ok(drain_count(q.stream).await?)
+        Ok(drain_count(q.stream.into_batches()).await?)
     }
 
     async fn do_put_prepared_statement_update(
@@ -203,7 +203,7 @@ impl FlightSqlService for TarnFlightSql {
             .queries
             .start(&session, &p.workspace, &p.sql, params.as_ref(), &query_id)
             .await?;
-        Ok(drain_count(q.stream).await?)
+        Ok(drain_count(q.stream.into_batches()).await?)
     }
 
     async fn do_put_statement_ingest(

@@ -4,8 +4,6 @@
 //! executors produce them; a cancel finds the caller's runs by ticket.
 
 use arrow::record_batch::RecordBatch;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::sql::{Any, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use futures::TryStreamExt;
@@ -109,18 +107,8 @@ impl TarnFlightSql {
             }
         };
         tracing::debug!(run_id = %q.run_id, "streaming results");
-        let batches = q
-            .stream
-            .map_err(|e| FlightError::Tonic(Box::new(Status::from(e))));
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(q.schema)
-            .build(batches)
-            .map_err(|e| match e {
-                FlightError::Tonic(s) => *s,
-                other => {
-                    TarnError::internal(format!("cannot encode the result: {other}")).to_status()
-                }
-            });
+        // A direct run's messages go out as the executor encoded them.
+        let flight = q.stream.into_flight(q.schema).map_err(Status::from);
         Ok(Box::pin(flight))
     }
 

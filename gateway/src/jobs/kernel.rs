@@ -187,7 +187,7 @@ impl JobKernel for SqlKernel<'_> {
             .await?;
         let mut shown =
             crate::collect::Shown::new(self.render.max_result_rows, self.render.max_output_bytes);
-        let mut stream = q.stream;
+        let mut stream = q.stream.into_batches();
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
         let mut stopping = false;

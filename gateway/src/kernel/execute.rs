@@ -185,7 +185,7 @@ impl Kernels {
             crate::collect::Shown::new(self.opts.max_result_rows, self.opts.max_output_bytes);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
-        let mut stream = q.stream;
+        let mut stream = q.stream.into_batches();
         let mut last_progress = None;
         let outcome = loop {
             tokio::select! {
