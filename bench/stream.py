@@ -109,6 +109,18 @@ def local_batches(files, schema):
     return ds.dataset(files, format="parquet", schema=schema).to_batches(use_threads=True)
 
 
+def datafusion_batches(files, vcores):
+    """In-process DataFusion (PyPI `datafusion` 55, the engine Tarn embeds)
+    streaming the same SELECT * over the same files, string views off so
+    it produces the Arrow types Tarn returns."""
+    import datafusion
+    cfg = (datafusion.SessionConfig().with_target_partitions(vcores)
+           .set("datafusion.execution.parquet.schema_force_view_types", "false"))
+    ctx = datafusion.SessionContext(cfg)
+    ctx.register_parquet("lineitem", str(pathlib.Path(files[0]).parent))
+    return (b.to_pyarrow() for b in ctx.sql(SQL.replace("tpch.", "")).execute_stream())
+
+
 def measure(label, make, runs, warmup):
     for _ in range(warmup):
         count(make())
@@ -123,7 +135,8 @@ def measure(label, make, runs, warmup):
         print(f"  {label:8s} {rows:>12,} rows  {nbytes / 1e9:7.3f} GB  {s:7.3f} s  {nbytes / s / 1e9:6.3f} GB/s"
               f"  {rows / s / 1e6:6.2f} Mrows/s  first batch {1000 * (first or 0):6.1f} ms", flush=True)
     med = statistics.median(r["gb_per_s"] for r in out)
-    return {"runs": out, "median_gb_per_s": med, "rows": out[-1]["rows"], "bytes": out[-1]["bytes"]}
+    return {"runs": out, "median_gb_per_s": med, "rows": out[-1]["rows"], "bytes": out[-1]["bytes"],
+            "median_mrows_per_s": statistics.median(r["mrows_per_s"] for r in out)}
 
 
 def main():
@@ -163,6 +176,11 @@ def main():
             tarn.stop()
     schema = local_schema(files)
     results["parquet"] = measure("parquet", lambda: local_batches(files, schema), args.runs, args.warmup)
+    try:
+        results["datafusion"] = measure("datafusion", lambda: datafusion_batches(files, args.vcores),
+                                        args.runs, args.warmup)
+    except ImportError:
+        print("[datafusion] not importable: skipped")
     if ENDPOINTS:
         results["tarn"]["endpoints"] = sorted(set(ENDPOINTS))
     problems = []
@@ -174,10 +192,20 @@ def main():
     ratio = results["tarn"]["median_gb_per_s"] / results["parquet"]["median_gb_per_s"]
     print(f"\nTarn {results['tarn']['median_gb_per_s']:.3f} GB/s ({args.client}, {args.vcores} vCores)   "
           f"pyarrow Parquet {results['parquet']['median_gb_per_s']:.3f} GB/s   ratio {ratio:.2f}")
+    if "datafusion" in results:
+        # Rows, not bytes: DataFusion's batches count their Arrow bytes
+        # differently (buffers shared between sliced batches).
+        df_ratio = results["tarn"]["median_mrows_per_s"] / results["datafusion"]["median_mrows_per_s"]
+        print(f"in-process DataFusion {results['datafusion']['median_mrows_per_s']:.2f} Mrows/s, "
+              f"Tarn {results['tarn']['median_mrows_per_s']:.2f} Mrows/s: Tarn / DataFusion {df_ratio:.2f}")
     print("\n```sh\n" + command_line() + "\n```")
     path = write_result(f"stream-sf{sf_name(args.sf)}", {
         "bench": "stream", "sql": SQL, "sf": args.sf, "client": args.client, "vcores": args.vcores,
-        "results": results, "tarn_over_parquet": round(ratio, 3), "problems": problems,
+        "results": results, "tarn_over_parquet": round(ratio, 3),
+        "tarn_over_datafusion_rows": (round(results["tarn"]["median_mrows_per_s"]
+                                            / results["datafusion"]["median_mrows_per_s"], 3)
+                                 if "datafusion" in results else None),
+        "problems": problems,
         "command": command_line(), "machine": machine()})
     print("results:", path)
     for p in problems:

@@ -210,6 +210,15 @@ impl Direct {
         }
         match self.local_allowed(bytes) {
             Ok(()) => {
+                // Planned again with DataFusion's own join and repartition
+                // choices: Ballista's (sort-merge joins, no round-robin
+                // repartitioning) are made for stages that exchange
+                // shuffle files, not for one plan in one process.
+                let local = local_state(state);
+                let plan = match planner.create_physical_plan(&optimized, &local).await {
+                    Ok(p) => p,
+                    Err(_) => plan,
+                };
                 let why = match self.opts.execution {
                     Execution::Local => {
                         format!("execution = local, inputs of {}", human_bytes(bytes))
@@ -220,7 +229,7 @@ impl Direct {
                         human_bytes(self.opts.local_max_input_bytes)
                     ),
                 };
-                Choice::Direct(DirectPlan::new(plan, state, Kind::LeaseLocal, why))
+                Choice::Direct(DirectPlan::new(plan, &local, Kind::LeaseLocal, why))
             }
             Err(why) => Choice::Ballista(why),
         }
@@ -488,6 +497,26 @@ fn max_partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
         ))
         .max()
         .unwrap_or(1)
+}
+
+/// A session's planning state with DataFusion's defaults for the choices
+/// Ballista overrides for staged plans: hash joins (Ballista prefers
+/// sort-merge joins, which spill, because each of its tasks holds a whole
+/// build side), DataFusion's broadcast thresholds and round-robin
+/// repartitioning. Dynamic filters stay off: they link operators through
+/// shared state a plan sent to an executor cannot carry.
+fn local_state(state: &SessionState) -> SessionState {
+    let mut config = state.config().clone();
+    let defaults = datafusion::config::OptimizerOptions::default();
+    let o = &mut config.options_mut().optimizer;
+    o.prefer_hash_join = defaults.prefer_hash_join;
+    o.hash_join_single_partition_threshold = defaults.hash_join_single_partition_threshold;
+    o.hash_join_single_partition_threshold_rows =
+        defaults.hash_join_single_partition_threshold_rows;
+    o.enable_round_robin_repartition = defaults.enable_round_robin_repartition;
+    SessionStateBuilder::new_from_existing(state.clone())
+        .with_config(config)
+        .build()
 }
 
 /// Bytes in the units the options are written in.
