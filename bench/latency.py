@@ -94,7 +94,7 @@ def client(uri, sql, vcores, token, counter, limit, deadline, barrier, out):
                 if n != expected:
                     errors.append(f"wrong answer: {n} rows, expected {expected}")
     except Exception as e:
-        errors.append(f"client: {str(e).splitlines()[0][:300]}")
+        errors.append(f"client: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}")
         try:
             barrier.abort()
         except Exception:
