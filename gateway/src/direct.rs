@@ -411,19 +411,10 @@ impl DirectStream {
     /// The batches, decoded here (for every consumer but Flight SQL's
     /// `DoGet`, which forwards the messages as they are).
     pub fn decoded(self) -> SendableRecordBatchStream {
-        let batches = FlightRecordBatchStream::new_from_flight_data(
-            self.flight
-                .map_err(|e| FlightError::ExternalError(Box::new(e))),
-        )
-        .map_err(|e| match e {
-            FlightError::ExternalError(e) => match e.downcast::<TarnError>() {
-                Ok(t) => DataFusionError::External(t),
-                Err(other) => DataFusionError::External(other),
-            },
-            FlightError::Tonic(s) => DataFusionError::Execution(s.message().to_string()),
-            other => DataFusionError::External(Box::new(other)),
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema, batches.boxed()))
+        let batches = crate::query::Results::Flight(self.flight)
+            .into_batches()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema, batches))
     }
 }
 

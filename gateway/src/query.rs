@@ -363,7 +363,6 @@ impl Queries {
         };
         let choice = match (&effect, &self.direct) {
             (Effect::Nothing, Some(direct)) => Some((direct, direct.plan(&state, &plan).await)),
-            (Effect::Nothing, None) => None,
             _ => None,
         };
         let (stream, execution, why): (Option<crate::direct::DirectStream>, &str, String) =
@@ -984,7 +983,7 @@ fn distributed_when_out_of_memory(
         loop {
             match flight.next().await {
                 Some(Ok(m)) => {
-                    let batch = m.rows() > 0 || is_batch_message(&m);
+                    let batch = is_batch_message(&m);
                     head.push(Ok(m));
                     if batch {
                         break;
@@ -1114,30 +1113,44 @@ mod tests {
         .unwrap()
     }
 
+    /// Batches encoded as a result's Flight messages.
+    async fn encoded(
+        batches: Vec<RecordBatch>,
+        schema: SchemaRef,
+    ) -> Vec<Result<arrow_flight::FlightData, TarnError>> {
+        let source: BatchStream = Box::pin(futures::stream::iter(batches.into_iter().map(Ok)));
+        Results::Batches(source).into_flight(schema).collect().await
+    }
+
+    /// Flight messages decoded as a kernel or REST consumer sees them.
+    async fn decoded(
+        messages: Vec<Result<arrow_flight::FlightData, TarnError>>,
+    ) -> Vec<Result<RecordBatch, TarnError>> {
+        Results::Flight(Box::pin(futures::stream::iter(messages)))
+            .into_batches()
+            .collect()
+            .await
+    }
+
     /// Forwarded messages are counted by the rows their headers declare,
     /// and decode back to the very batches that were encoded.
     #[tokio::test]
     async fn flight_messages_count_their_rows_and_decode_to_the_batches() {
         let batches = vec![batch(3), batch(1000), batch(0)];
         let schema = batches[0].schema();
-        let source: BatchStream = Box::pin(futures::stream::iter(
-            batches.clone().into_iter().map(Ok::<_, TarnError>),
-        ));
-        let messages: Vec<arrow_flight::FlightData> = Results::Batches(source)
-            .into_flight(Arc::clone(&schema))
-            .try_collect()
+        let messages: Vec<arrow_flight::FlightData> = encoded(batches.clone(), Arc::clone(&schema))
             .await
+            .into_iter()
+            .collect::<Result<_, _>>()
             .unwrap();
         // The schema message first, which holds no rows.
         assert_eq!(messages[0].rows(), 0);
         assert_eq!(messages.iter().map(ResultPart::rows).sum::<u64>(), 1003);
-        let again: Vec<RecordBatch> = Results::Flight(Box::pin(futures::stream::iter(
-            messages.into_iter().map(Ok::<_, TarnError>),
-        )))
-        .into_batches()
-        .try_collect()
-        .await
-        .unwrap();
+        let again: Vec<RecordBatch> = decoded(messages.into_iter().map(Ok).collect())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
         let rows: usize = again.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 1003);
         assert_eq!(
@@ -1168,13 +1181,11 @@ mod tests {
                 .unwrap();
         assert_eq!(Schema::try_from(&messages[0]).unwrap(), *declared);
         assert_eq!(messages.iter().map(ResultPart::rows).sum::<u64>(), 2);
-        let again: Vec<RecordBatch> = Results::Flight(Box::pin(futures::stream::iter(
-            messages.into_iter().map(Ok::<_, TarnError>),
-        )))
-        .into_batches()
-        .try_collect()
-        .await
-        .unwrap();
+        let again: Vec<RecordBatch> = decoded(messages.into_iter().map(Ok).collect())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(again[0].schema(), declared);
         assert_eq!(again[0].num_rows(), 2);
     }
@@ -1184,18 +1195,12 @@ mod tests {
     #[tokio::test]
     async fn a_coded_error_among_flight_messages_keeps_its_code() {
         let schema = batch(1).schema();
-        let source: BatchStream = Box::pin(futures::stream::iter(vec![Ok(batch(2))]));
-        let mut messages: Vec<Result<arrow_flight::FlightData, TarnError>> =
-            Results::Batches(source).into_flight(schema).collect().await;
+        let mut messages = encoded(vec![batch(2)], schema).await;
         messages.push(Err(TarnError::new(
             ErrorCode::MemoryLimitExceeded,
             "out of its share",
         )));
-        let got: Vec<Result<RecordBatch, TarnError>> =
-            Results::Flight(Box::pin(futures::stream::iter(messages)))
-                .into_batches()
-                .collect()
-                .await;
+        let got = decoded(messages).await;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].as_ref().unwrap().num_rows(), 2);
         let e = got[1].as_ref().unwrap_err();
