@@ -388,6 +388,7 @@ def main():
     ap.add_argument("--queries", default="1-22", help="e.g. 1-22, 1,3,6 (default all)")
     ap.add_argument("--engines", default="tarn,datafusion,duckdb",
                     help="comma list of tarn, tarn-staged (every multi-stage read as Ballista stages), "
+                         "tarn-spread (the lease spread over two executors on this host), "
                          "datafusion, duckdb (missing packages are skipped)")
     ap.add_argument("--azurite", action="store_true",
                     help="also run Tarn over the same tables in Azurite (engine tarn-azurite)")
@@ -457,6 +458,18 @@ def main():
                 tarn = start_tarn(args.tarn, lake, extra, env={"TARN_GATEWAY__EXECUTION": "distributed"})
                 engine = TarnEngine(tarn.flight, args.vcores, token=args.token, timeout=args.timeout)
                 engine.name, engine.label = "tarn-staged", "Tarn, Ballista stages (execution = distributed)"
+            elif name == "tarn-spread":
+                # Two interactive executors on this host, each offering
+                # half the lease: the session's vCores span both, so every
+                # multi-stage read runs as Ballista stages with shuffles
+                # between the executors, the distributed path's cost.
+                half = max(1, args.vcores // 2)
+                extra = ["--no-demo", "--interactive-executors", "2", "--interactive-vcores", str(half)]
+                print(f"[tarn-spread] starting {args.tarn} standalone on {lake}, two interactive executors "
+                      f"of {half} vCores", flush=True)
+                tarn = start_tarn(args.tarn, lake, extra)
+                engine = TarnEngine(tarn.flight, args.vcores, token=args.token, timeout=args.timeout)
+                engine.name, engine.label = "tarn-spread", f"Tarn, lease over 2 executors ({half}+{half} vCores)"
             elif name == "tarn-azurite":
                 url, env, azurite = azurite_lake(lake, args.sf)
                 print(f"[tarn-azurite] starting {args.tarn} standalone on {url}", flush=True)
@@ -494,7 +507,7 @@ def main():
                 run_engine(engine, queries, texts, args.runs, args.warmup, results)
             finally:
                 engine.close()
-            if name in ("tarn", "tarn-staged", "tarn-azurite") and tarn is not None:
+            if name in ("tarn", "tarn-staged", "tarn-spread", "tarn-azurite") and tarn is not None:
                 tarn.stop()
                 tarn = None
             if azurite is not None:
@@ -559,7 +572,8 @@ def main():
         path = write_result(f"tpch-sf{sf_name(args.sf)}", payload)
 
     # ---- Markdown
-    cols = [e for e in ("tarn", "tarn-azurite", "datafusion", "duckdb", "ballista", "ballista-defaults")
+    cols = [e for e in ("tarn", "tarn-staged", "tarn-spread", "tarn-azurite", "datafusion", "duckdb",
+                        "ballista", "ballista-defaults")
             if e in labels]
     both = "tarn" in cols and "datafusion" in cols
     on_azurite = "tarn" in cols and "tarn-azurite" in cols

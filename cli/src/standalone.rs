@@ -1,5 +1,6 @@
 //! `tarn standalone`: a supervisor of child processes — coordinator, one
-//! interactive executor, one job executor, gateway — so each role runs as
+//! interactive executor (or `--interactive-executors`), one job executor,
+//! gateway — so each role runs as
 //! it does in a cluster and a crash in one is visible, not hidden.
 
 use std::collections::HashMap;
@@ -32,11 +33,17 @@ pub struct Args {
     /// Folder of the coordinator's state (leases, job queue).
     #[arg(long, default_value = "./tarn-state")]
     state_dir: String,
-    /// vCores the interactive executor offers: the interactive pool's
-    /// capacity is min(760, this). Task slots, so more than the machine's
+    /// vCores each interactive executor offers: the interactive pool's
+    /// capacity is min(760, executors × this). Task slots, so more than the machine's
     /// cores oversubscribes it (and shrinks each task's memory share).
     #[arg(long, default_value_t = 32)]
     interactive_vcores: u32,
+    /// Interactive executors to start, each offering --interactive-vcores.
+    /// More than one lets a lease spread over executors on one host (its
+    /// reads then run as Ballista stages with shuffles between the
+    /// executors), to try or measure the distributed path.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    interactive_executors: u32,
     /// vCores the job executor offers (the job pool's capacity is
     /// min(240, this)).
     #[arg(long, default_value_t = 8)]
@@ -177,8 +184,9 @@ where
 }
 
 /// The gateway is ready with one interactive executor; standalone also
-/// waits for its job executor, so "ready" means every role is up.
-async fn both_pools_up(coordinator: &str) -> bool {
+/// waits for the others and its job executor, so "ready" means every role
+/// is up.
+async fn both_pools_up(coordinator: &str, interactive: u32) -> bool {
     let Ok(mut c) = tarn_proto::connect_coordinator(coordinator).await else {
         return false;
     };
@@ -188,7 +196,7 @@ async fn both_pools_up(coordinator: &str) -> bool {
     .await
     .map(|h| {
         let h = h.into_inner();
-        h.interactive_executors > 0 && h.job_executors > 0
+        h.interactive_executors >= interactive && h.job_executors > 0
     })
     .unwrap_or(false)
 }
@@ -304,7 +312,9 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
             file,
         )
         .await?;
-    for pool in ["interactive", "job"] {
+    let pools = std::iter::repeat_n("interactive", args.interactive_executors as usize)
+        .chain(std::iter::once("job"));
+    for pool in pools {
         let vcores = if pool == "job" {
             args.job_vcores
         } else {
@@ -370,7 +380,7 @@ pub async fn run(args: Args, file: Option<&Path>) -> anyhow::Result<()> {
     );
     loop {
         if http_status(&args.http_addr, "/readyz").await == Some(200)
-            && both_pools_up(&coordinator).await
+            && both_pools_up(&coordinator, args.interactive_executors).await
         {
             break;
         }

@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarn_common::supervisor::Supervisor;
 
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Ticket;
 use dashmap::DashMap;
@@ -30,7 +28,6 @@ use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
-use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -40,7 +37,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tarn_common::TarnError;
 use tarn_proto::{DirectTicket, ReleaseDirectRequest, ReserveDirectRequest};
 use tonic::transport::Channel;
 
@@ -194,9 +190,7 @@ impl Direct {
         let bytes = input_bytes(&plan);
         if bytes <= self.opts.small_input_bytes && partitions > 1 {
             let config = state.config().clone().with_target_partitions(1);
-            let one = SessionStateBuilder::new_from_existing(state.clone())
-                .with_config(config)
-                .build();
+            let one = crate::session::with_config(state, config);
             if let Ok(p) = planner.create_physical_plan(&optimized, &one).await {
                 if !has_shuffle(&p) {
                     let why = format!(
@@ -505,9 +499,7 @@ fn local_state(state: &SessionState) -> SessionState {
     o.hash_join_single_partition_threshold_rows =
         defaults.hash_join_single_partition_threshold_rows;
     o.enable_round_robin_repartition = defaults.enable_round_robin_repartition;
-    SessionStateBuilder::new_from_existing(state.clone())
-        .with_config(config)
-        .build()
+    crate::session::with_config(state, config)
 }
 
 /// Bytes in the units the options are written in.

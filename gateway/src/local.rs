@@ -81,12 +81,12 @@ impl LocalSession {
     /// Plans and runs one statement: its result schema and every batch
     /// (a write's one `count` row comes after its commit).
     pub async fn run(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), TarnError> {
-        let base = self.state.read().clone();
-        let mut config = base.config().clone();
-        config.options_mut().catalog.default_schema = self.workspace.clone();
-        let state = SessionStateBuilder::new_from_existing(base)
-            .with_config(config)
-            .build();
+        let state = {
+            let base = self.state.read();
+            let mut config = base.config().clone();
+            config.options_mut().catalog.default_schema = self.workspace.clone();
+            crate::session::with_config(&base, config)
+        };
         let (plan, effect) =
             match prepare(&self.lake, &state, &self.grants, &self.workspace, sql).await? {
                 Prepared::Plan { plan, effect } => (plan, effect),

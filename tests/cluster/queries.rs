@@ -130,6 +130,27 @@ async fn prepared_statements_bind_parameters() -> anyhow::Result<()> {
         .await?,
     );
     assert_eq!(ok, expected_ok);
+
+    // A ticket runs with the parameters bound when it was issued, even
+    // when the statement is bound again before its DoGet.
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["50126"]))],
+    )?;
+    stmt.set_parameters(batch)?;
+    let first = stmt.execute().await?;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["0"]))],
+    )?;
+    stmt.set_parameters(batch)?;
+    let second = stmt.execute().await?;
+    assert_eq!(scalar_i64(&fetch(&mut c, second).await?), expected_ok);
+    assert_eq!(
+        scalar_i64(&fetch(&mut c, first).await?),
+        literal,
+        "the first ticket keeps the parameter it was issued with"
+    );
     stmt.close().await?;
     Ok(())
 }

@@ -27,8 +27,10 @@ impl TarnFlightSql {
             .sessions
             .plan(session, &t.workspace, &t.sql, &t.query_id)
             .await?;
-        let reusable =
-            t.prepared.is_none() && matches!(planned.effect, crate::write::Effect::Nothing);
+        // A read's plan (a prepared statement's with the parameters bound
+        // now, which are the ones its DoGet must run with) waits for the
+        // DoGet: each GetFlightInfo has its own query id.
+        let reusable = matches!(planned.effect, crate::write::Effect::Nothing);
         let plan = bind_parameters(planned.plan, params.as_ref())?;
         let schema = plan.schema().as_arrow().clone();
         if reusable {
@@ -63,6 +65,16 @@ impl TarnFlightSql {
         session: &Session,
         t: StatementTicket,
     ) -> Result<BoxStream<arrow_flight::FlightData>, Status> {
+        // Each DoGet is its own run with a server-made id (the Ballista job
+        // name): a replayed or forged ticket can never share or cancel
+        // someone else's job.
+        let reuse = self
+            .planned
+            .remove(&t.query_id)
+            .map(|(_, p)| p)
+            .filter(|p| p.session_id == session.id && p.at.elapsed() < PLAN_REUSE);
+        // A prepared statement closed since its GetFlightInfo is refused
+        // either way.
         let params = match &t.prepared {
             Some(h) => self
                 .prepared(h.as_bytes(), session)?
@@ -71,17 +83,6 @@ impl TarnFlightSql {
                 .lock()
                 .clone(),
             None => None,
-        };
-        // Each DoGet is its own run with a server-made id (the Ballista job
-        // name): a replayed or forged ticket can never share or cancel
-        // someone else's job.
-        let reuse = match t.prepared {
-            Some(_) => None,
-            None => self
-                .planned
-                .remove(&t.query_id)
-                .map(|(_, p)| p)
-                .filter(|p| p.session_id == session.id && p.at.elapsed() < PLAN_REUSE),
         };
         let q = match reuse {
             Some(p) => {

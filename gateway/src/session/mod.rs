@@ -19,7 +19,7 @@ pub use lake::{planning_config, refresh_lake, with_lake};
 pub use params::{bind_parameters, number_placeholders};
 pub use plan::{prepare, Prepared};
 pub use registry::{SessionLimits, PASS_PREFIX};
-pub use settings::with_setting;
+pub use settings::{with_config, with_setting};
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ballista_core::extension::SessionConfigExt;
 use datafusion::common::TableReference;
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -68,11 +68,10 @@ impl Sessions {
         sql: &str,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
-        let mut builder = run_state_builder(session, workspace, query_id);
+        let mut state = run_state_of(session, workspace, query_id);
         if grants != &session.grants {
-            builder = builder.with_catalog_list(self.catalogs_for(grants));
+            state.register_catalog_list(self.catalogs_for(grants));
         }
-        let state = builder.build();
         match prepare(&self.lake, &state, grants, workspace, sql).await? {
             Prepared::Plan { plan, effect } => Ok(Planned {
                 plan,
@@ -97,16 +96,16 @@ impl Sessions {
     /// The state a session plans with, named for one run (ingest plans
     /// its write here).
     pub fn run_state(&self, session: &Session, workspace: &str, query_id: &str) -> SessionState {
-        run_state_builder(session, workspace, query_id).build()
+        run_state_of(session, workspace, query_id)
     }
 }
 
-/// A session's state made for one run, still to be built: its Ballista
-/// job name is `{query_id}@{lease}` and its default schema `workspace`.
-/// A statement planned now and a plan made earlier and run now both get
-/// their state here, so every job reaches the coordinator named alike.
-fn run_state_builder(session: &Session, workspace: &str, query_id: &str) -> SessionStateBuilder {
-    let base = session.state.read().clone();
+/// A session's state made for one run: its Ballista job name is
+/// `{query_id}@{lease}` and its default schema `workspace`. A statement
+/// planned now and a plan made earlier and run now both get their state
+/// here, so every job reaches the coordinator named alike.
+fn run_state_of(session: &Session, workspace: &str, query_id: &str) -> SessionState {
+    let base = session.state.read();
     // The job name carries the lease: the coordinator binds the job's
     // tasks within it, and refuses the job if the lease has ended.
     let mut config = base
@@ -114,7 +113,7 @@ fn run_state_builder(session: &Session, workspace: &str, query_id: &str) -> Sess
         .clone()
         .with_ballista_job_name(&format!("{query_id}@{}", session.lease_id));
     config.options_mut().catalog.default_schema = workspace.to_string();
-    SessionStateBuilder::new_from_existing(base).with_config(config)
+    super::with_config(&base, config)
 }
 
 /// One statement, checked and planned, before it runs.
