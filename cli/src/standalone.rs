@@ -1,7 +1,7 @@
 //! `tarn standalone`: a supervisor of child processes — coordinator, one
 //! interactive executor (or `--interactive-executors`), one job executor,
-//! gateway — so each role runs as
-//! it does in a cluster and a crash in one is visible, not hidden.
+//! gateway — so each role runs as it does in a cluster and a crash in one
+//! is visible, not hidden.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,8 +34,9 @@ pub struct Args {
     #[arg(long, default_value = "./tarn-state")]
     state_dir: String,
     /// vCores each interactive executor offers: the interactive pool's
-    /// capacity is min(760, executors × this). Task slots, so more than the machine's
-    /// cores oversubscribes it (and shrinks each task's memory share).
+    /// capacity is min(760, executors × this). Task slots, so more than the
+    /// machine's cores oversubscribes it (and shrinks each task's memory
+    /// share).
     #[arg(long, default_value_t = 32)]
     interactive_vcores: u32,
     /// Interactive executors to start, each offering --interactive-vcores.

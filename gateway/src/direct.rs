@@ -502,6 +502,20 @@ fn local_state(state: &SessionState) -> SessionState {
     crate::session::with_config(state, config)
 }
 
+/// The state a plan with this `choice` is made in: lease-local plans with
+/// DataFusion's join settings, one-partition plans at one partition, others
+/// with `state` as it is. `EXPLAIN` plans the statement it explains here,
+/// so its `physical_plan` row shows the plan that runs.
+pub fn planning_state(state: &SessionState, choice: &Choice) -> SessionState {
+    match choice {
+        Choice::Direct(p) if p.kind == Kind::LeaseLocal => local_state(state),
+        Choice::Direct(p) if p.kind == Kind::OnePartition => {
+            crate::session::with_config(state, state.config().clone().with_target_partitions(1))
+        }
+        _ => state.clone(),
+    }
+}
+
 /// Bytes in the units the options are written in.
 fn human_bytes(n: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];

@@ -353,13 +353,21 @@ impl Queries {
         // A job submitted with no executor to run it would wait forever;
         // say so at once instead.
         self.pool.check().await?;
-        // EXPLAIN says where the statement it explains would run.
-        let explained = match (&effect, &plan) {
-            (Effect::Nothing, LogicalPlan::Explain(e)) => Some(match &self.direct {
-                Some(direct) => direct.plan(&state, &e.plan).await.describe(),
-                None => crate::direct::Choice::Ballista("direct_runs = false".into()).describe(),
-            }),
-            _ => None,
+        // EXPLAIN says where the statement it explains would run, and
+        // shows the plan made with the settings of that place.
+        let (explained, state) = match (&effect, &plan) {
+            (Effect::Nothing, LogicalPlan::Explain(e)) => match &self.direct {
+                Some(direct) => {
+                    let choice = direct.plan(&state, &e.plan).await;
+                    let planning = crate::direct::planning_state(&state, &choice);
+                    (Some(choice.describe()), planning)
+                }
+                None => (
+                    Some(crate::direct::Choice::Ballista("direct_runs = false".into()).describe()),
+                    state,
+                ),
+            },
+            _ => (None, state),
         };
         let choice = match (&effect, &self.direct) {
             (Effect::Nothing, Some(direct)) => Some((direct, direct.plan(&state, &plan).await)),

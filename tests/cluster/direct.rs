@@ -173,6 +173,15 @@ async fn execution_of(
     c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
     sql: &str,
 ) -> anyhow::Result<String> {
+    explain_row(c, sql, "tarn_execution").await
+}
+
+/// The text of `EXPLAIN sql`'s row of `plan_type`.
+async fn explain_row(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+    plan_type: &str,
+) -> anyhow::Result<String> {
     let batches = query(c, &format!("EXPLAIN {sql}")).await?;
     for b in &batches {
         let kind = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
@@ -186,12 +195,12 @@ async fn execution_of(
             .downcast_ref::<arrow::array::StringArray>()
             .expect("utf8");
         for i in 0..b.num_rows() {
-            if kind.value(i) == "tarn_execution" {
+            if kind.value(i) == plan_type {
                 return Ok(text.value(i).to_string());
             }
         }
     }
-    anyhow::bail!("no tarn_execution row in EXPLAIN {sql}: {}", text(&batches))
+    anyhow::bail!("no {plan_type} row in EXPLAIN {sql}: {}", text(&batches))
 }
 
 #[tokio::test]
@@ -235,6 +244,16 @@ async fn multi_stage_reads_run_lease_local_with_the_answers_of_ballista_stages(
         why.starts_with("distributed:") && why.contains("execution = distributed"),
         "{why}"
     );
+    // And its plan is the one that runs: the lease-local join is a hash
+    // join, made with DataFusion's settings, where the staged one is a
+    // sort-merge join, made with Ballista's.
+    let plan = explain_row(&mut l, MULTI_STAGE[1], "physical_plan").await?;
+    assert!(
+        plan.contains("HashJoinExec") && !plan.contains("SortMergeJoinExec"),
+        "{plan}"
+    );
+    let plan = explain_row(&mut s, MULTI_STAGE[1], "physical_plan").await?;
+    assert!(plan.contains("SortMergeJoinExec"), "{plan}");
     let why = execution_of(&mut l, "SELECT TimeGenerated FROM SigninLogs LIMIT 3").await?;
     assert!(why.starts_with("direct:"), "{why}");
     let log = local.log_text();
