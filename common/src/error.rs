@@ -180,6 +180,10 @@ catalogue! {
     /// does not fit, an overflow, a division by zero): the same every run.
     InvalidValue = 2809, INVALID_VALUE, InvalidArgument, 400,
         "correct the query (cast to a wider type, guard the division) or filter out the rows with such values; running it again gives the same error";
+    /// The query is not valid KQL, or names what its input does not have
+    /// (the message gives line, column and a caret under the mistake).
+    KqlSyntax = 2810, KQL_SYNTAX, InvalidArgument, 400,
+        "correct the KQL at the line and column given";
     /// The table exists already.
     TableAlreadyExists = 2102, TABLE_ALREADY_EXISTS, AlreadyExists, 409,
         "write to it with INSERT (or mode 'append'/'overwrite'), or choose another name";

@@ -23,7 +23,9 @@ use tarn_common::{ErrorCode, TarnError};
 use tarn_lake::Lake;
 
 use crate::error::from_datafusion;
-use crate::session::{planning_config, prepare, with_lake, with_setting, Prepared};
+use crate::session::{
+    planning_config, prepare, prepare_kql, with_lake, with_setting, Language, Prepared,
+};
 use crate::write::Effect;
 
 /// A session over `lake` whose statements run in this process.
@@ -34,6 +36,8 @@ pub struct LocalSession {
     user: String,
     workspace: String,
     state: parking_lot::RwLock<SessionState>,
+    /// KQL's pinned `now()` (`set query_now = …;` sent alone).
+    kql_now: parking_lot::RwLock<Option<chrono::DateTime<chrono::Utc>>>,
     /// Commits run as tracked work, as the gateway's do.
     tasks: tarn_common::supervisor::Supervisor,
 }
@@ -74,6 +78,7 @@ impl LocalSession {
             user: user.to_string(),
             workspace: workspace.to_string(),
             state: parking_lot::RwLock::new(state),
+            kql_now: Default::default(),
             tasks: tarn_common::supervisor::Supervisor::new(Default::default()),
         })
     }
@@ -81,18 +86,44 @@ impl LocalSession {
     /// Plans and runs one statement: its result schema and every batch
     /// (a write's one `count` row comes after its commit).
     pub async fn run(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), TarnError> {
+        self.run_in(sql, Language::Sql).await
+    }
+
+    /// Plans and runs one KQL query, as [`LocalSession::run`] a SQL
+    /// statement.
+    pub async fn run_kql(&self, kql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), TarnError> {
+        self.run_in(kql, Language::Kql).await
+    }
+
+    /// Plans and runs one statement written in `language`.
+    pub async fn run_in(
+        &self,
+        text: &str,
+        language: Language,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), TarnError> {
         let state = {
             let base = self.state.read();
             let mut config = base.config().clone();
             config.options_mut().catalog.default_schema = self.workspace.clone();
             crate::session::with_config(&base, config)
         };
+        let prepared = match language {
+            Language::Sql => prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?,
+            Language::Kql => {
+                let now = *self.kql_now.read();
+                prepare_kql(&self.lake, &state, &self.grants, &self.workspace, text, now).await?
+            }
+        };
         let (plan, effect) =
-            match prepare(&self.lake, &state, &self.grants, &self.workspace, sql).await? {
+            match prepared {
                 Prepared::Plan { plan, effect } => (plan, effect),
                 Prepared::Set { key, value } => {
                     let mut current = self.state.write();
                     *current = with_setting(&current, &key, value)?;
+                    return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
+                }
+                Prepared::PinNow(now) => {
+                    *self.kql_now.write() = now;
                     return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
                 }
             };

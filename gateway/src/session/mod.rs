@@ -17,7 +17,7 @@ mod settings;
 
 pub use lake::{planning_config, refresh_lake, with_lake};
 pub use params::{bind_parameters, number_placeholders};
-pub use plan::{prepare, Prepared};
+pub use plan::{prepare, prepare_kql, Language, Prepared};
 pub use registry::{SessionLimits, PASS_PREFIX};
 pub use settings::{with_config, with_setting};
 
@@ -63,6 +63,10 @@ pub struct Session {
     /// Set on a job run's session: its statements run under the run's
     /// time limit and its writes commit once per run.
     pub job: Option<Arc<JobScope>>,
+    /// The time KQL's `now()` and `ago()` answer in this session, pinned
+    /// by a `set query_now = datetime(…);` sent alone (reproducible
+    /// notebooks); `None`: each query's start.
+    pub kql_now: parking_lot::RwLock<Option<chrono::DateTime<chrono::Utc>>>,
     /// Work in progress that is not a query (a kernel's process starting):
     /// the session does not end by inactivity meanwhile.
     held: std::sync::atomic::AtomicUsize,

@@ -49,8 +49,22 @@ impl Sessions {
         sql: &str,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
+        self.plan_in(session, grants, workspace, sql, Language::Sql, query_id)
+            .await
+    }
+
+    /// Like [`Sessions::plan_as`], for a statement written in `language`.
+    pub async fn plan_in(
+        &self,
+        session: &Session,
+        grants: &tarn_common::roles::Grants,
+        workspace: &str,
+        text: &str,
+        language: Language,
+        query_id: &str,
+    ) -> Result<Planned, TarnError> {
         let planned = self
-            .plan_checked(session, grants, workspace, sql, query_id)
+            .plan_checked(session, grants, workspace, text, language, query_id)
             .await;
         // A statement refused before it runs ends here: counted by its
         // code, as a run's failure is counted when its stream ends.
@@ -65,27 +79,39 @@ impl Sessions {
         session: &Session,
         grants: &tarn_common::roles::Grants,
         workspace: &str,
-        sql: &str,
+        text: &str,
+        language: Language,
         query_id: &str,
     ) -> Result<Planned, TarnError> {
         let mut state = run_state_of(session, workspace, query_id);
         if grants != &session.grants {
             state.register_catalog_list(self.catalogs_for(grants));
         }
-        match prepare(&self.lake, &state, grants, workspace, sql).await? {
+        let prepared = match language {
+            Language::Sql => prepare(&self.lake, &state, grants, workspace, text).await?,
+            Language::Kql => {
+                let now = *session.kql_now.read();
+                prepare_kql(&self.lake, &state, grants, workspace, text, now).await?
+            }
+        };
+        match prepared {
             Prepared::Plan { plan, effect } => Ok(Planned {
                 plan,
                 state,
                 effect,
             }),
+            Prepared::PinNow(now) => {
+                *session.kql_now.write() = now;
+                Ok(Planned {
+                    plan: empty_plan(),
+                    state,
+                    effect: crate::write::Effect::Nothing,
+                })
+            }
             Prepared::Set { key, value } => {
                 apply_set(session, &key, value)?;
-                let empty = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
-                    produce_one_row: false,
-                    schema: Arc::new(datafusion::common::DFSchema::empty()),
-                });
                 Ok(Planned {
-                    plan: empty,
+                    plan: empty_plan(),
                     state,
                     effect: crate::write::Effect::Nothing,
                 })
@@ -134,6 +160,118 @@ pub enum Prepared {
         /// Its new value.
         value: usize,
     },
+    /// A KQL `set query_now = …;` sent alone: the session's `now()` from
+    /// here on (`None`: each query's start again).
+    PinNow(Option<chrono::DateTime<chrono::Utc>>),
+}
+
+/// The language a statement is written in: SQL unless the client says
+/// otherwise (Flight SQL header `x-tarn-language`, a kernel's magic, a
+/// job cell's language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    /// DataFusion's SQL dialect.
+    #[default]
+    Sql,
+    /// Kusto Query Language ([`tarn_kql`]).
+    Kql,
+}
+
+impl Language {
+    /// The language a client names (`sql` or `kql`, any case; absent:
+    /// SQL).
+    pub fn named(name: Option<&str>) -> Result<Self, TarnError> {
+        match name.map(|n| n.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("sql") => Ok(Self::Sql),
+            Some("kql") | Some("kusto") => Ok(Self::Kql),
+            Some(other) => Err(TarnError::new(
+                ErrorCode::InvalidArgument,
+                format!("unknown query language '{other}'"),
+            )
+            .with_fix("name the language 'sql' (the default) or 'kql'")),
+        }
+    }
+}
+
+/// A plan that answers no rows (what a `SET` runs).
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
+}
+
+/// Parses, checks and plans one KQL query in `state` (whose default
+/// schema is `workspace`) for a caller holding `grants`: the tables it
+/// names are checked as SQL's are, and its plan is a query's (KQL does
+/// not write). `now` is the session's pinned time, if any.
+pub async fn prepare_kql(
+    lake: &Arc<Lake>,
+    state: &SessionState,
+    grants: &tarn_common::roles::Grants,
+    workspace: &str,
+    text: &str,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Prepared, TarnError> {
+    let script = tarn_kql::parse(text).map_err(|e| from_kql(&e))?;
+    if !script.has_query() && !script.is_explain() {
+        return Ok(Prepared::PinNow(script.query_now()));
+    }
+    let mut wants_listing = false;
+    for t in script.tables() {
+        let r = match (&t.catalog, &t.workspace) {
+            (Some(c), Some(w)) => TableReference::full(c.as_str(), w.as_str(), t.table.as_str()),
+            (None, Some(w)) => TableReference::partial(w.as_str(), t.table.as_str()),
+            _ => TableReference::bare(t.table.as_str()),
+        };
+        check_reference(lake, &r, workspace, grants, &mut wants_listing)
+            .await
+            .map_err(|e| placed(e, &script, t.offset))?;
+    }
+    if wants_listing {
+        refresh_lake(lake).await?;
+    }
+    let plan = tarn_kql::plan(&script, state, &tarn_kql::Options { now })
+        .await
+        .map_err(|e| from_kql(&e))?;
+    Ok(Prepared::Plan {
+        plan,
+        effect: crate::write::Effect::Nothing,
+    })
+}
+
+/// A KQL error in the catalogue's terms: its kind picks the code, and the
+/// message keeps the line, column, caret and suggestion.
+pub fn from_kql(e: &tarn_kql::KqlError) -> TarnError {
+    let code = match e.kind {
+        tarn_kql::ErrorKind::Syntax => ErrorCode::KqlSyntax,
+        tarn_kql::ErrorKind::UnknownColumn => ErrorCode::ColumnNotFound,
+        tarn_kql::ErrorKind::UnknownTable => ErrorCode::TableNotFound,
+        tarn_kql::ErrorKind::Unsupported => ErrorCode::Unsupported,
+    };
+    let err = TarnError::new(code, e.to_string());
+    match (&e.hint, e.kind) {
+        (Some(h), _) => err.with_fix(format!("{h} (line {}, column {})", e.line, e.column)),
+        (None, tarn_kql::ErrorKind::Unsupported) => {
+            err.with_fix("rewrite the query without it; the README lists the KQL Tarn runs")
+        }
+        (None, _) => err,
+    }
+}
+
+/// A lake error about a table a KQL query names, placed where it is
+/// written.
+fn placed(e: TarnError, script: &tarn_kql::Script, offset: usize) -> TarnError {
+    let at = tarn_kql::KqlError::at(
+        tarn_kql::ErrorKind::UnknownTable,
+        script.text(),
+        offset,
+        e.message.clone(),
+    );
+    TarnError {
+        message: at.to_string(),
+        ..e
+    }
 }
 
 /// Parses, checks and plans one statement in `state` (whose default

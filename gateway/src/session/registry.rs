@@ -211,6 +211,7 @@ impl Sessions {
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
             job: None,
+            kql_now: Default::default(),
             held: Default::default(),
         });
         self.sessions.insert(id.clone(), Arc::clone(&session));
@@ -254,6 +255,7 @@ impl Sessions {
             state: parking_lot::RwLock::new(state),
             last_used: parking_lot::Mutex::new(std::time::Instant::now()),
             job,
+            kql_now: Default::default(),
             held: Default::default(),
         }))
     }

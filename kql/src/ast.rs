@@ -1,0 +1,340 @@
+//! The parsed query. Every node keeps the byte offset it was written at,
+//! so planning errors point into the text as parse errors do.
+
+use chrono::{DateTime, Utc};
+
+use crate::TableName;
+
+/// A parsed KQL query: `let` statements, request properties and at most
+/// one tabular expression.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub(crate) text: String,
+    pub(crate) lets: Vec<Let>,
+    pub(crate) query_now: Option<DateTime<Utc>>,
+    pub(crate) query: Option<Tabular>,
+    pub(crate) explain: bool,
+}
+
+impl Script {
+    /// The query text, as parsed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The time `set query_now = datetime(…);` pins, if the query sets it.
+    pub fn query_now(&self) -> Option<DateTime<Utc>> {
+        self.query_now
+    }
+
+    /// Whether there is a tabular expression to run (a query of only
+    /// `set` statements has none).
+    pub fn has_query(&self) -> bool {
+        self.query.is_some()
+    }
+
+    /// Whether the query asks for its plan (`explain <query>`).
+    pub fn is_explain(&self) -> bool {
+        self.explain
+    }
+
+    /// Every table the query reads, as written: names bound by `let` are
+    /// not tables.
+    pub fn tables(&self) -> Vec<TableName> {
+        let mut bound: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for l in &self.lets {
+            if let LetValue::Tabular(t) = &l.value {
+                t.tables(&bound, &mut out);
+            }
+            bound.push(&l.name);
+        }
+        if let Some(q) = &self.query {
+            q.tables(&bound, &mut out);
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Let {
+    pub name: String,
+    pub offset: usize,
+    pub value: LetValue,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum LetValue {
+    Scalar(Expr),
+    Tabular(Tabular),
+}
+
+/// A source and the operators piped after it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tabular {
+    pub source: Source,
+    pub ops: Vec<Op>,
+}
+
+impl Tabular {
+    fn tables(&self, bound: &[&str], out: &mut Vec<TableName>) {
+        match &self.source {
+            Source::Table(t) => {
+                let is_let = t.catalog.is_none()
+                    && t.workspace.is_none()
+                    && bound.contains(&t.table.as_str());
+                if !is_let {
+                    out.push(t.clone());
+                }
+            }
+            Source::Union { tables, .. } => {
+                for t in tables {
+                    t.tables(bound, out);
+                }
+            }
+            Source::Datatable { .. } | Source::Range { .. } | Source::Print(_) => {}
+        }
+        for op in &self.ops {
+            match &op.kind {
+                OpKind::Join { right, .. } | OpKind::Lookup { right, .. } => {
+                    right.tables(bound, out)
+                }
+                OpKind::Union { tables, .. } => {
+                    for t in tables {
+                        t.tables(bound, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Table(TableName),
+    Datatable {
+        columns: Vec<(String, Type)>,
+        values: Vec<Expr>,
+    },
+    Range {
+        name: String,
+        from: Expr,
+        to: Expr,
+        step: Expr,
+    },
+    Union {
+        kind_outer: bool,
+        with_source: Option<String>,
+        tables: Vec<Tabular>,
+    },
+    Print(Vec<NamedExpr>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Op {
+    pub offset: usize,
+    pub kind: OpKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum OpKind {
+    Where(Expr),
+    Project(Vec<NamedExpr>),
+    ProjectAway(Vec<(String, usize)>),
+    ProjectKeep(Vec<(String, usize)>),
+    ProjectRename(Vec<(String, String, usize)>),
+    ProjectReorder(Vec<(String, usize)>),
+    Extend(Vec<NamedExpr>),
+    Summarize {
+        aggregates: Vec<NamedExpr>,
+        by: Vec<NamedExpr>,
+    },
+    Count,
+    Take(Expr),
+    Top {
+        count: Expr,
+        by: Vec<SortKey>,
+    },
+    Sort(Vec<SortKey>),
+    Distinct(Vec<NamedExpr>),
+    Join {
+        kind: JoinKind,
+        right: Box<Tabular>,
+        on: Vec<JoinOn>,
+    },
+    Lookup {
+        outer: bool,
+        right: Box<Tabular>,
+        on: Vec<JoinOn>,
+    },
+    Union {
+        kind_outer: bool,
+        with_source: Option<String>,
+        tables: Vec<Tabular>,
+    },
+    MvExpand {
+        columns: Vec<MvColumn>,
+        limit: Option<Expr>,
+    },
+    Parse {
+        source: Expr,
+        parts: Vec<ParsePart>,
+        regex: bool,
+    },
+    As(String),
+    Serialize(Vec<NamedExpr>),
+    GetSchema,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MvColumn {
+    pub name: Option<String>,
+    pub expr: Expr,
+    pub to_type: Option<Type>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ParsePart {
+    /// A literal the text must hold here.
+    Literal(String),
+    /// `*`: any text.
+    Any,
+    /// A column to fill, with its type (`string` unless given).
+    Column(String, Type),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinKind {
+    InnerUnique,
+    Inner,
+    LeftOuter,
+    RightOuter,
+    FullOuter,
+    LeftAnti,
+    RightAnti,
+    LeftSemi,
+    RightSemi,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum JoinOn {
+    /// `on Col`: the same column on both sides.
+    Same(String, usize),
+    /// `on $left.A == $right.B`.
+    Pair(String, String, usize),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SortKey {
+    pub expr: Expr,
+    pub desc: bool,
+    pub nulls_first: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NamedExpr {
+    pub name: Option<String>,
+    pub expr: Expr,
+}
+
+/// A scalar type as KQL names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Type {
+    Bool,
+    Int,
+    Long,
+    Real,
+    Decimal,
+    String,
+    DateTime,
+    Timespan,
+    Dynamic,
+    Guid,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Expr {
+    pub offset: usize,
+    pub kind: ExprKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ExprKind {
+    Null,
+    Bool(bool),
+    Long(i64),
+    Real(f64),
+    Str(String),
+    DateTime(DateTime<Utc>),
+    /// A timespan in nanoseconds (KQL's tick is 100 ns).
+    Timespan(i64),
+    Dynamic(serde_json::Value),
+    Ident(String),
+    /// `$left.X` (true) or `$right.X` (false).
+    Side(bool, String),
+    Star,
+    Member(Box<Expr>, String),
+    Index(Box<Expr>, Box<Expr>),
+    Call(String, Vec<Expr>),
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    In {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    /// A string operator: `has`, `contains`, `startswith`… with `!` and
+    /// `_cs` forms.
+    StrOp {
+        op: StrOp,
+        negated: bool,
+        case_sensitive: bool,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    /// `has_any`, `has_all` with their list.
+    HasAny {
+        all: bool,
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Eq,
+    NotEq,
+    EqTilde,
+    NotEqTilde,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StrOp {
+    Has,
+    HasPrefix,
+    HasSuffix,
+    Contains,
+    StartsWith,
+    EndsWith,
+    MatchesRegex,
+}

@@ -1,0 +1,1 @@
+//! Tarn's own scalar functions that KQL plans call.
