@@ -23,6 +23,8 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use datafusion::logical_expr::ScalarUDF;
+
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
@@ -736,5 +738,12 @@ impl datafusion_proto::physical_plan::PhysicalExtensionCodec for LakePhysicalCod
             return Ok(());
         }
         self.inner.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        match tarn_kql::functions::udf(name) {
+            Some(f) => Ok(f),
+            None => self.inner.try_decode_udf(name, buf),
+        }
     }
 }

@@ -59,7 +59,6 @@ impl Script {
 #[derive(Debug, Clone)]
 pub(crate) struct Let {
     pub name: String,
-    pub offset: usize,
     pub value: LetValue,
 }
 
@@ -277,7 +276,6 @@ pub(crate) enum ExprKind {
     Member(Box<Expr>, String),
     Index(Box<Expr>, Box<Expr>),
     Call(String, Vec<Expr>),
-    Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     In {

@@ -105,7 +105,8 @@ pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         }
     }
     let limit = (name.chars().count() / 3).max(1);
-    best.filter(|(d, _)| *d <= limit).map(|(_, k)| k.to_string())
+    best.filter(|(d, _)| *d <= limit)
+        .map(|(_, k)| k.to_string())
 }
 
 fn distance(a: &str, b: &str) -> usize {

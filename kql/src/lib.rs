@@ -70,3 +70,6 @@ pub async fn plan(
 ) -> Result<LogicalPlan, KqlError> {
     planner::plan(script, state, options).await
 }
+
+#[cfg(test)]
+mod tests;
