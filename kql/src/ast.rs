@@ -12,6 +12,8 @@ pub struct Script {
     pub(crate) text: String,
     pub(crate) lets: Vec<Let>,
     pub(crate) query_now: Option<DateTime<Utc>>,
+    /// Whether a `set query_now` (with or without a value) is written.
+    pub(crate) sets_now: bool,
     pub(crate) query: Option<Tabular>,
     pub(crate) explain: bool,
 }
@@ -25,6 +27,13 @@ impl Script {
     /// The time `set query_now = datetime(…);` pins, if the query sets it.
     pub fn query_now(&self) -> Option<DateTime<Utc>> {
         self.query_now
+    }
+
+    /// What a query of only `set` statements does to the session's pinned
+    /// `now()`: `Some(Some(t))` pins it to `t`, `Some(None)` unpins it
+    /// (`set query_now;`), `None` leaves it.
+    pub fn pin(&self) -> Option<Option<DateTime<Utc>>> {
+        self.sets_now.then_some(self.query_now)
     }
 
     /// Whether there is a tabular expression to run (a query of only
@@ -95,6 +104,20 @@ impl Tabular {
         }
         for op in &self.ops {
             match &op.kind {
+                OpKind::Where(e) | OpKind::Take(e) => e.tables(bound, out),
+                OpKind::Project(items)
+                | OpKind::Extend(items)
+                | OpKind::Serialize(items)
+                | OpKind::Distinct(items) => {
+                    for i in items {
+                        i.expr.tables(bound, out);
+                    }
+                }
+                OpKind::Summarize { aggregates, by } => {
+                    for i in aggregates.iter().chain(by) {
+                        i.expr.tables(bound, out);
+                    }
+                }
                 OpKind::Join { right, .. } | OpKind::Lookup { right, .. } => {
                     right.tables(bound, out)
                 }
@@ -258,6 +281,46 @@ pub(crate) struct Expr {
     pub kind: ExprKind,
 }
 
+impl Expr {
+    /// The tables of the queries inside an expression (`in (T | …)`).
+    fn tables(&self, bound: &[&str], out: &mut Vec<TableName>) {
+        match &self.kind {
+            ExprKind::InQuery { expr, query, .. } => {
+                expr.tables(bound, out);
+                query.tables(bound, out);
+            }
+            ExprKind::Member(a, _) | ExprKind::Neg(a) => a.tables(bound, out),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+                a.tables(bound, out);
+                b.tables(bound, out);
+            }
+            ExprKind::StrOp { left, right, .. } => {
+                left.tables(bound, out);
+                right.tables(bound, out);
+            }
+            ExprKind::Call(_, args) => {
+                for a in args {
+                    a.tables(bound, out);
+                }
+            }
+            ExprKind::In { expr, list, .. } | ExprKind::HasAny { expr, list, .. } => {
+                expr.tables(bound, out);
+                for a in list {
+                    a.tables(bound, out);
+                }
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
+                expr.tables(bound, out);
+                low.tables(bound, out);
+                high.tables(bound, out);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum ExprKind {
     Null,
@@ -298,6 +361,12 @@ pub(crate) enum ExprKind {
         case_sensitive: bool,
         left: Box<Expr>,
         right: Box<Expr>,
+    },
+    /// `x in (T | project c)`: membership in a query's one column.
+    InQuery {
+        expr: Box<Expr>,
+        query: Box<Tabular>,
+        negated: bool,
     },
     /// `has_any`, `has_all` with their list.
     HasAny {

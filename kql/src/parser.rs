@@ -191,6 +191,7 @@ impl Parser<'_> {
     fn script(&mut self) -> R<Script> {
         let mut lets = Vec::new();
         let mut query_now = None;
+        let mut sets_now = false;
         let mut query: Option<Tabular> = None;
         let mut explain = false;
         loop {
@@ -205,7 +206,8 @@ impl Parser<'_> {
             } else if self.is_word("set") && matches!(self.peek_at(1), Tok::Ident(_)) {
                 self.bump();
                 if let Some(now) = self.set_statement()? {
-                    query_now = Some(now);
+                    sets_now = true;
+                    query_now = now;
                 }
             } else if self.is_word("declare") || self.is_word("alias") || self.is_word("pattern") {
                 let (w, _) = self.ident("a statement")?;
@@ -240,6 +242,7 @@ impl Parser<'_> {
             text: self.text.to_string(),
             lets,
             query_now,
+            sets_now,
             query,
             explain,
         })
@@ -330,7 +333,9 @@ impl Parser<'_> {
         }
     }
 
-    fn set_statement(&mut self) -> R<Option<DateTime<Utc>>> {
+    /// A `set` statement: `Some(now)` for `set query_now [= datetime(…)]`,
+    /// `None` for the properties that change nothing here.
+    fn set_statement(&mut self) -> R<Option<Option<DateTime<Utc>>>> {
         let (name, at) = self.ident("a request property")?;
         let value = if self.eat_sym("=") {
             Some(self.expr()?)
@@ -339,7 +344,8 @@ impl Parser<'_> {
         };
         match name.to_ascii_lowercase().as_str() {
             "query_now" => match value.map(|v| v.kind) {
-                Some(ExprKind::DateTime(t)) => Ok(Some(t)),
+                Some(ExprKind::DateTime(t)) => Ok(Some(Some(t))),
+                None => Ok(Some(None)),
                 _ => Err(self.err_at(
                     at,
                     "set query_now needs a datetime: set query_now = datetime(2026-10-25T00:00:00Z);",
@@ -1111,9 +1117,27 @@ impl Parser<'_> {
                     self.bump();
                 }
                 self.bump();
-                let case_insensitive = self.is_sym("~") && self.adjacent(0) || self.is_sym("~");
+                let case_insensitive = self.is_sym("~");
                 if case_insensitive {
                     self.bump();
+                }
+                // in (T | project c) and in ((T | project c)): a query.
+                if self.is_sym("(") && !case_insensitive {
+                    let save = self.pos;
+                    self.bump();
+                    if self.tabular_ahead() {
+                        let query = self.tabular()?;
+                        self.expect_sym(")", "to close in (…)")?;
+                        return Ok(Expr {
+                            offset: at,
+                            kind: ExprKind::InQuery {
+                                expr: Box::new(left),
+                                query: Box::new(query),
+                                negated,
+                            },
+                        });
+                    }
+                    self.pos = save;
                 }
                 let list = self.paren_list("in (…)")?;
                 return Ok(Expr {

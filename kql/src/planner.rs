@@ -29,6 +29,9 @@ use crate::Options;
 
 type R<T> = Result<T, KqlError>;
 
+/// The most rows `range` makes (SQL's `range()` has the same limit).
+pub(crate) const MAX_RANGE_ROWS: usize = 1_000_000;
+
 pub(crate) async fn plan(
     script: &Script,
     state: &SessionState,
@@ -419,6 +422,7 @@ impl<'a> Cx<'a> {
                 step,
             } => {
                 let empty = DFSchema::empty();
+                self.check_range(from, to, step)?;
                 let f = self.scalar(from, &empty, &mut Collect::None)?;
                 let t = self.scalar(to, &empty, &mut Collect::None)?;
                 let s = self.scalar(step, &empty, &mut Collect::None)?;
@@ -458,6 +462,66 @@ impl<'a> Cx<'a> {
             plan,
             order: Vec::new(),
         })
+    }
+
+    /// `range` makes its rows where it is planned: its bounds must be
+    /// constants, and it makes at most [`MAX_RANGE_ROWS`] rows, as SQL's
+    /// `range()` does.
+    fn check_range(&self, from: &Expr, to: &Expr, step: &Expr) -> R<()> {
+        let (Some(f), Some(t), Some(s)) = (
+            self.const_num(from),
+            self.const_num(to),
+            self.const_num(step),
+        ) else {
+            return Err(self.syntax(from.offset, "range's from, to and step must be constants (numbers, datetimes, timespans, ago(), now())"));
+        };
+        if s == 0.0 || (t - f) / s < 0.0 {
+            return Err(self.syntax(
+                step.offset,
+                "range's step must lead from 'from' to 'to' (and not be 0)",
+            ));
+        }
+        let rows = ((t - f) / s).floor() + 1.0;
+        if rows > MAX_RANGE_ROWS as f64 {
+            return Err(self.syntax(
+                from.offset,
+                format!(
+                    "range would make {rows:.0} rows; at most {MAX_RANGE_ROWS} (use a larger step)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A constant as a number: longs and reals, datetimes and timespans in
+    /// nanoseconds, `ago()` and `now()` at the pinned time or this one.
+    fn const_num(&self, e: &Expr) -> Option<f64> {
+        let now = || -> f64 {
+            match &self.now {
+                DfExpr::Literal(ScalarValue::TimestampMicrosecond(Some(us), _), _) => {
+                    *us as f64 * 1e3
+                }
+                _ => Utc::now().timestamp_micros() as f64 * 1e3,
+            }
+        };
+        match &e.kind {
+            ExprKind::Long(v) => Some(*v as f64),
+            ExprKind::Real(v) => Some(*v),
+            ExprKind::Timespan(n) => Some(*n as f64),
+            ExprKind::DateTime(t) => Some(t.timestamp_micros() as f64 * 1e3),
+            ExprKind::Ident(n) => self.scalars.get(n).and_then(|v| self.const_num(v)),
+            ExprKind::Neg(x) => self.const_num(x).map(|v| -v),
+            ExprKind::Binary(BinOp::Add, a, b) => Some(self.const_num(a)? + self.const_num(b)?),
+            ExprKind::Binary(BinOp::Sub, a, b) => Some(self.const_num(a)? - self.const_num(b)?),
+            ExprKind::Binary(BinOp::Mul, a, b) => Some(self.const_num(a)? * self.const_num(b)?),
+            ExprKind::Call(f, args) if f.eq_ignore_ascii_case("now") && args.is_empty() => {
+                Some(now())
+            }
+            ExprKind::Call(f, args) if f.eq_ignore_ascii_case("ago") && args.len() == 1 => {
+                Some(now() - self.const_num(&args[0])?)
+            }
+            _ => None,
+        }
     }
 
     fn operator(&mut self, node: Node, op: &Op) -> R<Node> {
@@ -1628,6 +1692,37 @@ impl<'a> Cx<'a> {
                     positive
                 }
             }
+            ExprKind::InQuery {
+                expr,
+                query,
+                negated,
+            } => {
+                let x = self.scalar(expr, schema, collect)?;
+                // The query is planned apart: a scalar context cannot
+                // hold the planner mutably, so plan it on a copy.
+                let mut inner = Cx {
+                    text: self.text,
+                    state: self.state,
+                    tables: self.tables.clone(),
+                    scalars: self.scalars.clone(),
+                    tabulars: self.tabulars.clone(),
+                    now: self.now.clone(),
+                };
+                let node = inner.tabular(query)?;
+                if node.plan.schema().fields().len() != 1 {
+                    return Err(self.syntax(at, format!("'in' needs a query of one column; this one has {}: project the one to match", node.plan.schema().fields().len())));
+                }
+                let sub = datafusion::logical_expr::Subquery {
+                    subquery: Arc::new(node.plan),
+                    outer_ref_columns: vec![],
+                    spans: Default::default(),
+                };
+                DfExpr::InSubquery(datafusion::logical_expr::expr::InSubquery::new(
+                    Box::new(x),
+                    sub,
+                    *negated,
+                ))
+            }
             ExprKind::HasAny { all, expr, list } => {
                 let l = self.scalar(expr, schema, collect)?;
                 let l = self.as_text(l, schema, at)?;
@@ -1874,16 +1969,17 @@ impl<'a> Cx<'a> {
             };
         }
         if WINDOWS.contains(&lname.as_str()) {
-            let (wins, order) =
-                match collect {
-                    Collect::Windows(w, o) => (w, *o),
-                    _ => return Err(self.syntax(
+            let (wins, order) = match collect {
+                Collect::Windows(w, o) => (w, *o),
+                _ => {
+                    return Err(self.syntax(
                         at,
                         format!(
                             "{name}() needs ordered rows: use it in extend after sort or serialize"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let w = self.window(&lname, args, schema, order, at)?;
             let alias = format!("__kql_win{}", wins.len());
             wins.push(w.alias(&alias));

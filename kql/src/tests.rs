@@ -304,3 +304,48 @@ async fn errors_point_at_the_mistake() {
         .unwrap_err();
     assert!(e.contains("use it in summarize"), "{e}");
 }
+
+#[tokio::test]
+async fn range_is_bounded_and_constant() {
+    same(
+        "range x from 1 to 10 step 3",
+        "SELECT * FROM (VALUES (1), (4), (7), (10)) AS t(x)",
+    )
+    .await;
+    let ctx = ctx();
+    let e = kql(&ctx, "range x from 1 to 10000000000 step 1")
+        .await
+        .unwrap_err();
+    assert!(e.contains("at most 1000000"), "{e}");
+    let e = kql(
+        &ctx,
+        "SigninLogs | take 1 | join (range x from 1 to Port step 1) on x",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("must be constants") || e.contains("no column"),
+        "{e}"
+    );
+    let b = kql(
+        &ctx,
+        "set query_now = datetime(2026-10-26);\nrange t from ago(1d) to now() step 6h | count",
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines(&b, true)[3].replace(' ', ""), "|5|");
+}
+
+#[tokio::test]
+async fn in_a_query() {
+    same(
+        "SigninLogs | where UserPrincipalName in ((SigninLogs | where ResultType == '50053' | project UserPrincipalName)) | count",
+        "SELECT count(*) AS \"Count\" FROM \"SigninLogs\" WHERE \"UserPrincipalName\" = 'dave@fabrikam.com'",
+    )
+    .await;
+    same(
+        "SigninLogs | where UserPrincipalName !in (SigninLogs | where ResultType == '50053' | project UserPrincipalName) | count",
+        "SELECT count(*) AS \"Count\" FROM \"SigninLogs\" WHERE \"UserPrincipalName\" <> 'dave@fabrikam.com'",
+    )
+    .await;
+}
