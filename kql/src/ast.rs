@@ -50,7 +50,17 @@ impl Script {
     /// Every table the query reads, as written: names bound by `let` are
     /// not tables.
     pub fn tables(&self) -> Vec<TableName> {
-        let mut bound: Vec<&str> = Vec::new();
+        // Names given by `as` are the query's own, wherever they are.
+        let mut named = Vec::new();
+        for l in &self.lets {
+            if let LetValue::Tabular(t) = &l.value {
+                t.as_names(&mut named);
+            }
+        }
+        if let Some(q) = &self.query {
+            q.as_names(&mut named);
+        }
+        let mut bound: Vec<&str> = named.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         for l in &self.lets {
             if let LetValue::Tabular(t) = &l.value {
@@ -85,6 +95,26 @@ pub(crate) struct Tabular {
 }
 
 impl Tabular {
+    fn as_names(&self, out: &mut Vec<String>) {
+        if let Source::Union { tables, .. } = &self.source {
+            for t in tables {
+                t.as_names(out);
+            }
+        }
+        for op in &self.ops {
+            match &op.kind {
+                OpKind::As(n) => out.push(n.clone()),
+                OpKind::Join { right, .. } | OpKind::Lookup { right, .. } => right.as_names(out),
+                OpKind::Union { tables, .. } => {
+                    for t in tables {
+                        t.as_names(out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn tables(&self, bound: &[&str], out: &mut Vec<TableName>) {
         match &self.source {
             Source::Table(t) => {

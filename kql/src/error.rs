@@ -112,14 +112,19 @@ pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut before: Vec<usize> = (0..=b.len()).collect();
+    let mut prev: Vec<usize> = before.clone();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != cb);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            // Two letters swapped (tkae for take) are one edit.
+            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
+                cur[j + 1] = cur[j + 1].min(before[j - 1] + 1);
+            }
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -145,5 +150,6 @@ mod tests {
         );
         assert_eq!(nearest("ipaddress", known).as_deref(), Some("IPAddress"));
         assert_eq!(nearest("Nothing", known), None);
+        assert_eq!(nearest("tkae", ["take", "top"]).as_deref(), Some("take"));
     }
 }

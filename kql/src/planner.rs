@@ -427,11 +427,16 @@ impl<'a> Cx<'a> {
                 let t = self.scalar(to, &empty, &mut Collect::None)?;
                 let s = self.scalar(step, &empty, &mut Collect::None)?;
                 let series = self.udf("generate_series", vec![f, t, s], from.offset)?;
-                LogicalPlanBuilder::empty(true)
+                let plan = LogicalPlanBuilder::empty(true)
                     .project(vec![series.alias(name)])
                     .and_then(|b| b.unnest_column(name.as_str()))
                     .and_then(|b| b.build())
-                    .map_err(|e| self.df(from.offset, e))?
+                    .map_err(|e| self.df(from.offset, e))?;
+                // range's rows come in order: serialize and prev() follow it.
+                return Ok(Node {
+                    plan,
+                    order: vec![ucol(name).sort(true, false)],
+                });
             }
             Source::Print(exprs) => {
                 let empty = DFSchema::empty();
@@ -621,6 +626,26 @@ impl<'a> Cx<'a> {
                     .collect();
                 let b = self.project_unique(builder, exprs, at)?;
                 (b, Vec::new())
+            }
+            OpKind::Extend(items) if items.len() > 1 => {
+                // Later items may use earlier ones: extend a = …, b = a * 2.
+                let mut node = Node {
+                    plan: builder.build().map_err(map)?,
+                    order,
+                };
+                let mut unnamed = 0;
+                for item in items {
+                    let mut item = item.clone();
+                    if item.name.is_none() && !matches!(item.expr.kind, ExprKind::Ident(_)) {
+                        item.name = Some(self.name_of(&item, &mut unnamed));
+                    }
+                    let one = Op {
+                        offset: at,
+                        kind: OpKind::Extend(vec![item]),
+                    };
+                    node = self.operator(node, &one)?;
+                }
+                return Ok(node);
             }
             OpKind::Extend(items) => {
                 let mut windows = Vec::new();
@@ -2746,7 +2771,15 @@ impl<'a> Cx<'a> {
                     };
                     self.udaf(f, vec![a(0)?], at)?
                 }
-                "sumif" | "avgif" | "minif" | "maxif" | "stdevif" | "varianceif" => {
+                "sumif" => {
+                    exact(2, 2)?;
+                    // A group where nothing matches sums to 0, as in KQL.
+                    let v = when(cond(1)?, a(0)?)
+                        .otherwise(lit(0i64))
+                        .map_err(|e| self.df(at, e))?;
+                    self.udaf("sum", vec![v], at)?
+                }
+                "avgif" | "minif" | "maxif" | "stdevif" | "varianceif" => {
                     exact(2, 2)?;
                     let f = match name {
                         "stdevif" => "stddev",
@@ -2854,6 +2887,10 @@ impl<'a> Cx<'a> {
             }
             _ => return Err(self.syntax(at, format!("unknown window function {name}"))),
         };
+        if order.is_empty() {
+            // serialize without a sort: the rows' order as they come.
+            return Ok(f);
+        }
         f.order_by(order.to_vec())
             .build()
             .map_err(|e| self.df(at, e))
