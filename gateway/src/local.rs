@@ -95,6 +95,40 @@ impl LocalSession {
         self.run_in(kql, Language::Kql).await
     }
 
+    /// Parses, checks and plans one statement written in `language`, as
+    /// [`LocalSession::run_in`] does before running it (for measuring
+    /// planning alone). A `SET` plans to nothing and changes nothing.
+    pub async fn plan(
+        &self,
+        text: &str,
+        language: Language,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, TarnError> {
+        let state = {
+            let base = self.state.read();
+            let mut config = base.config().clone();
+            config.options_mut().catalog.default_schema = self.workspace.clone();
+            crate::session::with_config(&base, config)
+        };
+        let prepared = match language {
+            Language::Sql => prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?,
+            Language::Kql => {
+                let now = *self.kql_now.read();
+                prepare_kql(&self.lake, &state, &self.grants, &self.workspace, text, now).await?
+            }
+        };
+        match prepared {
+            Prepared::Plan { plan, .. } => state.optimize(&plan).map_err(|e| from_datafusion(&e)),
+            Prepared::Set { .. } | Prepared::PinNow(_) => Ok(
+                datafusion::logical_expr::LogicalPlan::EmptyRelation(
+                    datafusion::logical_expr::EmptyRelation {
+                        produce_one_row: false,
+                        schema: Arc::new(datafusion::common::DFSchema::empty()),
+                    },
+                ),
+            ),
+        }
+    }
+
     /// Plans and runs one statement written in `language`.
     pub async fn run_in(
         &self,

@@ -362,13 +362,10 @@ impl<'a> Cx<'a> {
                         format!("table '{}' does not exist", t.table),
                     )
                 })?;
-                let scan = LogicalPlanBuilder::scan(r.clone(), source, None)
+                LogicalPlanBuilder::scan(r.clone(), source, None)
                     .map_err(|e| self.df(t.offset, e))?
                     .build()
-                    .map_err(|e| self.df(t.offset, e))?;
-                // Columns are named bare from here on (KQL has no
-                // qualifiers); the alias keeps self-joins apart.
-                scan
+                    .map_err(|e| self.df(t.offset, e))?
             }
             Source::Datatable { columns, values } => {
                 let rows: Vec<Vec<DfExpr>> = values
@@ -1688,8 +1685,16 @@ impl<'a> Cx<'a> {
                 negated,
             } => {
                 let x = self.scalar(expr, schema, collect)?;
-                let lo = self.scalar(low, schema, collect)?;
-                let hi = self.scalar(high, schema, collect)?;
+                let mut lo = self.scalar(low, schema, collect)?;
+                let mut hi = self.scalar(high, schema, collect)?;
+                if let Ok(DataType::Date32) = x.get_type(schema) {
+                    if let Some(d) = date_of(&low.kind) {
+                        lo = lit(d);
+                    }
+                    if let Some(d) = date_of(&high.kind) {
+                        hi = lit(d);
+                    }
+                }
                 if *negated {
                     x.not_between(lo, hi)
                 } else {
@@ -1905,6 +1910,14 @@ impl<'a> Cx<'a> {
         }
         if let (ExprKind::Timespan(n), Some(DataType::Duration(u))) = (&l.kind, &tb) {
             a = lit(duration(*n, *u));
+        }
+        // A datetime at midnight beside a date column is that date, so the
+        // comparison stays on the column (and prunes files by it).
+        if let (Some(DataType::Date32), Some(d)) = (&ta, date_of(&r.kind)) {
+            b = lit(d);
+        }
+        if let (Some(d), Some(DataType::Date32)) = (date_of(&l.kind), &tb) {
+            a = lit(d);
         }
         let is_text = |t: &Option<DataType>| {
             matches!(
@@ -2485,7 +2498,7 @@ impl<'a> Cx<'a> {
                     .map_err(|e| self.df(at, e))?
             }
             "case" => {
-                if args.len() < 3 || args.len() % 2 == 0 {
+                if args.len() < 3 || args.len().is_multiple_of(2) {
                     return Err(self.syntax(at, "case(condition1, value1, condition2, value2, …, else) takes pairs and a final else"));
                 }
                 let mut b = when(a(0)?, a(1)?);
@@ -2650,8 +2663,7 @@ impl<'a> Cx<'a> {
             }
             "hash" => {
                 argc(1, 2)?;
-                let h = self.udf("md5", vec![self.as_text(a(0)?, schema, at)?], at)?;
-                h
+                self.udf("md5", vec![self.as_text(a(0)?, schema, at)?], at)?
             }
             "string_size" => {
                 argc(1, 1)?;
@@ -2999,6 +3011,16 @@ fn cast_to(e: DfExpr, t: Type) -> DfExpr {
         Type::Timespan => DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
     };
     DfExpr::TryCast(datafusion::logical_expr::TryCast::new(Box::new(e), dt))
+}
+
+/// A datetime literal at midnight, as a date.
+fn date_of(e: &ExprKind) -> Option<ScalarValue> {
+    match e {
+        ExprKind::DateTime(t) if t.timestamp() % 86_400 == 0 && t.timestamp_subsec_nanos() == 0 => {
+            Some(ScalarValue::Date32(Some((t.timestamp() / 86_400) as i32)))
+        }
+        _ => None,
+    }
 }
 
 fn duration(nanos: i64, unit: TimeUnit) -> ScalarValue {

@@ -60,7 +60,7 @@ fn ctx() -> SessionContext {
         Some(r#"{"city":"Paris","countryOrRegion":"FR"}"#),
     ];
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        Arc::clone(&schema),
         vec![
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values((0..6).map(|i| base + i * hour))

@@ -9,6 +9,7 @@ mod distributed;
 mod errors;
 mod ha;
 mod jobs;
+mod kql;
 mod metadata;
 mod pools;
 mod queries;

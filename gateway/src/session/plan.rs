@@ -214,8 +214,8 @@ pub async fn prepare_kql(
     now: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Prepared, TarnError> {
     let script = tarn_kql::parse(text).map_err(|e| from_kql(&e))?;
-    if !script.has_query() && !script.is_explain() {
-        return Ok(Prepared::PinNow(script.query_now()));
+    if !script.has_query() {
+        return Ok(Prepared::PinNow(script.pin().unwrap_or(now)));
     }
     let mut wants_listing = false;
     for t in script.tables() {
