@@ -778,3 +778,70 @@ fn the_case_files_parse() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// KQL names tables under the SQL path's rules: a reader of `demo` reaches
+/// no table of `soc` from any place a KQL query can name one, and a path
+/// is no table. The owner's session, on the same lake, reads every `soc`
+/// query (the control: the refusals are the grants', not the queries').
+#[tokio::test]
+async fn kql_reads_only_what_the_caller_may_read() -> anyhow::Result<()> {
+    use tarn_common::ErrorCode;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("lake");
+    let root = tarn_lake::parse_root(&path.to_string_lossy())?;
+    tarn_demo::generate(
+        &root.join("demo/")?,
+        &Default::default(),
+        &tarn_demo::DemoOptions::default(),
+    )
+    .await?;
+    crate::slt::add_soc_workspace(&path)?;
+    let lake = Lake::open(root)?;
+    let reader = Grants::parse_specs(["demo=reader"], false).map_err(anyhow::Error::msg)?;
+    let reader = LocalSession::new(Arc::clone(&lake), "analyst", reader, "demo", 2)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let owner = session(&lake)?;
+    let other_workspace = [
+        "soc.IdentityInfo | take 1",
+        "tarn.soc.IdentityInfo | take 1",
+        "SigninLogs | join kind=inner (soc.IdentityInfo | project UserPrincipalName = AccountUPN) on UserPrincipalName | take 1",
+        "SigninLogs | lookup (soc.IdentityInfo | project UserPrincipalName = AccountUPN, Dept = Department) on UserPrincipalName | take 1",
+        "union SigninLogs, soc.IdentityInfo | take 1",
+        "SigninLogs | union soc.IdentityInfo | take 1",
+        "SigninLogs | where UserPrincipalName in ((soc.IdentityInfo | project AccountUPN)) | take 1",
+        "let people = soc.IdentityInfo | project AccountUPN; SigninLogs | where UserPrincipalName in (people) | take 1",
+        "explain soc.IdentityInfo | take 1",
+    ];
+    for q in other_workspace {
+        let (_, rows) = owner
+            .run_kql(q)
+            .await
+            .map_err(|e| anyhow::anyhow!("the owner's {q}: {e}"))?;
+        anyhow::ensure!(
+            rows.iter().map(|b| b.num_rows()).sum::<usize>() > 0,
+            "the owner's {q} answered nothing"
+        );
+        match reader.run_kql(q).await {
+            Err(e) if e.code == ErrorCode::WorkspaceNotFound => {}
+            Err(e) => anyhow::bail!("{q}: refused with {e}, not WORKSPACE_NOT_FOUND"),
+            Ok(_) => anyhow::bail!("a reader of demo ran {q}"),
+        }
+    }
+    for q in [
+        "['/etc/passwd'] | take 1",
+        "['file:///etc/passwd'] | take 1",
+        "['../soc/IdentityInfo'] | take 1",
+        "demo.['s3://bucket/x'] | take 1",
+    ] {
+        match owner.run_kql(q).await {
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::PathOutsideLake | ErrorCode::TableNotFound
+                ) => {}
+            Err(e) => anyhow::bail!("{q}: refused with {e}"),
+            Ok(_) => anyhow::bail!("{q} ran"),
+        }
+    }
+    Ok(())
+}

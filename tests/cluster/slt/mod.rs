@@ -100,7 +100,7 @@ fn complete() -> bool {
 
 /// The second workspace of the lakes the files run on: `soc`, holding a
 /// copy of the demo's `IdentityInfo`, so files can name another workspace.
-fn add_soc_workspace(lake: &Path) -> std::io::Result<()> {
+pub(crate) fn add_soc_workspace(lake: &Path) -> std::io::Result<()> {
     tarn_tests::copy_dir(
         &lake.join("demo").join("IdentityInfo"),
         &lake.join("soc").join("IdentityInfo"),
