@@ -28,10 +28,14 @@ pub struct Connection {
 /// What a job does and when: the flags `create` and `update` share.
 #[derive(Args, Debug, Default)]
 pub struct Definition {
-    /// A `.sql` script to run.
+    /// A `.sql` script to run (a `.kql` file runs as KQL).
     #[arg(long)]
     sql: Option<PathBuf>,
-    /// A `.ipynb` notebook (kernel `tarn-sql`) whose code cells run in order.
+    /// A `.kql` file: one KQL query to run.
+    #[arg(long)]
+    kql: Option<PathBuf>,
+    /// A `.ipynb` notebook (kernel `tarn-sql`, `tarn-kql` or `tarn-python`)
+    /// whose code cells run in order.
     #[arg(long)]
     notebook: Option<PathBuf>,
     /// Description.
@@ -207,19 +211,39 @@ fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
 
 fn definition_json(d: Definition) -> anyhow::Result<serde_json::Map<String, Value>> {
     let mut m = serde_json::Map::new();
-    if let Some(p) = d.sql {
-        m.insert(
-            "sql".into(),
-            json!(std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?),
-        );
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    // A script is SQL or KQL by its extension (`--sql q.kql` runs as KQL).
+    let is_kql = |p: &PathBuf| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("kql") || e.eq_ignore_ascii_case("csl"))
+    };
+    let mut work: Option<(&str, Value)> = None;
+    let mut give = |field: &'static str, v: Value| -> anyhow::Result<()> {
+        if let Some((other, _)) = work.replace((field, v)) {
+            bail!("give one of --sql, --kql and --notebook (both {other} and {field} were given)");
+        }
+        Ok(())
+    };
+    if let Some(p) = &d.sql {
+        give(if is_kql(p) { "kql" } else { "sql" }, json!(read(p)?))?;
     }
-    if let Some(p) = d.notebook {
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    if let Some(p) = &d.kql {
+        give("kql", json!(read(p)?))?;
+    }
+    if let Some(p) = &d.notebook {
+        let text = read(p)?;
         let doc: Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-        m.insert("notebook".into(), doc);
+        give("notebook", doc)?;
+    }
+    if let Some((field, v)) = work {
+        // The other kinds of work are cleared, so an update can switch.
+        for other in ["sql", "kql", "notebook"] {
+            m.insert(other.into(), Value::Null);
+        }
+        m.insert(field.into(), v);
     }
     if let Some(v) = d.description {
         m.insert("description".into(), json!(v));

@@ -1,6 +1,7 @@
 //! `tarn`: one binary, a subcommand per role.
 
 mod job;
+mod query;
 mod standalone;
 
 use std::path::PathBuf;
@@ -151,6 +152,11 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
+    /// Runs a KQL query on a gateway over Flight SQL and prints the result.
+    Kql(query::QueryArgs),
+    /// Runs a SQL statement on a gateway over Flight SQL and prints the
+    /// result.
+    Sql(query::QueryArgs),
     /// The configuration: `tarn config show` prints what each role would
     /// run with, and where each value comes from.
     Config {
@@ -216,6 +222,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Standalone(args) => standalone::run(args, file).await,
         Command::Job { conn, command } => job::run(conn, command).await,
+        Command::Kql(args) => query::run(args, query::Language::Kql).await,
+        Command::Sql(args) => query::run(args, query::Language::Sql).await,
         Command::Coordinator {
             bind,
             advertise,

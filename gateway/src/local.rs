@@ -110,7 +110,9 @@ impl LocalSession {
             crate::session::with_config(&base, config)
         };
         let prepared = match language {
-            Language::Sql => prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?,
+            Language::Sql => {
+                prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?
+            }
             Language::Kql => {
                 let now = *self.kql_now.read();
                 prepare_kql(&self.lake, &state, &self.grants, &self.workspace, text, now).await?
@@ -118,14 +120,14 @@ impl LocalSession {
         };
         match prepared {
             Prepared::Plan { plan, .. } => state.optimize(&plan).map_err(|e| from_datafusion(&e)),
-            Prepared::Set { .. } | Prepared::PinNow(_) => Ok(
-                datafusion::logical_expr::LogicalPlan::EmptyRelation(
+            Prepared::Set { .. } | Prepared::PinNow(_) => {
+                Ok(datafusion::logical_expr::LogicalPlan::EmptyRelation(
                     datafusion::logical_expr::EmptyRelation {
                         produce_one_row: false,
                         schema: Arc::new(datafusion::common::DFSchema::empty()),
                     },
-                ),
-            ),
+                ))
+            }
         }
     }
 
@@ -142,25 +144,26 @@ impl LocalSession {
             crate::session::with_config(&base, config)
         };
         let prepared = match language {
-            Language::Sql => prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?,
+            Language::Sql => {
+                prepare(&self.lake, &state, &self.grants, &self.workspace, text).await?
+            }
             Language::Kql => {
                 let now = *self.kql_now.read();
                 prepare_kql(&self.lake, &state, &self.grants, &self.workspace, text, now).await?
             }
         };
-        let (plan, effect) =
-            match prepared {
-                Prepared::Plan { plan, effect } => (plan, effect),
-                Prepared::Set { key, value } => {
-                    let mut current = self.state.write();
-                    *current = with_setting(&current, &key, value)?;
-                    return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
-                }
-                Prepared::PinNow(now) => {
-                    *self.kql_now.write() = now;
-                    return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
-                }
-            };
+        let (plan, effect) = match prepared {
+            Prepared::Plan { plan, effect } => (plan, effect),
+            Prepared::Set { key, value } => {
+                let mut current = self.state.write();
+                *current = with_setting(&current, &key, value)?;
+                return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
+            }
+            Prepared::PinNow(now) => {
+                *self.kql_now.write() = now;
+                return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
+            }
+        };
         match effect {
             Effect::Skip => return Ok(count(0)),
             Effect::Drop { workspace, table } => {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::direct::{Direct, Kind};
 use crate::error::from_datafusion;
-use crate::session::{bind_parameters, Planned, Session, Sessions};
+use crate::session::{bind_parameters, Language, Planned, Session, Sessions};
 use crate::write::Effect;
 use tarn_common::supervisor::Supervisor;
 
@@ -237,10 +237,36 @@ impl Queries {
         params: Option<&RecordBatch>,
         ticket_id: &str,
     ) -> Result<Query, TarnError> {
+        self.start_in(
+            session,
+            grants,
+            workspace,
+            sql,
+            Language::Sql,
+            params,
+            ticket_id,
+        )
+        .await
+    }
+
+    /// Like [`Queries::start_as`], for a statement written in `language`
+    /// (a KQL query takes no parameters: its planner makes no
+    /// placeholders, so `params` must be `None` or empty for it).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_in(
+        &self,
+        session: &Session,
+        grants: &tarn_common::roles::Grants,
+        workspace: &str,
+        text: &str,
+        language: Language,
+        params: Option<&RecordBatch>,
+        ticket_id: &str,
+    ) -> Result<Query, TarnError> {
         let run_id = new_query_id();
         let planned = self
             .sessions
-            .plan_as(session, grants, workspace, sql, &run_id)
+            .plan_in(session, grants, workspace, text, language, &run_id)
             .await?;
         let plan = bind_parameters(planned.plan, params)?;
         self.start_planned(

@@ -6,8 +6,8 @@
 //! error code without matching on each variant.
 
 /// The field list quoted in messages about unknown or malformed fields.
-const JOB_FIELDS: &str = "name, workspace, description, sql, notebook, parameters, schedule, \
-                          size, vcores, timeout, retry, enabled";
+const JOB_FIELDS: &str = "name, workspace, description, sql, kql, notebook, parameters, \
+                          schedule, size, vcores, timeout, retry, enabled";
 
 /// Which part of a job definition an [`Error`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,15 +43,28 @@ pub enum Error {
     /// No workspace was named.
     #[error("workspace is empty; name the workspace the job runs in, e.g. \"security\"")]
     EmptyWorkspace,
-    /// Neither a SQL script nor a notebook was given.
-    #[error("the job has neither \"sql\" nor \"notebook\"; give exactly one of them")]
+    /// Neither a SQL script, a KQL query nor a notebook was given.
+    #[error("the job has none of \"sql\", \"kql\" and \"notebook\"; give exactly one of them")]
     NoWork,
-    /// Both a SQL script and a notebook were given.
+    /// More than one of a SQL script, a KQL query and a notebook was given.
     #[error(
-        "the job has both \"sql\" and \"notebook\"; keep one of them (in a PATCH, set the other \
-         to null)"
+        "the job has more than one of \"sql\", \"kql\" and \"notebook\"; keep one of them (in a \
+         PATCH, set the others to null)"
     )]
     BothWork,
+    /// The KQL query is empty.
+    #[error("\"kql\" has no query, only whitespace or comments; write a KQL query")]
+    BlankKql,
+    /// A KQL job declared parameters, which its query cannot use.
+    #[error(
+        "a KQL job takes no parameters (KQL has no `$name` placeholders), but it declares: \
+         {names}; remove \"parameters\", and write the values into the query as `let` \
+         statements"
+    )]
+    KqlParameters {
+        /// The declared names, comma separated.
+        names: String,
+    },
     /// The SQL script holds no statement.
     #[error(
         "\"sql\" has no statement, only whitespace or comments; write at least one SQL statement"
@@ -245,7 +258,7 @@ pub enum Error {
     /// The notebook's kernel is not one jobs can run.
     #[error(
         "notebook kernel {kernel:?} is not supported; set metadata.kernelspec.name to \
-         \"tarn-sql\" or \"tarn-python\" (\"python3\" runs as tarn-python)"
+         \"tarn-sql\", \"tarn-kql\" or \"tarn-python\" (\"python3\" runs as tarn-python)"
     )]
     Kernel {
         /// The kernel named by the notebook.
@@ -346,6 +359,7 @@ impl Error {
             | Error::NoWork
             | Error::BothWork
             | Error::BlankSql
+            | Error::BlankKql
             | Error::ZeroTimeout
             | Error::RetryAttempts { .. }
             | Error::PatchNotObject
@@ -377,6 +391,7 @@ impl Error {
             Error::ParamName { .. }
             | Error::ParamType { .. }
             | Error::Undeclared { .. }
+            | Error::KqlParameters { .. }
             | Error::Unbound { .. } => Kind::InvalidParameter,
         }
     }

@@ -33,8 +33,10 @@ use crate::script;
 
 /// The kernel a notebook runs on when its metadata names none.
 pub const DEFAULT_KERNEL: &str = "tarn-sql";
+/// The KQL kernel: each code cell is one KQL query.
+pub const KQL_KERNEL: &str = "tarn-kql";
 /// The kernels jobs can run.
-pub const SUPPORTED_KERNELS: &[&str] = &["tarn-sql", "tarn-python", "python3"];
+pub const SUPPORTED_KERNELS: &[&str] = &["tarn-sql", "tarn-kql", "tarn-python", "python3"];
 /// The tag marking the cell of parameter defaults (papermill's name).
 pub const PARAMETERS_TAG: &str = "parameters";
 /// The tag marking the cell of a run's parameter values (papermill's name).
@@ -346,12 +348,56 @@ fn tags_of(cell: &Map<String, Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether a SQL-kernel cell is KQL as a whole: its first line that is
+/// not blank is the `%%kql` cell magic.
+pub fn is_kql_cell(source: &str) -> bool {
+    source
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| magic_name(l.trim_start(), "%%") == Some("kql"))
+}
+
+/// The SQL of a SQL-kernel cell: empty for a `%%kql` cell, and each
+/// `%kql` line blanked (kept as an empty line, so line numbers stay).
+pub fn sql_text(source: &str) -> String {
+    if is_kql_cell(source) {
+        return String::new();
+    }
+    source
+        .split('\n')
+        .map(|l| {
+            if magic_name(l.trim_start(), "%") == Some("kql") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The name of the magic a line starts with (`%%kql` with `prefix`
+/// `%%`, `%kql` with `%`): letters right after the prefix, then the end
+/// of the line or a space.
+fn magic_name<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(prefix)?;
+    if prefix == "%" && rest.starts_with('%') {
+        return None;
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .unwrap_or(rest.len());
+    let (name, after) = rest.split_at(end);
+    (!name.is_empty() && (after.is_empty() || after.starts_with(char::is_whitespace)))
+        .then_some(name)
+}
+
 /// Refuses a cell that waits for a person; see the module docs for the list.
 fn check_interactive(kernel: &str, cell: &Cell) -> Result<(), Error> {
     // A SQL cell can mention `input(` in a string; blank strings and
     // comments out so only code is searched.
     let code = if kernel == DEFAULT_KERNEL {
-        script::mask(&cell.source)
+        script::mask(&sql_text(&cell.source))
     } else {
         cell.source.clone()
     };

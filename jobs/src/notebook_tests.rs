@@ -56,6 +56,11 @@ fn parses_code_cells_with_document_indices() {
 fn reads_the_kernel_and_refuses_unsupported_ones() {
     let python = doc(Some("python3"), vec![code(json!("x = 1"), &[])]);
     assert_eq!(Notebook::parse(&python).unwrap().kernel, "python3");
+    let kql = doc(
+        Some("tarn-kql"),
+        vec![code(json!("SigninLogs | take 1"), &[])],
+    );
+    assert_eq!(Notebook::parse(&kql).unwrap().kernel, "tarn-kql");
     let err = Notebook::parse(&doc(Some("ir"), vec![code(json!("1"), &[])])).unwrap_err();
     assert_eq!(
         err,
@@ -65,7 +70,8 @@ fn reads_the_kernel_and_refuses_unsupported_ones() {
     );
     assert_eq!(err.kind(), Kind::InvalidNotebook);
     assert!(
-        err.to_string().contains("\"tarn-sql\" or \"tarn-python\""),
+        err.to_string()
+            .contains("\"tarn-sql\", \"tarn-kql\" or \"tarn-python\""),
         "{err}"
     );
 }

@@ -25,6 +25,7 @@ pub const FIELDS: &[&str] = &[
     "workspace",
     "description",
     "sql",
+    "kql",
     "notebook",
     "parameters",
     "schedule",
@@ -37,7 +38,7 @@ pub const FIELDS: &[&str] = &[
 /// Fields without a default, which a PATCH cannot reset.
 const REQUIRED: &[&str] = &["name", "workspace"];
 
-/// A job definition. Exactly one of `sql` and `notebook` is set; see
+/// A job definition. Exactly one of `sql`, `kql` and `notebook` is set; see
 /// [`JobSpec::validate`] for every rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +53,10 @@ pub struct JobSpec {
     /// A SQL script, run statement by statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// A KQL query (its `let` and `set` statements and one tabular
+    /// expression), run as one query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kql: Option<String>,
     /// A Jupyter notebook document (nbformat 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notebook: Option<Value>,
@@ -126,6 +131,11 @@ pub enum Work {
         /// The statements, in order.
         statements: Vec<Statement>,
     },
+    /// A KQL query, run whole.
+    Kql {
+        /// The query as written.
+        query: String,
+    },
     /// A notebook.
     Notebook(Notebook),
 }
@@ -189,11 +199,22 @@ impl JobSpec {
                 let sql = self.sql.as_deref().unwrap_or_default();
                 params::check_placeholders(sql, &self.parameters)?;
             }
+            Work::Kql { .. } => {
+                if !self.parameters.is_empty() {
+                    return Err(Error::KqlParameters {
+                        names: crate::error::name_list(self.parameters.keys()),
+                    });
+                }
+            }
             Work::Notebook(notebook) => {
                 let values = params::merge(&notebook.defaults()?, &self.parameters)?;
                 if notebook.kernel == DEFAULT_KERNEL {
+                    // `%%kql` cells and `%kql` lines are KQL: no placeholders.
                     for cell in notebook.cells.iter().filter(|c| !c.is_parameters) {
-                        params::check_placeholders(&cell.source, &values)?;
+                        params::check_placeholders(
+                            &crate::notebook::sql_text(&cell.source),
+                            &values,
+                        )?;
                     }
                 }
             }
@@ -214,17 +235,32 @@ impl JobSpec {
 
     /// What a run executes: the script's statements or the parsed notebook.
     pub fn work(&self) -> Result<Work, Error> {
-        match (&self.sql, &self.notebook) {
-            (Some(_), Some(_)) => Err(Error::BothWork),
-            (None, None) => Err(Error::NoWork),
-            (Some(sql), None) => {
-                let statements = script::split(sql);
-                if statements.is_empty() {
-                    return Err(Error::BlankSql);
-                }
-                Ok(Work::Sql { statements })
+        let given = [
+            self.sql.is_some(),
+            self.kql.is_some(),
+            self.notebook.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            0 => return Err(Error::NoWork),
+            1 => {}
+            _ => return Err(Error::BothWork),
+        }
+        if let Some(sql) = &self.sql {
+            let statements = script::split(sql);
+            if statements.is_empty() {
+                return Err(Error::BlankSql);
             }
-            (None, Some(doc)) => Notebook::parse(doc).map(Work::Notebook),
+            return Ok(Work::Sql { statements });
+        }
+        if let Some(kql) = &self.kql {
+            if kql_is_blank(kql) {
+                return Err(Error::BlankKql);
+            }
+            return Ok(Work::Kql { query: kql.clone() });
+        }
+        match &self.notebook {
+            Some(doc) => Notebook::parse(doc).map(Work::Notebook),
+            None => Err(Error::NoWork),
         }
     }
 
@@ -268,6 +304,14 @@ impl JobSpec {
         }
         JobSpec::from_json(&current)
     }
+}
+
+/// Whether a KQL text holds nothing but whitespace and `//` comments.
+fn kql_is_blank(kql: &str) -> bool {
+    kql.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with("//")
+    })
 }
 
 /// Names appear in URLs, logs and listings, so they keep to characters that

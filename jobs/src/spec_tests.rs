@@ -328,3 +328,51 @@ fn every_error_has_a_fix() {
         assert!(text.contains("; "), "{text}");
     }
 }
+
+#[test]
+fn a_kql_job_is_one_query_without_parameters() {
+    let v = json!({"name": "kql", "workspace": "security",
+                   "kql": "let n = 3;\nSigninLogs\n| take n"});
+    let spec = parse(&v).unwrap();
+    assert_eq!(
+        spec.work().unwrap(),
+        Work::Kql {
+            query: "let n = 3;\nSigninLogs\n| take n".into()
+        }
+    );
+
+    let mut both = v.clone();
+    both["sql"] = json!("SELECT 1");
+    assert_eq!(parse(&both).unwrap_err(), Error::BothWork);
+
+    let mut blank = v.clone();
+    blank["kql"] = json!("  // nothing here\n\n");
+    assert_eq!(parse(&blank).unwrap_err(), Error::BlankKql);
+
+    let mut params = v.clone();
+    params["parameters"] = json!({"min_fails": 5});
+    let err = parse(&params).unwrap_err();
+    assert_eq!(err.kind(), Kind::InvalidParameter);
+    assert!(err.to_string().contains("min_fails"), "{err}");
+}
+
+#[test]
+fn kql_in_a_sql_notebook_needs_no_placeholder_values() {
+    // `$left` in a KQL join is no SQL placeholder.
+    let mut doc = notebook_doc();
+    doc["cells"][1]["source"] = json!(
+        "%%kql\nSigninLogs | join (IdentityInfo) on $left.UserPrincipalName == $right.AccountUPN"
+    );
+    doc["cells"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"cell_type": "code", "metadata": {}, "outputs": [],
+                     "source": "SELECT 1;\n%kql SigninLogs | where $left.x == 1\nSELECT $day"}));
+    let v = json!({"name": "nb", "workspace": "security", "notebook": doc});
+    parse(&v).unwrap();
+    // A `$name` in the SQL of the same cell still needs a value.
+    let mut doc = notebook_doc();
+    doc["cells"][1]["source"] = json!("%kql SigninLogs | take 1\nSELECT $missing");
+    let v = json!({"name": "nb", "workspace": "security", "notebook": doc});
+    assert_eq!(parse(&v).unwrap_err().kind(), Kind::InvalidParameter);
+}

@@ -176,7 +176,7 @@ def test_a_gateway_the_api_refuses_offers_no_python_kernels_and_says_why(lake, t
         tarn = next(gen)
         try:
             status, specs, _ = http("GET", f"{tarn['http']}/api/kernelspecs")
-            assert status == 200 and set(specs["kernelspecs"]) == {"tarn-sql"}, specs
+            assert status == 200 and set(specs["kernelspecs"]) == {"tarn-sql", "tarn-kql"}, specs
             status, body, _ = http("POST", f"{tarn['http']}/api/kernels", {"name": "tarn-python"})
             assert status == 503 and body["error"]["code"] == 2320, body
             log = open(tarn["log"], errors="replace").read()

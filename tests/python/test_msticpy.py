@@ -53,3 +53,24 @@ def test_a_refused_query_names_its_code(writable, query_provider_class):
     with pytest.raises(TarnError) as e:
         qry_prov.exec_query("SELECT * FROM hr.Salaries")
     assert e.value.code == 2001, e.value
+
+
+def test_the_driver_runs_kql_per_query_or_per_connection(writable, query_provider_class):
+    from tarn_provider import TarnError
+
+    token = mint(writable, "hunter3", roles=["demo=reader"])
+    kql = ('SigninLogs | where ResultType != "0" | summarize failures = count() by UserPrincipalName '
+           '| sort by failures desc, UserPrincipalName asc | take 5')
+    qry_prov = query_provider_class("Tarn")
+    qry_prov.connect(uri=writable["uri"], token=token, database="demo")
+    sql = qry_prov.exec_query(QUERY)
+    df = qry_prov.exec_query(kql, language="kql")
+    assert list(df.columns) == ["UserPrincipalName", "failures"], df
+    assert [tuple(r) for r in df.itertuples(index=False)] == [tuple(r) for r in sql.itertuples(index=False)]
+    with pytest.raises(TarnError) as e:
+        qry_prov.exec_query("SELECT 1", language="cobol")
+    assert e.value.code == 2805 and "cobol" in e.value.message
+
+    kql_prov = query_provider_class("Tarn")
+    kql_prov.connect(uri=writable["uri"], token=token, database="demo", language="kql")
+    assert kql_prov.exec_query("SigninLogs | take 3").shape[0] == 3

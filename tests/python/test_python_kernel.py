@@ -49,7 +49,7 @@ def pykernel(tarn):
 def test_both_kernelspecs_are_offered(tarn):
     status, specs, _ = http("GET", f"{tarn['http']}/api/kernelspecs")
     assert status == 200
-    assert set(specs["kernelspecs"]) == {"tarn-sql", "tarn-python"}
+    assert set(specs["kernelspecs"]) == {"tarn-sql", "tarn-kql", "tarn-python"}
     py = specs["kernelspecs"]["tarn-python"]["spec"]
     assert py["display_name"] == "Tarn Python" and py["language"] == "python"
 

@@ -48,14 +48,18 @@ class TarnJobs:
             return payload.decode()
         return json.loads(payload) if payload else None
 
-    def create(self, name, workspace, sql=None, notebook=None, **settings):
+    def create(self, name, workspace, sql=None, notebook=None, kql=None, **settings):
         """Creates a job (checked now against the catalog); returns it with its `id`.
 
+        Its work is one of `sql` (a SQL script), `kql` (a KQL query) or
+        `notebook` (an nbformat 4 document).
         `settings`: description, parameters, schedule, size, vcores, timeout, retry, enabled.
         """
         body = {"name": name, "workspace": workspace, **settings}
         if sql is not None:
             body["sql"] = sql
+        if kql is not None:
+            body["kql"] = kql
         if notebook is not None:
             body["notebook"] = notebook
         return self._call("POST", "/v1/jobs", body)

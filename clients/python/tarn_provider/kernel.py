@@ -13,11 +13,18 @@ the gateway keeps alive while the kernel lives.
     %%sql                                         # a cell: shows the result,
     SELECT UserPrincipalName, count(*) AS n       # at most 10,000 rows,
     FROM SigninLogs GROUP BY 1 ORDER BY n DESC    # with the true row count
+
+`%kql` and `%%kql` do the same with a KQL query:
+
+    df = %kql SigninLogs | where ResultType != "0" | take 10
+    %%kql
+    SigninLogs
+    | summarize count() by ResultType
 """
 
 import os
 
-from .provider import TarnProvider, flight_sql
+from .provider import TarnProvider, _set_language, flight_sql
 
 
 class KernelLake(TarnProvider):
@@ -61,12 +68,14 @@ class KernelLake(TarnProvider):
             self._connection.close()
             self._connection = None
 
-    def sql_capped(self, query, max_rows):
-        """Runs `query`; at most `max_rows` rows kept, and the true count."""
+    def sql_capped(self, query, max_rows, language="sql"):
+        """Runs `query` (written in `language`); at most `max_rows` rows
+        kept, and the true count."""
         import pyarrow as pa
 
         def go():
             with self._conn.cursor() as cur:
+                _set_language(cur, language)
                 cur.execute(query)
                 reader = cur.fetch_record_batch()
                 kept, total = [], 0
@@ -83,7 +92,8 @@ class KernelLake(TarnProvider):
 
 
 def bind(uri, credential_file=None, database=None, user=None, max_rows=10_000, credential=None):
-    """Makes `lake` and the `%sql` / `%%sql` magics in the running kernel."""
+    """Makes `lake` and the `%sql` / `%%sql` and `%kql` / `%%kql` magics in
+    the running kernel."""
     from IPython import get_ipython
     from IPython.display import display, Markdown
 
@@ -94,21 +104,26 @@ def bind(uri, credential_file=None, database=None, user=None, max_rows=10_000, c
     ip.user_ns.update({"col": col, "lit": lit, "expr": expr, "F": F})
     os.environ["TARN_USER"] = user or ""
 
-    def sql(line, cell=None):
-        query = (cell if cell is not None else line).strip()
-        if not query:
+    def magic(language):
+        def run(line, cell=None):
+            query = (cell if cell is not None else line).strip()
+            if not query:
+                return None
+            if cell is None:
+                return _frame(lake._query(query, language=language))
+            table, total = lake.sql_capped(query, max_rows, language=language)
+            display(_frame(table))
+            if total > table.num_rows:
+                display(Markdown(f"Showing {table.num_rows:,} of {total:,} rows."))
+            else:
+                display(Markdown(f"{total:,} rows."))
             return None
-        if cell is None:
-            return _frame(lake._query(query))
-        table, total = lake.sql_capped(query, max_rows)
-        display(_frame(table))
-        if total > table.num_rows:
-            display(Markdown(f"Showing {table.num_rows:,} of {total:,} rows."))
-        else:
-            display(Markdown(f"{total:,} rows."))
-        return None
+        run.__name__ = language
+        run.__doc__ = f"Runs a {language.upper()} query on the cluster: `%{language}` returns it as a DataFrame, `%%{language}` shows it."
+        return run
 
-    ip.register_magic_function(sql, magic_kind="line_cell", magic_name="sql")
+    ip.register_magic_function(magic("sql"), magic_kind="line_cell", magic_name="sql")
+    ip.register_magic_function(magic("kql"), magic_kind="line_cell", magic_name="kql")
 
 
 def _frame(table):

@@ -11,6 +11,7 @@ import pyarrow as pa
 from .frame import Frame
 
 WRITE_OPTIONS_HEADER = "x-tarn-write-options"
+LANGUAGE_HEADER = "x-tarn-language"
 RUN_ID_HEADER = "x-tarn-run-id"
 CALL_HEADER = "adbc.flight.sql.rpc.call_header."
 
@@ -112,9 +113,14 @@ class TarnProvider:
         """A query as a lazy :class:`Frame`."""
         return Frame(self, query)
 
-    def _query(self, sql, progress=False):
+    def kql(self, query):
+        """Runs a KQL query; its result as a pyarrow Table."""
+        return self._query(query, language="kql")
+
+    def _query(self, sql, progress=False, language="sql"):
         def go():
             with self._conn.cursor() as cur:
+                _set_language(cur, language)
                 cur.execute(sql)
                 return cur.fetch_arrow_table()
         return self._call(go)
@@ -198,3 +204,10 @@ class TarnProvider:
                 cur.execute(f"DROP TABLE {self._name(table, database)}")
                 cur.fetchall()
         return self._call(go)
+
+
+def _set_language(cursor, language):
+    """Sends the query language with this cursor's statements (SQL when
+    not said)."""
+    if language != "sql":
+        cursor.adbc_statement.set_options(**{CALL_HEADER + LANGUAGE_HEADER: language})

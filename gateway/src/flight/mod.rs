@@ -26,7 +26,7 @@ use tonic::Status;
 
 use crate::auth::Authenticator;
 use crate::query::Queries;
-use crate::session::{Session, Sessions};
+use crate::session::{Language, Session, Sessions};
 
 /// Header selecting the workspace for one request.
 pub const WORKSPACE_HEADER: &str = "x-tarn-workspace";
@@ -34,6 +34,11 @@ pub const WORKSPACE_HEADER: &str = "x-tarn-workspace";
 /// Header carrying a bulk ingest's write options as JSON, the provider's
 /// `write_options`: `{"mode": "append"|"overwrite", "partitionBy": [...]}`.
 pub const WRITE_OPTIONS_HEADER: &str = "x-tarn-write-options";
+
+/// Header naming the language of a request's statements: `sql` (the
+/// default) or `kql`. ADBC sends it with the connection or statement
+/// option `adbc.flight.sql.rpc.call_header.x-tarn-language`.
+pub const LANGUAGE_HEADER: &str = "x-tarn-language";
 
 /// Handshake header: vCores the new session leases.
 pub const VCORES_HEADER: &str = "x-tarn-vcores";
@@ -51,6 +56,36 @@ struct StatementTicket {
     workspace: String,
     /// Set for prepared statements: whose bound parameters to use.
     prepared: Option<String>,
+    /// The language `sql` is written in (tickets without it are SQL).
+    #[serde(default)]
+    language: Lang,
+}
+
+/// [`Language`] as a ticket carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Lang {
+    #[default]
+    Sql,
+    Kql,
+}
+
+impl From<Language> for Lang {
+    fn from(l: Language) -> Self {
+        match l {
+            Language::Sql => Lang::Sql,
+            Language::Kql => Lang::Kql,
+        }
+    }
+}
+
+impl From<Lang> for Language {
+    fn from(l: Lang) -> Self {
+        match l {
+            Lang::Sql => Language::Sql,
+            Lang::Kql => Language::Kql,
+        }
+    }
 }
 
 /// A read planned for GetFlightInfo, waiting for its DoGet.
@@ -70,6 +105,8 @@ struct Prepared {
     session_id: String,
     sql: String,
     workspace: String,
+    /// The language it was created in (the request's `x-tarn-language`).
+    language: Language,
     params: parking_lot::Mutex<Option<RecordBatch>>,
     /// The client connection that created it: on a shared session, that
     /// connection's CloseSession closes it, and no one else's.

@@ -20,7 +20,7 @@ use tracing::{info_span, Instrument};
 
 use super::{Prepared, TarnFlightSql};
 use crate::error::from_datafusion;
-use crate::session::Session;
+use crate::session::{Language, Session};
 
 impl TarnFlightSql {
     /// A prepared statement of `session`; another session's handles are
@@ -48,11 +48,19 @@ impl TarnFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let language = super::sessions::language_of(request.metadata())?;
         let session = self.session(request.metadata()).await?;
         let workspace = self.workspace(&session, request.metadata());
         let planned = self
             .sessions
-            .plan(&session, &workspace, &query.query, "prepare")
+            .plan_in(
+                &session,
+                &session.grants,
+                &workspace,
+                &query.query,
+                language,
+                "prepare",
+            )
             .instrument(info_span!("prepare", user = %session.user))
             .await?;
         let dataset_schema = planned.plan.schema().as_arrow().clone();
@@ -96,6 +104,7 @@ impl TarnFlightSql {
                 session_id: session.id.clone(),
                 sql: query.query,
                 workspace,
+                language,
                 params: parking_lot::Mutex::new(None),
                 peer: request.remote_addr(),
             }),
@@ -136,6 +145,26 @@ impl TarnFlightSql {
         // client sends more, rather than buffer whatever it streams.
         while let Some(next) = decoded.next().await {
             let next = next.map_err(|e| bad(format!("cannot read bound parameters: {e}")))?;
+            if p.language == Language::Kql && next.num_columns() > 0 {
+                return Err(TarnError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "this prepared statement is KQL, which takes no bound parameters \
+                         ({} {} bound)",
+                        next.num_columns(),
+                        if next.num_columns() == 1 {
+                            "parameter was"
+                        } else {
+                            "parameters were"
+                        }
+                    ),
+                )
+                .with_fix(
+                    "write the values into the KQL query (a `let name = value;` before it), \
+                     or prepare it as SQL with `?` or `$1` placeholders",
+                )
+                .into());
+            }
             if next.num_rows() == 0 {
                 continue;
             }

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info_span, Instrument};
 
 use super::metadata::tables_builder;
-use super::sessions::{lease_wish, pass_of, session_id_of};
+use super::sessions::{language_of, lease_wish, pass_of, session_id_of};
 use super::{StatementTicket, TarnFlightSql, WRITE_OPTIONS_HEADER};
 use crate::query::drain_count;
 use crate::query::new_query_id;
@@ -83,6 +83,7 @@ impl FlightSqlService for TarnFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let language = language_of(request.metadata())?;
         let session = self.session(request.metadata()).await?;
         let workspace = self.workspace(&session, request.metadata());
         let t = StatementTicket {
@@ -90,6 +91,7 @@ impl FlightSqlService for TarnFlightSql {
             sql: query.query,
             workspace,
             prepared: None,
+            language: language.into(),
         };
         let span =
             info_span!("get_flight_info_statement", query_id = %t.query_id, user = %session.user);
@@ -111,6 +113,7 @@ impl FlightSqlService for TarnFlightSql {
             sql: p.sql.clone(),
             workspace: p.workspace.clone(),
             prepared: Some(handle),
+            language: p.language.into(),
         };
         let span =
             info_span!("get_flight_info_prepared", query_id = %t.query_id, user = %session.user);
@@ -152,6 +155,7 @@ impl FlightSqlService for TarnFlightSql {
             sql: p.sql.clone(),
             workspace: p.workspace.clone(),
             prepared: Some(handle),
+            language: p.language.into(),
         };
         let stream = self.run(&session, t).await?;
         Ok(Response::new(stream))
@@ -178,13 +182,22 @@ impl FlightSqlService for TarnFlightSql {
         cmd: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        let language = language_of(request.metadata())?;
         let session = self.session(request.metadata()).await?;
         let workspace = self.workspace(&session, request.metadata());
         let query_id = new_query_id();
         let span = info_span!("statement_update", %query_id, user = %session.user);
         let q = self
             .queries
-            .start(&session, &workspace, &cmd.query, None, &query_id)
+            .start_in(
+                &session,
+                &session.grants,
+                &workspace,
+                &cmd.query,
+                language,
+                None,
+                &query_id,
+            )
             .instrument(span)
             .await?;
         Ok(drain_count(q.stream.into_batches()).await?)
@@ -201,7 +214,15 @@ impl FlightSqlService for TarnFlightSql {
         let query_id = new_query_id();
         let q = self
             .queries
-            .start(&session, &p.workspace, &p.sql, params.as_ref(), &query_id)
+            .start_in(
+                &session,
+                &session.grants,
+                &p.workspace,
+                &p.sql,
+                p.language,
+                params.as_ref(),
+                &query_id,
+            )
             .await?;
         Ok(drain_count(q.stream.into_batches()).await?)
     }

@@ -8,9 +8,9 @@ use tarn_common::{ErrorCode, TarnError};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::{TarnFlightSql, SIZE_HEADER, VCORES_HEADER, WORKSPACE_HEADER};
+use super::{TarnFlightSql, LANGUAGE_HEADER, SIZE_HEADER, VCORES_HEADER, WORKSPACE_HEADER};
 use crate::lease::LeaseWish;
-use crate::session::Session;
+use crate::session::{Language, Session};
 
 impl TarnFlightSql {
     /// The session a request belongs to: the session id a handshake
@@ -128,4 +128,51 @@ pub(super) fn pass_of(header: &str) -> Option<&str> {
     let value = value.trim();
     (scheme.eq_ignore_ascii_case("bearer") && value.starts_with(crate::session::PASS_PREFIX))
         .then_some(value)
+}
+
+/// The `x-tarn-language` header's language (SQL when absent); an unknown
+/// name is refused, naming it.
+pub(super) fn language_of(md: &MetadataMap) -> Result<Language, TarnError> {
+    let Some(v) = md.get(LANGUAGE_HEADER) else {
+        return Ok(Language::Sql);
+    };
+    let name = v.to_str().map_err(|_| {
+        TarnError::new(
+            ErrorCode::InvalidArgument,
+            format!("the {LANGUAGE_HEADER} header is not readable text"),
+        )
+        .with_fix(format!("send {LANGUAGE_HEADER}: sql (the default) or kql"))
+    })?;
+    Language::named(Some(name)).map_err(|e| TarnError {
+        message: format!("{LANGUAGE_HEADER}: {}", e.message),
+        fix: Some(format!(
+            "send {LANGUAGE_HEADER}: sql (the default) or kql (ADBC: the option adbc.flight.sql.rpc.call_header.{LANGUAGE_HEADER})"
+        )),
+        ..e
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> MetadataMap {
+        let mut md = MetadataMap::new();
+        md.insert(LANGUAGE_HEADER, value.parse().unwrap());
+        md
+    }
+
+    #[test]
+    fn the_language_header_picks_sql_or_kql_and_refuses_others_by_name() {
+        assert_eq!(language_of(&MetadataMap::new()).unwrap(), Language::Sql);
+        assert_eq!(language_of(&with("sql")).unwrap(), Language::Sql);
+        assert_eq!(language_of(&with("KQL")).unwrap(), Language::Kql);
+        let e = language_of(&with("cobol")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains("'cobol'") && e.message.contains(LANGUAGE_HEADER),
+            "{e}"
+        );
+        assert!(e.fix().contains("kql"), "{e:?}");
+    }
 }

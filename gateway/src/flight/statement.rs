@@ -25,7 +25,14 @@ impl TarnFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let planned = self
             .sessions
-            .plan(session, &t.workspace, &t.sql, &t.query_id)
+            .plan_in(
+                session,
+                &session.grants,
+                &t.workspace,
+                &t.sql,
+                t.language.into(),
+                &t.query_id,
+            )
             .await?;
         // A read's plan (a prepared statement's with the parameters bound
         // now, which are the ones its DoGet must run with) waits for the
@@ -103,7 +110,15 @@ impl TarnFlightSql {
             }
             None => {
                 self.queries
-                    .start(session, &t.workspace, &t.sql, params.as_ref(), &t.query_id)
+                    .start_in(
+                        session,
+                        &session.grants,
+                        &t.workspace,
+                        &t.sql,
+                        t.language.into(),
+                        params.as_ref(),
+                        &t.query_id,
+                    )
                     .await?
             }
         };

@@ -17,7 +17,7 @@ use tarn_common::{ErrorCode, TarnError};
 
 use super::{body, ApiError, ApiResult, AppState};
 use crate::auth::Identity;
-use crate::kernel::{KERNEL_NAME, PYTHON_KERNEL};
+use crate::kernel::{KERNEL_NAME, KQL_KERNEL, PYTHON_KERNEL};
 use crate::lease::LeaseWish;
 
 /// Jupyter clients read the server version from here.
@@ -35,7 +35,21 @@ fn spec_json(name: &str) -> serde_json::Value {
                 "language": "python",
                 "interrupt_mode": "message",
                 "env": {},
-                "metadata": {"tarn": {"preloaded": "lake (the lake provider), %sql and %%sql"}},
+                "metadata": {"tarn": {"preloaded": "lake (the lake provider), %sql, %%sql, %kql and %%kql"}},
+            },
+            "resources": {},
+        });
+    }
+    if name == KQL_KERNEL {
+        return json!({
+            "name": KQL_KERNEL,
+            "spec": {
+                "argv": ["tarn", "kernel", "--kql"],
+                "display_name": "Tarn KQL",
+                "language": "kql",
+                "interrupt_mode": "message",
+                "env": {},
+                "metadata": {"tarn": {"row_limit": "per result, with the true row count", "cells": "one KQL query per cell; %%sql and %sql run SQL"}},
             },
             "resources": {},
         });
@@ -48,7 +62,7 @@ fn spec_json(name: &str) -> serde_json::Value {
             "language": "sql",
             "interrupt_mode": "message",
             "env": {},
-            "metadata": {"tarn": {"row_limit": "per result, with the true row count"}},
+            "metadata": {"tarn": {"row_limit": "per result, with the true row count", "magics": "%%kql and %kql run KQL"}},
         },
         "resources": {},
     })

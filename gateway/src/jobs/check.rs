@@ -1,6 +1,7 @@
-//! Checked at submit, not at 2 a.m.: a job's every statement is parsed and
-//! planned against the current catalog as its owner when the job is
-//! created or changed, with the same codes and fixes as at run time.
+//! Checked at submit, not at 2 a.m.: a job's every statement (SQL, or KQL
+//! with the KQL planner) is parsed and planned against the current catalog
+//! as its owner when the job is created or changed, with the same codes
+//! and fixes as at run time.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,7 +11,7 @@ use tarn_common::{ErrorCode, TarnError};
 use tarn_jobs::{JobSpec, ParamValue};
 
 use super::kernel::KernelKind;
-use crate::session::{Session, Sessions};
+use crate::session::{Language, Session, Sessions};
 
 /// The statements of a job, grouped by the cell they come from.
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub(crate) struct Piece {
     pub index: usize,
     /// Its text.
     pub sql: String,
+    /// What it is written in (a `.kql` script, a `tarn-kql` cell or a
+    /// `%%kql` cell is KQL).
+    pub language: Language,
 }
 
 /// What a job runs: its statements in order, and its parameter defaults.
@@ -49,6 +53,7 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
                 cell: 0,
                 index,
                 sql,
+                language: Language::Sql,
             })
             .collect();
         return Ok(Work {
@@ -58,10 +63,26 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
             kernel: KernelKind::Sql,
         });
     }
-    let doc = spec
-        .notebook
-        .as_ref()
-        .ok_or_else(|| TarnError::new(ErrorCode::InvalidJob, "a job needs `sql` or `notebook`"))?;
+    if let Some(kql) = &spec.kql {
+        // One KQL query: its `let`s and `set`s belong to it.
+        return Ok(Work {
+            pieces: vec![Piece {
+                cell: 0,
+                index: 0,
+                sql: kql.clone(),
+                language: Language::Kql,
+            }],
+            defaults: spec.parameters.clone(),
+            notebook: None,
+            kernel: KernelKind::Kql,
+        });
+    }
+    let doc = spec.notebook.as_ref().ok_or_else(|| {
+        TarnError::new(
+            ErrorCode::InvalidJob,
+            "a job needs `sql`, `kql` or `notebook`",
+        )
+    })?;
     let nb = tarn_jobs::Notebook::parse(doc).map_err(invalid)?;
     let kernel = KernelKind::of(&nb.kernel)?;
     // The notebook's own defaults, overridden by the job's.
@@ -77,23 +98,31 @@ pub(crate) fn work_of(spec: &JobSpec) -> Result<Work, TarnError> {
                     cell: cell.index,
                     index: 0,
                     sql: cell.source.clone(),
+                    language: Language::Sql,
                 });
             }
         }
     }
-    for cell in nb
-        .cells
-        .iter()
-        .filter(|c| !c.is_parameters && kernel == KernelKind::Sql)
-    {
-        for (index, sql) in crate::kernel::split_statements(&cell.source)
-            .into_iter()
-            .enumerate()
-        {
+    // A SQL or KQL notebook's cells, each split as its kernel splits it
+    // (`%%kql` and `%kql` in a SQL cell, `%%sql` and `%sql` in a KQL one).
+    let language = match kernel {
+        KernelKind::Kql => Some(Language::Kql),
+        KernelKind::Sql => Some(Language::Sql),
+        KernelKind::Python => None,
+    };
+    for cell in nb.cells.iter().filter(|c| !c.is_parameters) {
+        let Some(language) = language else { break };
+        let queries =
+            crate::kernel::cell_queries(&cell.source, language).map_err(|e| TarnError {
+                message: format!("cell {}: {}", cell.index + 1, e.message),
+                ..e
+            })?;
+        for (index, q) in queries.into_iter().enumerate() {
             pieces.push(Piece {
                 cell: cell.index,
                 index,
-                sql,
+                sql: q.text,
+                language: q.language,
             });
         }
     }
@@ -182,12 +211,15 @@ pub async fn check(
     let notebook = work.notebook.is_some();
     let mut created: Vec<String> = Vec::new();
     for p in &work.pieces {
-        if let Some((_, t)) = created_table(sessions, &session, grants, &spec.workspace, &p.sql) {
-            created.push(t);
+        if p.language == Language::Sql {
+            if let Some((_, t)) = created_table(sessions, &session, grants, &spec.workspace, &p.sql)
+            {
+                created.push(t);
+            }
         }
         let id = crate::query::new_query_id();
         let planned = match sessions
-            .plan_as(&session, grants, &spec.workspace, &p.sql, &id)
+            .plan_in(&session, grants, &spec.workspace, &p.sql, p.language, &id)
             .await
         {
             Ok(p) => p,
@@ -199,7 +231,9 @@ pub async fn check(
             }
             Err(e) => return Err(located(e, p, notebook)),
         };
-        bind(planned.plan, &values).map_err(|e| located(e, p, notebook))?;
+        if p.language == Language::Sql {
+            bind(planned.plan, &values).map_err(|e| located(e, p, notebook))?;
+        }
     }
     Ok(())
 }
@@ -309,4 +343,79 @@ for cell in json.load(sys.stdin):
         ),
     )
     .with_fix("fix the cell (run it in a tarn-python kernel to see it), then submit the job again; nothing was saved"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> JobSpec {
+        JobSpec::from_json(&v).unwrap()
+    }
+
+    fn pieces(w: &Work) -> Vec<(usize, Language, String)> {
+        w.pieces
+            .iter()
+            .map(|p| (p.cell, p.language, p.sql.trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kql_script_is_one_kql_piece() {
+        let w = work_of(&spec(serde_json::json!({
+            "name": "k", "workspace": "demo",
+            "kql": "let n = 2;\nSigninLogs | take n; "
+        })))
+        .unwrap();
+        assert_eq!(w.kernel, KernelKind::Kql);
+        assert_eq!(
+            pieces(&w),
+            vec![(0, Language::Kql, "let n = 2;\nSigninLogs | take n;".into())]
+        );
+    }
+
+    #[test]
+    fn notebook_cells_run_in_their_kernel_language_or_their_magic() {
+        let cell = |s: &str| serde_json::json!({"cell_type": "code", "metadata": {}, "outputs": [], "source": s});
+        let nb = |kernel: &str, cells: Vec<serde_json::Value>| {
+            spec(
+                serde_json::json!({"name": "n", "workspace": "demo", "notebook": {
+                "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"name": kernel}}, "cells": cells}}),
+            )
+        };
+        let w = work_of(&nb(
+            "tarn-sql",
+            vec![
+                cell("SELECT 1; SELECT 2"),
+                cell("%%kql\nSecurityEvent | count"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(w.kernel, KernelKind::Sql);
+        assert_eq!(
+            pieces(&w),
+            vec![
+                (0, Language::Sql, "SELECT 1".into()),
+                (0, Language::Sql, "SELECT 2".into()),
+                (1, Language::Kql, "SecurityEvent | count".into()),
+            ]
+        );
+        let w = work_of(&nb(
+            "tarn-kql",
+            vec![cell("SigninLogs\n| take 3"), cell("%%sql\nSELECT 3")],
+        ))
+        .unwrap();
+        assert_eq!(w.kernel, KernelKind::Kql);
+        assert_eq!(
+            pieces(&w),
+            vec![
+                (0, Language::Kql, "SigninLogs\n| take 3".into()),
+                (1, Language::Sql, "SELECT 3".into()),
+            ]
+        );
+        // A magic jobs cannot run is the job's error, naming the cell.
+        let e = work_of(&nb("tarn-kql", vec![cell("%%bash\nls")])).unwrap_err();
+        assert!(e.message.starts_with("cell 1: %%bash"), "{e}");
+    }
 }

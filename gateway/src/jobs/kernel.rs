@@ -1,7 +1,8 @@
 //! The kernels a job's work runs in. The runner drives any kernel through
 //! [`JobKernel`]: it hands over the job's pieces one at a time (a script's
 //! statements, or a notebook's code, cell by cell) and records what each
-//! did. `tarn-sql` runs each statement on the cluster with the run's
+//! did. `tarn-sql` (and `tarn-kql`, with KQL queries) runs each statement
+//! on the cluster with the run's
 //! application transaction; another kernel kind plugs in by implementing
 //! the trait and being named in [`KernelKind`].
 
@@ -28,6 +29,9 @@ pub(crate) enum KernelKind {
     /// `tarn-sql`: SQL statements planned on the gateway, run on the
     /// executors.
     Sql,
+    /// `tarn-kql`: each cell one KQL query, planned and run as `tarn-sql`
+    /// runs a statement.
+    Kql,
     /// `tarn-python`: code cells in a hosted IPython process from the
     /// gateway's pool, its `lake` acting as the job's owner.
     Python,
@@ -35,12 +39,13 @@ pub(crate) enum KernelKind {
 
 impl KernelKind {
     /// Every kind, for messages that list them.
-    pub const ALL: &'static [KernelKind] = &[KernelKind::Sql, KernelKind::Python];
+    pub const ALL: &'static [KernelKind] = &[KernelKind::Sql, KernelKind::Kql, KernelKind::Python];
 
     /// The kernelspec name.
     pub fn name(self) -> &'static str {
         match self {
             KernelKind::Sql => "tarn-sql",
+            KernelKind::Kql => "tarn-kql",
             KernelKind::Python => "tarn-python",
         }
     }
@@ -66,7 +71,7 @@ impl KernelKind {
                     ),
                 )
                 .with_fix(format!(
-                    "set the notebook's metadata.kernelspec.name to one of: {}, or send a SQL script as `sql`",
+                    "set the notebook's metadata.kernelspec.name to one of: {}, or send a SQL script as `sql` or a KQL query as `kql`",
                     known.join(", ")
                 ))
             })
@@ -139,7 +144,14 @@ impl JobKernel for SqlKernel<'_> {
         };
         let mut planned = match self
             .sessions
-            .plan_as(session, &session.grants, &workspace, &p.sql, &query_id)
+            .plan_in(
+                session,
+                &session.grants,
+                &workspace,
+                &p.sql,
+                p.language,
+                &query_id,
+            )
             .await
         {
             Ok(p) => p,
@@ -161,7 +173,9 @@ impl JobKernel for SqlKernel<'_> {
             }
             Err(e) => return Err(e),
         };
-        planned.plan = bind(planned.plan, &self.values)?;
+        if p.language == crate::session::Language::Sql {
+            planned.plan = bind(planned.plan, &self.values)?;
+        }
         let mut write = None;
         if let Effect::Commit(spec) = &planned.effect {
             let table = format!("{}.{}", spec.workspace, spec.name);
@@ -482,6 +496,7 @@ mod tests {
     #[test]
     fn kernels_are_found_by_name_and_strangers_are_refused_with_the_list() {
         assert_eq!(KernelKind::of("tarn-sql").unwrap(), KernelKind::Sql);
+        assert_eq!(KernelKind::of("tarn-kql").unwrap(), KernelKind::Kql);
         assert_eq!(KernelKind::of("tarn-python").unwrap(), KernelKind::Python);
         assert_eq!(KernelKind::of("python3").unwrap(), KernelKind::Python);
         let e = KernelKind::of("ir").unwrap_err();

@@ -19,6 +19,7 @@ use super::check::{located, place, scalars, work_of, Piece};
 use super::kernel::{JobKernel, KernelKind, Progress, PythonKernel, SqlKernel};
 use super::Jobs;
 use crate::query::TimeLimit;
+use crate::session::Language;
 
 /// Where a run's executed notebook is kept, under the lake's `_tarn/`.
 pub fn output_path(run_id: &str, file: &str) -> String {
@@ -235,7 +236,7 @@ impl Jobs {
         report.statements_total = work.pieces.len();
         let notebook = work.notebook.is_some();
         let preflight = match work.kernel {
-            KernelKind::Sql => {
+            KernelKind::Sql | KernelKind::Kql => {
                 self.preflight(&work.pieces, &grants, &spec.workspace, &job.owner, notebook)
             }
             KernelKind::Python => grants
@@ -277,6 +278,7 @@ impl Jobs {
                     cell,
                     index: 1,
                     sql: source,
+                    language: Language::Sql,
                 },
             );
             report.statements_total = pieces.len();
@@ -290,7 +292,7 @@ impl Jobs {
         // A Python notebook's own statements (its `lake` calls) run in this
         // session: the run's lease and timeout, its writes once per run.
         let (session_grants, scope) = match work.kernel {
-            KernelKind::Sql => (grants.clone(), None),
+            KernelKind::Sql | KernelKind::Kql => (grants.clone(), None),
             KernelKind::Python => (
                 Grants {
                     operator: false,
@@ -316,7 +318,7 @@ impl Jobs {
             Err(e) => return fail(e),
         };
         let mut kernel: Box<dyn JobKernel + '_> = match work.kernel {
-            KernelKind::Sql => Box::new(SqlKernel {
+            KernelKind::Sql | KernelKind::Kql => Box::new(SqlKernel {
                 sessions: &self.sessions,
                 queries: &self.queries,
                 render: &self.opts.render,
@@ -457,7 +459,8 @@ impl Jobs {
             .sessions
             .detached(owner, grants, "", 1, workspace, None)?;
         let state = self.sessions.run_state(&session, workspace, "preflight");
-        for p in pieces {
+        for p in pieces.iter().filter(|p| p.language == Language::Sql) {
+            // KQL only reads: it needs the reader role checked above.
             let Ok(statement) =
                 state.sql_to_statement(&p.sql, &datafusion::config::Dialect::Generic)
             else {
@@ -606,6 +609,22 @@ fn executed_notebook(job: &JobInfo, outputs: Vec<(usize, usize, Value)>) -> Valu
             .map(|(n, (cell, out))| (cell, out, Some(n as u64 + 1)))
             .collect();
         return nb.with_outputs(&cells);
+    }
+    // A KQL query: one cell, its output under it.
+    if let Some(kql) = spec.as_ref().and_then(|s| s.kql.clone()) {
+        let out: Vec<Value> = outputs.into_iter().map(|(_, _, o)| o).collect();
+        return json!({
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "tarn-kql", "display_name": "Tarn KQL", "language": "kql"}},
+            "cells": [{
+                "cell_type": "code",
+                "execution_count": if out.is_empty() { Value::Null } else { json!(1) },
+                "metadata": {},
+                "source": kql,
+                "outputs": out,
+            }],
+        });
     }
     // A script: one cell per statement, its output under it.
     let sql = spec.and_then(|s| s.sql).unwrap_or_default();

@@ -252,7 +252,7 @@ impl Kernels {
             }
         };
         match msg_type.as_str() {
-            "kernel_info_request" => reply(kernel_info()),
+            "kernel_info_request" => reply(kernel_info(kernel.spec)),
             "execute_request" => {
                 if let Err(e) = crate::cells::admit(&kernel.waiting, self.opts.max_queued_cells) {
                     let count = kernel.execution_count.load(Ordering::SeqCst);
@@ -313,7 +313,7 @@ impl Kernels {
             other => {
                 let e = TarnError::new(
                     ErrorCode::Unsupported,
-                    format!("Tarn's SQL kernel does not handle '{other}' messages"),
+                    format!("Tarn's {} kernel does not handle '{other}' messages", kernel.spec),
                 )
                 .with_fix("send execute_request, complete_request, kernel_info_request or interrupt_request");
                 let reply_type = other
@@ -331,8 +331,26 @@ impl Kernels {
     }
 }
 
-/// The `kernel_info_reply` content.
-fn kernel_info() -> Value {
+/// The `kernel_info_reply` content of a `tarn-sql` or `tarn-kql` kernel.
+fn kernel_info(spec: &str) -> Value {
+    if spec == super::KQL_KERNEL {
+        return json!({
+            "status": "ok",
+            "protocol_version": "5.3",
+            "implementation": "tarn",
+            "implementation_version": env!("CARGO_PKG_VERSION"),
+            "language_info": {
+                "name": "kql",
+                "version": "Tarn KQL",
+                "mimetype": "text/x-kusto",
+                "file_extension": ".kql",
+                "codemirror_mode": "text/x-kusto",
+                "pygments_lexer": "kusto",
+            },
+            "banner": "Tarn KQL: each cell is one KQL query, run on the cluster over the lake. %%sql or %sql runs SQL.",
+            "help_links": [],
+        });
+    }
     json!({
         "status": "ok",
         "protocol_version": "5.3",
@@ -346,7 +364,7 @@ fn kernel_info() -> Value {
             "codemirror_mode": "sql",
             "pygments_lexer": "sql",
         },
-        "banner": "Tarn SQL: cells run on the cluster over the lake. Several statements per cell are allowed.",
+        "banner": "Tarn SQL: cells run on the cluster over the lake. Several statements per cell are allowed; %%kql or %kql runs KQL.",
         "help_links": [],
     })
 }

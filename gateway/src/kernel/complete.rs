@@ -1,11 +1,13 @@
 //! Completion in cells: workspace, table and column names from the lake,
-//! offered only where the caller's grants see them, and SQL keywords.
+//! offered only where the caller's grants see them, and SQL or KQL
+//! keywords (by the cell's language).
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::{Kernel, Kernels};
+use crate::session::Language;
 
 impl Kernels {
     /// Completions for the word before the cursor: workspaces, tables of
@@ -91,7 +93,11 @@ impl Kernels {
                     }
                     candidates.extend(tables);
                 }
-                candidates.extend(SQL_KEYWORDS.iter().map(|k| k.to_string()));
+                let keywords = match cell_language(code, kernel.language()) {
+                    Language::Sql => SQL_KEYWORDS,
+                    Language::Kql => KQL_KEYWORDS,
+                };
+                candidates.extend(keywords.iter().map(|k| k.to_string()));
             }
         }
         let lower = stem.to_lowercase();
@@ -122,6 +128,60 @@ async fn visible_workspace(
     }
     lake.workspace(name).await.ok()
 }
+
+/// The language a cell is in: its `%%kql` / `%%sql` first line, or the
+/// kernel's.
+fn cell_language(code: &str, kernel: Language) -> Language {
+    let first = code.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let words: Vec<&str> = first.split_whitespace().collect();
+    match words.first().copied() {
+        Some("%%kql") => Language::Kql,
+        Some("%%sql") => Language::Sql,
+        _ => kernel,
+    }
+}
+
+/// KQL's tabular operators and common words, offered in KQL cells.
+const KQL_KEYWORDS: &[&str] = &[
+    "where",
+    "project",
+    "project-away",
+    "project-rename",
+    "extend",
+    "summarize",
+    "count",
+    "take",
+    "top",
+    "sort by",
+    "order by",
+    "distinct",
+    "join",
+    "lookup",
+    "union",
+    "mv-expand",
+    "parse",
+    "datatable",
+    "range",
+    "print",
+    "getschema",
+    "let",
+    "by",
+    "and",
+    "or",
+    "not",
+    "in",
+    "has",
+    "contains",
+    "startswith",
+    "endswith",
+    "between",
+    "ago",
+    "now",
+    "datetime",
+    "bin",
+    "dcount",
+    "countif",
+];
 
 const SQL_KEYWORDS: &[&str] = &[
     "SELECT",

@@ -1,4 +1,5 @@
-//! Running cells. A cell is split into statements, each run as a query
+//! Running cells. A cell is split into statements (SQL statements, KQL
+//! queries: see [`super::cell_queries`]), each run as a query
 //! with the credential that sent the cell, under a progress display; the
 //! last statement's result is the cell's, and an error stops the cell.
 
@@ -56,10 +57,12 @@ impl Kernels {
                 json!({"code": code, "execution_count": count}),
             );
         }
-        let statements = split_statements(&code);
-        let mut failure = None;
+        let (statements, mut failure) = match super::cell_queries(&code, kernel.language()) {
+            Ok(s) => (s, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         let last = statements.len().saturating_sub(1);
-        for (i, sql) in statements.iter().enumerate() {
+        for (i, q) in statements.iter().enumerate() {
             if token.is_cancelled() {
                 failure = Some(TarnError::new(
                     ErrorCode::Cancelled,
@@ -74,7 +77,7 @@ impl Kernels {
                 break;
             }
             match self
-                .run_statement(kernel, &parent, sql, &token, &sender.grants)
+                .run_statement(kernel, &parent, q, &token, &sender.grants)
                 .await
             {
                 Ok(Some(data)) if !silent => {
@@ -131,7 +134,7 @@ impl Kernels {
         &self,
         kernel: &Kernel,
         parent: &Value,
-        sql: &str,
+        query: &super::CellQuery,
         interrupt: &CancellationToken,
         grants: &tarn_common::roles::Grants,
     ) -> Result<Option<(Value, Value)>, TarnError> {
@@ -139,11 +142,12 @@ impl Kernels {
         let workspace = kernel.session.workspace();
         let q = self
             .queries
-            .start_as(
+            .start_in(
                 &kernel.session,
                 grants,
                 &workspace,
-                sql,
+                &query.text,
+                query.language,
                 None,
                 &format!("kernel-{}", kernel.id),
             )

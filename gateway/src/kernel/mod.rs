@@ -1,5 +1,6 @@
 //! Jupyter kernels: the Jupyter Server kernels API and messaging 5.3 over
-//! a websocket, with SQL cells.
+//! a websocket, with SQL cells (`tarn-sql`), KQL cells (`tarn-kql`) or a
+//! hosted IPython process (`tarn-python`).
 //!
 //! A kernel is an interactive session (a vCore lease) plus what Jupyter
 //! needs: an id, an execution state and count, and at most one websocket.
@@ -11,6 +12,7 @@
 mod channel;
 mod complete;
 mod execute;
+mod magic;
 mod python;
 mod registry;
 mod render;
@@ -18,6 +20,7 @@ mod render;
 pub use python::{Extender, Minter, PythonHost, LAKE_SOCKET_INSIDE, POD_FIRST_PORT, PYTHON_KERNEL};
 
 pub use execute::split_statements;
+pub use magic::{cell_queries, CellQuery};
 pub use render::group;
 pub use render::render as render_result;
 
@@ -37,6 +40,8 @@ use crate::session::{Session, Sessions};
 
 /// The SQL kernelspec (the default).
 pub const KERNEL_NAME: &str = "tarn-sql";
+/// The KQL kernelspec: each cell is one KQL query.
+pub const KQL_KERNEL: &str = "tarn-kql";
 /// Close code: the websocket reached its lifetime (the kernel lives on).
 pub const CLOSE_LIFETIME: u16 = 4001;
 /// Close code: the kernel's session ended (inactivity, lease lost).
@@ -85,7 +90,7 @@ pub enum Outgoing {
 pub struct Kernel {
     /// Jupyter's id (a UUID with dashes; clients' URL patterns need them).
     pub id: String,
-    /// Its kernelspec: `tarn-sql` or `tarn-python`.
+    /// Its kernelspec: `tarn-sql`, `tarn-kql` or `tarn-python`.
     pub spec: &'static str,
     /// A `tarn-python` kernel's process (none while it restarts).
     process: tokio::sync::watch::Sender<Option<Arc<tarn_pykernel::HostedKernel>>>,
@@ -131,6 +136,15 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// The language its cells are written in when they say nothing else.
+    pub fn language(&self) -> crate::session::Language {
+        if self.spec == KQL_KERNEL {
+            crate::session::Language::Kql
+        } else {
+            crate::session::Language::Sql
+        }
+    }
+
     /// The kernel model of the Jupyter Server API.
     pub fn model(&self) -> Value {
         json!({

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::channel::close_reason;
 use super::{
     Kernel, KernelOptions, Kernels, PythonHost, CLOSE_GATEWAY_STOPPING, CLOSE_SESSION_ENDED,
-    CLOSE_SHUTDOWN, KERNEL_NAME, PYTHON_KERNEL,
+    CLOSE_SHUTDOWN, KERNEL_NAME, KQL_KERNEL, PYTHON_KERNEL,
 };
 use crate::auth::Identity;
 use crate::lease::LeaseWish;
@@ -171,6 +171,7 @@ impl Kernels {
     ) -> Result<Arc<Kernel>, TarnError> {
         let spec = match name {
             "" | KERNEL_NAME => KERNEL_NAME,
+            KQL_KERNEL => KQL_KERNEL,
             PYTHON_KERNEL => {
                 self.python_host()?;
                 PYTHON_KERNEL
@@ -254,13 +255,13 @@ impl Kernels {
                     }
                 }
             });
-        tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, "kernel started");
+        tracing::info!(kernel = %kernel.id, user = %who.user, vcores = kernel.session.vcores, spec, "kernel started");
         Ok(kernel)
     }
 
     /// The kernelspecs this gateway offers.
     pub fn spec_names(&self) -> Vec<&'static str> {
-        let mut names = vec![KERNEL_NAME];
+        let mut names = vec![KERNEL_NAME, KQL_KERNEL];
         if self.python.is_ok() {
             names.push(PYTHON_KERNEL);
         }

@@ -11,6 +11,10 @@ Inside a Tarn Python kernel `connect()` needs no arguments: it uses the
 kernel's own `lake`. Elsewhere the address and token come from the
 arguments, or from TARN_URI / TARN_TOKEN. Queries are SQL, run on the
 cluster; a refusal raises `tarn_provider.TarnError` with its code and fix.
+KQL runs too, per query or for the connection:
+
+    qry_prov.exec_query('SigninLogs | where ResultType != "0" | take 10', language="kql")
+    qry_prov.connect(uri=…, token=TOKEN, database="demo", language="kql")
 """
 
 import os
@@ -28,6 +32,7 @@ class TarnDriver(DriverBase):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._lake = None
+        self._language = "sql"
         self._loaded = True
 
     def connect(self, connection_str=None, **kwargs):
@@ -42,6 +47,7 @@ class TarnDriver(DriverBase):
                     k, v = part.split("=", 1)
                     settings[k.strip()] = v.strip()
         settings.update({k: v for k, v in kwargs.items() if v is not None})
+        self._language = _language(settings.get("language", "sql"))
         uri = settings.get("uri") or os.environ.get("TARN_URI")
         if uri is None:
             kernel_lake = _kernel_lake()
@@ -55,14 +61,16 @@ class TarnDriver(DriverBase):
         self._connected = True
 
     def query(self, query, query_source=None, **kwargs):
-        """Runs `query` (SQL); the result as a pandas DataFrame."""
+        """Runs `query` (SQL, or KQL with `language="kql"` here or at
+        connect); the result as a pandas DataFrame."""
         return self.query_with_results(query, **kwargs)[0]
 
     def query_with_results(self, query, **kwargs):
         if not self._connected:
             raise TarnError(2302, "SESSION_NOT_FOUND", "the Tarn driver is not connected",
                             "call connect() first")
-        table = self._lake._query(query)
+        language = _language(kwargs.get("language") or self._language)
+        table = self._lake._query(query, language=language)
         return table.to_pandas(), {"rows": table.num_rows}
 
     @property
@@ -75,6 +83,16 @@ class TarnDriver(DriverBase):
             t = self._lake._query(f"SELECT * FROM {self._lake._name(name, None)} LIMIT 0")
             out[name] = {f.name: str(f.type) for f in t.schema}
         return out
+
+
+def _language(name):
+    """`sql` or `kql` (any case); anything else is refused here, with the
+    code the gateway would give it."""
+    lowered = str(name).strip().lower()
+    if lowered not in ("sql", "kql"):
+        raise TarnError(2805, "INVALID_ARGUMENT", f"unknown query language {name!r}",
+                        "pass language='sql' (the default) or language='kql'")
+    return lowered
 
 
 def _kernel_lake():
