@@ -71,6 +71,7 @@ pub(crate) fn parse(text: &str) -> Result<Script, KqlError> {
         pos: 0,
         tabular_lets: Vec::new(),
         scalar_lets: Vec::new(),
+        depth: 0,
     };
     p.script()
 }
@@ -81,7 +82,17 @@ struct Parser<'a> {
     pos: usize,
     tabular_lets: Vec<String>,
     scalar_lets: Vec<String>,
+    /// How deep the parse is nested now (parentheses, calls, queries).
+    depth: usize,
 }
+
+/// The deepest nesting a query may have: far beyond what anyone writes,
+/// and well within the stack the parser and planner recurse on.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// The most operands one chain of arithmetic or comparisons may have
+/// (`a + b + …`); `and` and `or` chains are balanced and may be longer.
+const MAX_CHAIN: usize = 256;
 
 type R<T> = Result<T, KqlError>;
 
@@ -105,6 +116,17 @@ impl Parser<'_> {
             self.pos += 1;
         }
         t
+    }
+
+    /// Enters one level of nesting, refusing a query nested too deeply.
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err(format!(
+                "the query is nested more than {MAX_DEPTH} levels deep here"
+            )));
+        }
+        Ok(())
     }
 
     fn err(&self, message: impl Into<String>) -> KqlError {
@@ -364,7 +386,15 @@ impl Parser<'_> {
 
     // ---- tabular expressions ----
 
+    #[recursive::recursive]
     fn tabular(&mut self) -> R<Tabular> {
+        self.enter()?;
+        let t = self.tabular_inner();
+        self.depth -= 1;
+        t
+    }
+
+    fn tabular_inner(&mut self) -> R<Tabular> {
         let source = self.source()?;
         let (source, mut ops) = match source {
             // (T | where …) as a source: its operators come first.
@@ -1050,24 +1080,52 @@ impl Parser<'_> {
 
     // ---- scalar expressions ----
 
+    #[recursive::recursive]
     fn expr(&mut self) -> R<Expr> {
-        let mut left = self.and_expr()?;
-        while self.is_word("or") {
-            let at = self.bump().offset;
-            let right = self.and_expr()?;
-            left = bin(BinOp::Or, left, right, at);
+        self.enter()?;
+        let e = self.or_expr();
+        self.depth -= 1;
+        let e = e?;
+        // Chains nest their left operands: the tree may be deeper than
+        // the parse was. Measured without recursion.
+        if tree_depth(&e) > MAX_TREE_DEPTH {
+            return Err(self.err_at(
+                e.offset,
+                format!("this expression nests more than {MAX_TREE_DEPTH} operations deep; split it with extend"),
+            ));
         }
-        Ok(left)
+        Ok(e)
+    }
+
+    fn or_expr(&mut self) -> R<Expr> {
+        let mut operands = vec![self.and_expr()?];
+        let mut at = Vec::new();
+        while self.is_word("or") {
+            at.push(self.bump().offset);
+            operands.push(self.and_expr()?);
+        }
+        Ok(balanced(BinOp::Or, operands, &at))
     }
 
     fn and_expr(&mut self) -> R<Expr> {
-        let mut left = self.comparison()?;
+        let mut operands = vec![self.comparison()?];
+        let mut at = Vec::new();
         while self.is_word("and") {
-            let at = self.bump().offset;
-            let right = self.comparison()?;
-            left = bin(BinOp::And, left, right, at);
+            at.push(self.bump().offset);
+            operands.push(self.comparison()?);
         }
-        Ok(left)
+        Ok(balanced(BinOp::And, operands, &at))
+    }
+
+    /// Counts one more operand of an arithmetic chain.
+    fn chain(&self, n: &mut usize) -> R<()> {
+        *n += 1;
+        if *n > MAX_CHAIN {
+            return Err(self.err(format!(
+                "more than {MAX_CHAIN} operands in one chain of operators; split the expression with extend"
+            )));
+        }
+        Ok(())
     }
 
     fn comparison(&mut self) -> R<Expr> {
@@ -1238,7 +1296,9 @@ impl Parser<'_> {
 
     fn additive(&mut self) -> R<Expr> {
         let mut left = self.multiplicative()?;
+        let mut n = 0;
         loop {
+            self.chain(&mut n)?;
             let op = match self.peek() {
                 Tok::Sym("+") => BinOp::Add,
                 Tok::Sym("-") => BinOp::Sub,
@@ -1252,7 +1312,9 @@ impl Parser<'_> {
 
     fn multiplicative(&mut self) -> R<Expr> {
         let mut left = self.unary()?;
+        let mut n = 0;
         loop {
+            self.chain(&mut n)?;
             let op = match self.peek() {
                 Tok::Sym("*") => BinOp::Mul,
                 Tok::Sym("/") => BinOp::Div,
@@ -1266,6 +1328,13 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> R<Expr> {
+        self.enter()?;
+        let e = self.unary_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn unary_inner(&mut self) -> R<Expr> {
         if self.is_sym("-") {
             let at = self.bump().offset;
             let e = self.unary()?;
@@ -1300,7 +1369,9 @@ impl Parser<'_> {
 
     fn postfix(&mut self) -> R<Expr> {
         let mut e = self.primary()?;
+        let mut n = 0;
         loop {
+            self.chain(&mut n)?;
             if self.is_sym(".") && matches!(self.peek_at(1), Tok::Ident(_)) {
                 let at = self.bump().offset;
                 let (name, _) = self.ident("a property name")?;
@@ -1471,6 +1542,50 @@ pub(crate) fn type_named(t: &str) -> Option<Type> {
         "guid" | "uniqueid" => Type::Guid,
         _ => return None,
     })
+}
+
+/// The deepest an expression's tree may be (what planning recurses on).
+const MAX_TREE_DEPTH: usize = 320;
+
+/// The depth of an expression's tree, walked with a stack of its own.
+fn tree_depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        let mut children: Vec<&Expr> = Vec::new();
+        match &e.kind {
+            ExprKind::Member(a, _) | ExprKind::Neg(a) => children.push(a),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => children.extend([&**a, &**b]),
+            ExprKind::StrOp { left, right, .. } => children.extend([&**left, &**right]),
+            ExprKind::Call(_, args) => children.extend(args.iter()),
+            ExprKind::In { expr, list, .. } | ExprKind::HasAny { expr, list, .. } => {
+                children.push(expr);
+                children.extend(list.iter());
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => children.extend([&**expr, &**low, &**high]),
+            ExprKind::InQuery { expr, .. } => children.push(expr),
+            _ => {}
+        }
+        stack.extend(children.into_iter().map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// `a or b or c …` as a balanced tree (its depth grows with the log of
+/// its length), `at[i]` the offset of the operator before operand i + 1.
+fn balanced(op: BinOp, mut operands: Vec<Expr>, at: &[usize]) -> Expr {
+    if operands.len() == 1 {
+        return operands.pop().expect("one operand");
+    }
+    let mid = operands.len() / 2;
+    let right = operands.split_off(mid);
+    let offset = at[mid - 1];
+    let l = balanced(op, operands, &at[..mid - 1]);
+    let r = balanced(op, right, &at[mid..]);
+    bin(op, l, r, offset)
 }
 
 fn bin(op: BinOp, l: Expr, r: Expr, at: usize) -> Expr {
@@ -1656,6 +1771,32 @@ mod tests {
         .unwrap();
         let t: Vec<String> = s.tables().into_iter().map(|t| t.table).collect();
         assert_eq!(t, ["SigninLogs", "AuditLogs", "SecurityEvent"]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_long_or_chains_are_not() {
+        let deep = format!("print x = {}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        let e = parse(&format!("print x = {}1", "-".repeat(100_000))).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        let e = parse(&format!("print x = 1{}", " + 1".repeat(100_000))).unwrap_err();
+        assert!(e.message.contains("operands in one chain"), "{e}");
+        let e = parse(
+            &format!("T{}", " | where (T | where (x == 1))".repeat(1))
+                .replace("(x == 1)", &"(".repeat(70)),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("nested more than") || e.kind == ErrorKind::Syntax,
+            "{e}"
+        );
+        let ors = (0..5_000)
+            .map(|i| format!("x == {i}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let s = parse(&format!("T | where {ors}")).unwrap();
+        assert!(s.query.is_some());
     }
 
     #[test]

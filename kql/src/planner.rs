@@ -339,6 +339,7 @@ impl<'a> Cx<'a> {
 
     // ---- tabular ----
 
+    #[recursive::recursive]
     fn tabular(&mut self, t: &Tabular) -> R<Node> {
         let mut node = self.source(&t.source)?;
         for op in &t.ops {
@@ -1593,6 +1594,7 @@ impl<'a> Cx<'a> {
         }
     }
 
+    #[recursive::recursive]
     fn scalar(&self, e: &Expr, schema: &DFSchema, collect: &mut Collect) -> R<DfExpr> {
         let at = e.offset;
         Ok(match &e.kind {

@@ -421,3 +421,30 @@ async fn mangled_queries_get_answers_not_panics() {
         texts.len()
     );
 }
+
+/// The deepest expressions the parser accepts plan on a test thread's
+/// stack (2 MiB, an unoptimised build): the parser's limits keep the
+/// planner's recursion within it.
+#[tokio::test]
+async fn the_deepest_accepted_expressions_plan() {
+    let ctx = ctx();
+    let state = ctx.state();
+    let chain = format!("print x = 1{}", " + 1".repeat(255));
+    let nested = format!("print x = {}1{}", "(".repeat(60), " + 1)".repeat(60));
+    let calls = format!("print x = {}1{}", "abs(".repeat(60), ")".repeat(60));
+    for q in [chain, nested, calls] {
+        let script = crate::parse(&q).unwrap_or_else(|e| panic!("{e}"));
+        crate::plan(&script, &state, &crate::Options::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let deep_tree = format!(
+        "print x = {}1{}",
+        "(".repeat(40),
+        format!("{})", " + 1".repeat(10)).repeat(40)
+    );
+    let Err(e) = crate::parse(&deep_tree) else {
+        panic!("an expression 440 operations deep was accepted");
+    };
+    assert!(e.message.contains("operations deep"), "{e}");
+}
