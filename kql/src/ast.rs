@@ -63,8 +63,9 @@ impl Script {
         let mut bound: Vec<&str> = named.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         for l in &self.lets {
-            if let LetValue::Tabular(t) = &l.value {
-                t.tables(&bound, &mut out);
+            match &l.value {
+                LetValue::Tabular(t) => t.tables(&bound, &mut out),
+                LetValue::Scalar(e) => e.tables(&bound, &mut out),
             }
             bound.push(&l.name);
         }
@@ -130,7 +131,12 @@ impl Tabular {
                     t.tables(bound, out);
                 }
             }
-            Source::Datatable { .. } | Source::Range { .. } | Source::Print(_) => {}
+            Source::Print(items) => {
+                for i in items {
+                    i.expr.tables(bound, out);
+                }
+            }
+            Source::Datatable { .. } | Source::Range { .. } => {}
         }
         for op in &self.ops {
             match &op.kind {
@@ -148,6 +154,17 @@ impl Tabular {
                         i.expr.tables(bound, out);
                     }
                 }
+                OpKind::Sort(keys) | OpKind::Top { by: keys, .. } => {
+                    for k in keys {
+                        k.expr.tables(bound, out);
+                    }
+                }
+                OpKind::MvExpand { columns, .. } => {
+                    for c in columns {
+                        c.expr.tables(bound, out);
+                    }
+                }
+                OpKind::Parse { source, .. } => source.tables(bound, out),
                 OpKind::Join { right, .. } | OpKind::Lookup { right, .. } => {
                     right.tables(bound, out)
                 }

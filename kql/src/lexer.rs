@@ -125,9 +125,13 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, KqlError> {
                             Some(b'\\') => s.push('\\'),
                             Some(b'"') => s.push('"'),
                             Some(b'\'') => s.push('\''),
-                            Some(other) => {
+                            Some(_) => {
+                                // An unknown escape keeps its backslash; the
+                                // character after it (perhaps not ASCII) is
+                                // read as any other.
                                 s.push('\\');
-                                s.push(other as char);
+                                j += 1;
+                                continue;
                             }
                             None => return Err(unterminated(text, start)),
                         }

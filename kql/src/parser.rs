@@ -1657,18 +1657,25 @@ pub(crate) fn parse_timespan(s: &str) -> Option<i64> {
         let h: i64 = parts[0].parse().ok()?;
         let m: i64 = parts[1].parse().ok()?;
         let sec: f64 = parts.get(2).map_or(Some(0.0), |p| p.parse().ok())?;
-        days * 86_400_000_000_000
-            + h * 3_600_000_000_000
-            + m * 60_000_000_000
-            + (sec * 1e9).round() as i64
+        // Checked: a timespan past ±292 years does not fit; no wrapping.
+        days.checked_mul(86_400_000_000_000)?
+            .checked_add(h.checked_mul(3_600_000_000_000)?)?
+            .checked_add(m.checked_mul(60_000_000_000)?)?
+            .checked_add(checked_nanos(sec * 1e9)?)?
     } else {
         let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let v: f64 = num.trim().parse().ok()?;
         let unit = if unit.is_empty() { "d" } else { unit };
-        (v * unit_nanos(unit)? as f64).round() as i64
+        checked_nanos(v * unit_nanos(unit)? as f64)?
     };
     Some(if neg { -nanos } else { nanos })
+}
+
+/// Nanoseconds as a whole number, if they fit.
+fn checked_nanos(v: f64) -> Option<i64> {
+    let v = v.round();
+    (v.is_finite() && v.abs() < 9.2e18).then_some(v as i64)
 }
 
 /// A dynamic literal: JSON, with KQL's single-quoted strings allowed.
@@ -1742,6 +1749,14 @@ mod tests {
         assert!(e.message.contains("'top-nested'"), "{e}");
         let e = parse("search \"x\"").unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn odd_literals_are_errors_or_values_not_panics() {
+        let s = parse("print s = \"\\é\", t = 'a\\q'").unwrap();
+        assert!(s.query.is_some());
+        assert_eq!(parse_timespan("999999999999.00:00:00"), None);
+        assert!(parse("print t = timespan(999999999999.00:00:00)").is_err());
     }
 
     #[test]

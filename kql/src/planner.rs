@@ -29,6 +29,10 @@ use crate::Options;
 
 type R<T> = Result<T, KqlError>;
 
+/// The most expression nodes a `let` value may grow to once the lets it
+/// names are written into it (each use copies them).
+const MAX_LET_NODES: usize = 10_000;
+
 /// The most rows `range` makes (SQL's `range()` has the same limit).
 pub(crate) const MAX_RANGE_ROWS: usize = 1_000_000;
 
@@ -87,7 +91,12 @@ pub(crate) async fn plan(
     for l in &script.lets {
         match &l.value {
             LetValue::Scalar(e) => {
-                cx.scalars.insert(l.name.clone(), e.clone());
+                // The value sees the bindings made before it (let n = n * 2
+                // is the earlier n doubled): earlier names are written in
+                // now, so no binding can refer to itself.
+                let mut budget = MAX_LET_NODES;
+                let value = cx.substitute(e, &mut budget)?;
+                cx.scalars.insert(l.name.clone(), value);
             }
             LetValue::Tabular(t) => {
                 let node = cx.tabular(t)?;
@@ -467,6 +476,99 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// `e` with the scalar lets bound so far written in, counting nodes
+    /// against `budget`.
+    #[recursive::recursive]
+    fn substitute(&self, e: &Expr, budget: &mut usize) -> R<Expr> {
+        let too_big = || {
+            self.syntax(
+                e.offset,
+                format!("this let grows past {MAX_LET_NODES} operations once the lets it names are written in"),
+            )
+        };
+        *budget = budget.checked_sub(1).ok_or_else(too_big)?;
+        let kind = match &e.kind {
+            ExprKind::Ident(n) => match self.scalars.get(n) {
+                Some(v) => {
+                    // Bound values are written in already: copy, counted.
+                    *budget = budget.checked_sub(count_nodes(v)).ok_or_else(too_big)?;
+                    return Ok(v.clone());
+                }
+                None => e.kind.clone(),
+            },
+            ExprKind::Member(a, k) => {
+                ExprKind::Member(Box::new(self.substitute(a, budget)?), k.clone())
+            }
+            ExprKind::Index(a, b) => ExprKind::Index(
+                Box::new(self.substitute(a, budget)?),
+                Box::new(self.substitute(b, budget)?),
+            ),
+            ExprKind::Neg(a) => ExprKind::Neg(Box::new(self.substitute(a, budget)?)),
+            ExprKind::Binary(op, a, b) => ExprKind::Binary(
+                *op,
+                Box::new(self.substitute(a, budget)?),
+                Box::new(self.substitute(b, budget)?),
+            ),
+            ExprKind::Call(f, args) => ExprKind::Call(
+                f.clone(),
+                args.iter()
+                    .map(|a| self.substitute(a, budget))
+                    .collect::<R<_>>()?,
+            ),
+            ExprKind::StrOp {
+                op,
+                negated,
+                case_sensitive,
+                left,
+                right,
+            } => ExprKind::StrOp {
+                op: *op,
+                negated: *negated,
+                case_sensitive: *case_sensitive,
+                left: Box::new(self.substitute(left, budget)?),
+                right: Box::new(self.substitute(right, budget)?),
+            },
+            ExprKind::In {
+                expr,
+                list,
+                negated,
+                case_insensitive,
+            } => ExprKind::In {
+                expr: Box::new(self.substitute(expr, budget)?),
+                list: list
+                    .iter()
+                    .map(|a| self.substitute(a, budget))
+                    .collect::<R<_>>()?,
+                negated: *negated,
+                case_insensitive: *case_insensitive,
+            },
+            ExprKind::HasAny { all, expr, list } => ExprKind::HasAny {
+                all: *all,
+                expr: Box::new(self.substitute(expr, budget)?),
+                list: list
+                    .iter()
+                    .map(|a| self.substitute(a, budget))
+                    .collect::<R<_>>()?,
+            },
+            ExprKind::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => ExprKind::Between {
+                expr: Box::new(self.substitute(expr, budget)?),
+                low: Box::new(self.substitute(low, budget)?),
+                high: Box::new(self.substitute(high, budget)?),
+                negated: *negated,
+            },
+            other => other.clone(),
+        };
+        Ok(Expr {
+            offset: e.offset,
+            kind,
+        })
+    }
+
     /// `range` makes its rows where it is planned: its bounds must be
     /// constants, and it makes at most [`MAX_RANGE_ROWS`] rows, as SQL's
     /// `range()` does.
@@ -498,6 +600,7 @@ impl<'a> Cx<'a> {
 
     /// A constant as a number: longs and reals, datetimes and timespans in
     /// nanoseconds, `ago()` and `now()` at the pinned time or this one.
+    #[recursive::recursive]
     fn const_num(&self, e: &Expr) -> Option<f64> {
         let now = || -> f64 {
             match &self.now {
@@ -1571,6 +1674,7 @@ impl<'a> Cx<'a> {
         }
     }
 
+    #[recursive::recursive]
     fn constant_str(&self, e: &Expr) -> Option<String> {
         match &e.kind {
             ExprKind::Str(s) => Some(s.clone()),
@@ -1689,6 +1793,12 @@ impl<'a> Cx<'a> {
                 let x = self.scalar(expr, schema, collect)?;
                 let mut lo = self.scalar(low, schema, collect)?;
                 let mut hi = self.scalar(high, schema, collect)?;
+                // between (datetime .. timespan): from the datetime, that long.
+                if matches!(high.kind, ExprKind::Timespan(_))
+                    && matches!(x.get_type(schema), Ok(DataType::Timestamp(..)))
+                {
+                    hi = lo.clone() + hi;
+                }
                 if let Ok(DataType::Date32) = x.get_type(schema) {
                     if let Some(d) = date_of(&low.kind) {
                         lo = lit(d);
@@ -1921,6 +2031,15 @@ impl<'a> Cx<'a> {
         if let (Some(d), Some(DataType::Date32)) = (date_of(&l.kind), &tb) {
             a = lit(d);
         }
+        // A dynamic value (JSON text) beside a number is that number.
+        let is_dynamic = |e: &DfExpr| matches!(e, DfExpr::ScalarFunction(f) if f.name() == crate::functions::JSON_GET);
+        let is_number = |t: &Option<DataType>| t.as_ref().is_some_and(|t| t.is_numeric());
+        if is_dynamic(&a) && is_number(&tb) {
+            a = cast_to(a, Type::Real);
+        }
+        if is_dynamic(&b) && is_number(&ta) {
+            b = cast_to(b, Type::Real);
+        }
         let is_text = |t: &Option<DataType>| {
             matches!(
                 t,
@@ -1934,20 +2053,23 @@ impl<'a> Cx<'a> {
             BinOp::Div => a / b,
             BinOp::Mod => a % b,
             BinOp::Eq => {
-                if is_text(&ta) && matches!(&r.kind, ExprKind::Str(s) if s.is_empty()) {
+                let empty = |k: &ExprKind| matches!(k, ExprKind::Str(s) if s.is_empty());
+                if is_text(&ta) && empty(&r.kind) {
                     a.clone().is_null().or(a.eq(b))
+                } else if is_text(&tb) && empty(&l.kind) {
+                    b.clone().is_null().or(a.eq(b))
                 } else {
                     a.eq(b)
                 }
             }
             BinOp::NotEq => {
-                if is_text(&ta)
-                    && !matches!(&r.kind, ExprKind::Str(s) if s.is_empty())
-                    && matches!(r.kind, ExprKind::Str(_))
-                {
+                let nonempty = |k: &ExprKind| matches!(k, ExprKind::Str(s) if !s.is_empty());
+                if is_text(&ta) && nonempty(&r.kind) {
                     // KQL strings are never null: a null is "", which
                     // differs from any other string.
                     a.clone().is_null().or(a.not_eq(b))
+                } else if is_text(&tb) && nonempty(&l.kind) {
+                    b.clone().is_null().or(a.not_eq(b))
                 } else {
                     a.not_eq(b)
                 }
@@ -2250,7 +2372,10 @@ impl<'a> Cx<'a> {
                         let origin = if lname == "bin_at" { a(2)? } else { lit(0i64) };
                         let f = self.udf(
                             "floor",
-                            vec![(x.clone() - origin.clone()) / size.clone()],
+                            vec![
+                                cast_to(x.clone() - origin.clone(), Type::Real)
+                                    / cast_to(size.clone(), Type::Real),
+                            ],
                             at,
                         )?;
                         let binned = f * size + origin;
@@ -2273,16 +2398,7 @@ impl<'a> Cx<'a> {
             }
             "startofweek" => {
                 argc(1, 1)?;
-                // Weeks start on Sunday.
-                let day = self.udf("date_trunc", vec![lit("day"), a(0)?], at)?;
-                let dow = self.udf("date_part", vec![lit("dow"), a(0)?], at)?;
-                let back = self.udf(
-                    "to_timestamp_seconds",
-                    vec![cast_to(dow * lit(86_400i64), Type::Long)],
-                    at,
-                )?;
-                let epoch = lit(ScalarValue::TimestampSecond(Some(0), None));
-                day - (back - epoch)
+                self.start_of_week(a(0)?, at)?
             }
             "endofday" => {
                 argc(1, 1)?;
@@ -2353,7 +2469,8 @@ impl<'a> Cx<'a> {
                         let epoch = |t: DfExpr| -> R<DfExpr> {
                             let t = match trunc_unit {
                                 Some(u) => self.udf("date_trunc", vec![lit(u), t], at)?,
-                                None => t,
+                                // Weeks: the Sundays that start them.
+                                None => self.start_of_week(t, at)?,
                             };
                             self.udf("date_part", vec![lit("epoch"), t], at)
                         };
@@ -2704,6 +2821,18 @@ impl<'a> Cx<'a> {
 
     /// An aggregate call, and for a percentile the percentage to pick
     /// from the sorted list it aggregates.
+    /// The Sunday midnight that starts `t`'s week.
+    fn start_of_week(&self, t: DfExpr, at: usize) -> R<DfExpr> {
+        let day = self.udf("date_trunc", vec![lit("day"), t.clone()], at)?;
+        let dow = self.udf("date_part", vec![lit("dow"), t], at)?;
+        let back = cast_to(dow * lit(86_400_000_000i64), Type::Long);
+        let back = DfExpr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(back),
+            DataType::Duration(TimeUnit::Microsecond),
+        ));
+        Ok(day - back)
+    }
+
     fn aggregate(
         &self,
         name: &str,
@@ -2811,11 +2940,12 @@ impl<'a> Cx<'a> {
                         exact(1, 2)?;
                     }
                     let x = a(0)?;
-                    let mut keep = x.clone().is_not_null();
-                    if conditional {
-                        keep = keep.and(cond(1)?);
-                    }
-                    let b = self.udaf("array_agg", vec![x], at)?.filter(keep);
+                    // Nulls are left out: IGNORE NULLS, which costs less
+                    // than a filter (and nothing on a non-null column).
+                    let b = self
+                        .udaf("array_agg", vec![x], at)?
+                        .null_treatment(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls);
+                    let b = if conditional { b.filter(cond(1)?) } else { b };
                     if name.starts_with("make_set") {
                         build(b.distinct())?
                     } else {
@@ -2936,8 +3066,8 @@ fn aggregate_name(e: &Expr) -> Option<String> {
             format!("percentile_{col}_{p}")
         }
         "take_any" | "any" => col,
-        "make_set_if" => format!("make_set_{col}"),
-        "make_list_if" => format!("make_list_{col}"),
+        "make_set" | "make_set_if" => format!("set_{col}"),
+        "make_list" | "make_list_if" => format!("list_{col}"),
         other => format!("{other}_{col}"),
     })
 }
@@ -2953,6 +3083,31 @@ fn unqualify(e: DfExpr) -> DfExpr {
     })
     .map(|t| t.data)
     .unwrap_or_else(|e| lit(e.to_string()))
+}
+
+/// How many nodes an expression has (walked with a stack of its own).
+fn count_nodes(e: &Expr) -> usize {
+    let mut n = 0;
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        n += 1;
+        match &e.kind {
+            ExprKind::Member(a, _) | ExprKind::Neg(a) => stack.push(a),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => stack.extend([&**a, &**b]),
+            ExprKind::StrOp { left, right, .. } => stack.extend([&**left, &**right]),
+            ExprKind::Call(_, args) => stack.extend(args.iter()),
+            ExprKind::In { expr, list, .. } | ExprKind::HasAny { expr, list, .. } => {
+                stack.push(expr);
+                stack.extend(list.iter());
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => stack.extend([&**expr, &**low, &**high]),
+            ExprKind::InQuery { expr, .. } => stack.push(expr),
+            _ => {}
+        }
+    }
+    n
 }
 
 /// A column by its exact name (`col()` would parse and fold case).
@@ -3121,7 +3276,10 @@ fn chrono_format(f: &str) -> String {
             ('m', 1) => "%-M".to_string(),
             ('s', 2) => "%S".to_string(),
             ('s', 1) => "%-S".to_string(),
-            ('f', k) | ('F', k) if k <= 9 => format!("%{k}f"),
+            // chrono writes 3, 6 or 9 digits of a fraction.
+            ('f', k) | ('F', k) if k <= 3 => "%3f".to_string(),
+            ('f', k) | ('F', k) if k <= 6 => "%6f".to_string(),
+            ('f', k) | ('F', k) if k <= 9 => "%9f".to_string(),
             ('t', 2) => "%p".to_string(),
             ('%', _) => "%%".repeat(n),
             _ => std::iter::repeat_n(c, n).collect(),

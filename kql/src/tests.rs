@@ -448,3 +448,56 @@ async fn the_deepest_accepted_expressions_plan() {
     };
     assert!(e.message.contains("operations deep"), "{e}");
 }
+
+/// What review found: lets that rebind their own name, lets that double
+/// at every step, and KQL's answers for bins of negative numbers, week
+/// boundaries, nulls compared from the left, dynamic numbers and
+/// `between (t .. span)`.
+#[tokio::test]
+async fn lets_rebinding_and_kql_arithmetic() {
+    let ctx = ctx();
+    let one = |b: &[RecordBatch]| lines(b, true)[3].replace([' ', '|'], "");
+    let b = kql(
+        &ctx,
+        "let n = 10; let n = n * 2; range x from 1 to n step 1 | count",
+    )
+    .await
+    .unwrap();
+    assert_eq!(one(&b), "20");
+    let b = kql(&ctx, "let x = 1; let x = x + 1; print x")
+        .await
+        .unwrap();
+    assert_eq!(one(&b), "2");
+    let mut lets = String::from("let a0 = 1;");
+    for i in 1..=20 {
+        lets.push_str(&format!(" let a{i} = a{} + a{};", i - 1, i - 1));
+    }
+    let e = kql(&ctx, &format!("{lets} print x = a20"))
+        .await
+        .unwrap_err();
+    assert!(e.contains("grows past"), "{e}");
+    let b = kql(&ctx, "print x = bin(-7, 5)").await.unwrap();
+    assert_eq!(one(&b), "-10");
+    let b = kql(
+        &ctx,
+        "print w = datetime_diff('week', datetime(2017-10-29 00:00), datetime(2017-09-30 23:59))",
+    )
+    .await
+    .unwrap();
+    assert_eq!(one(&b), "5");
+    same(
+        "SigninLogs | where '10.0.0.1' != IPAddress | count",
+        "SELECT count(*) AS \"Count\" FROM \"SigninLogs\" WHERE \"IPAddress\" IS NULL OR \"IPAddress\" <> '10.0.0.1'",
+    )
+    .await;
+    same(
+        "SigninLogs | where parse_json(LocationDetails).geo.lat > 50 | count",
+        "SELECT 1 AS \"Count\"",
+    )
+    .await;
+    same(
+        "SigninLogs | where TimeGenerated between (datetime(2026-10-26T07:00:00Z) .. 2h) | count",
+        "SELECT count(*) AS \"Count\" FROM \"SigninLogs\" WHERE \"TimeGenerated\" BETWEEN TIMESTAMP '2026-10-26T07:00:00Z' AND TIMESTAMP '2026-10-26T09:00:00Z'",
+    )
+    .await;
+}
