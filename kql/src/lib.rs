@@ -3,7 +3,7 @@
 //! A query is parsed here ([`parse`]) into a [`Script`] — its `let`
 //! statements, request properties (`set query_now = …;`) and one tabular
 //! expression — and planned ([`plan`]) into a DataFusion
-//! [`LogicalPlan`](datafusion::logical_expr::LogicalPlan) over the tables
+//! [`LogicalPlan`] over the tables
 //! of a session state. Everything after planning (the optimiser, the lake
 //! catalog, roles, the plan checks, leases, distribution) is the SQL
 //! path's, unchanged.
